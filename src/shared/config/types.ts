@@ -1,0 +1,96 @@
+/**
+ * The effective configuration of a running coordinator: every section and key, fully resolved
+ * (defaults < TOML < environment < command line). Field names are the TOML key names so the
+ * object prints back as TOML without a mapping table.
+ */
+export type Environment = 'development' | 'staging' | 'production';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+export type LogFormat = 'pretty' | 'json' | 'compact';
+export type BackendMode = 'coordinator' | 'mock';
+
+export interface ServiceConfig {
+  name: string;
+  /** Always the package version; cannot be set. */
+  version: string;
+  environment: Environment;
+}
+
+export interface ServerConfig {
+  /** Bind address of the client API and the cluster (worker) servers. */
+  host: string;
+  /** Client API port. */
+  port: number;
+  shutdown_timeout_seconds: number;
+  /** Max gRPC message size, both directions, both servers. */
+  max_message_bytes: number;
+}
+
+export interface MetricsConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+}
+
+export interface LoggingConfig {
+  level: LogLevel;
+  format: LogFormat;
+  /** Optional log file, written in addition to stdout. */
+  file_path?: string;
+}
+
+export interface BackendConfig {
+  mode: BackendMode;
+}
+
+export interface CoordinatorConfig {
+  /** Worker-facing (cluster) gRPC port. */
+  port: number;
+  /** Upstream's separate core tuning file; its [coordinator] table sits beneath the main file's. */
+  config_file?: string;
+  job_ttl_seconds: number;
+  job_monitor_interval_seconds: number;
+  phase1_timeout_seconds: number;
+  phase2_timeout_seconds: number;
+  phase3_timeout_seconds: number;
+  execution_timeout_seconds: number;
+  heartbeat_interval_seconds: number;
+  heartbeat_max_missed: number;
+  stale_disconnected_threshold_seconds: number;
+  reconnect_grace_period_ms: number;
+  default_compute_units: number;
+  min_compute_units: number;
+  max_total_workers: number;
+  max_workers_per_job: number;
+  webhook_url?: string;
+  max_queued_jobs: number;
+  queue_timeout_seconds: number;
+  setup_timeout_seconds: number;
+  max_retained_jobs: number;
+  handshake_timeout_seconds: number;
+  recovery_timeout_seconds: number;
+  wrap_timeout_seconds: number;
+  max_worker_queue_bytes: number;
+  max_egress_bytes: number;
+  inputs_dir?: string;
+  cache_dir?: string;
+  proofs_dir?: string;
+  /** Run the scheduler core on its own worker thread (true) or on the main thread (false). */
+  scheduler_thread: boolean;
+}
+
+export interface Config {
+  service: ServiceConfig;
+  server: ServerConfig;
+  metrics: MetricsConfig;
+  logging: LoggingConfig;
+  backend: BackendConfig;
+  coordinator: CoordinatorConfig;
+}
+
+/** Where an effective value came from, for --print-config. */
+export type ConfigSource =
+  | { kind: 'default' }
+  | { kind: 'file'; path: string }
+  | { kind: 'legacy-file'; path: string }
+  | { kind: 'env'; name: string }
+  | { kind: 'cli'; flag: string };
