@@ -46,12 +46,12 @@ export function serviceDefinition(file: string, fullName: string): ServiceDefini
   return def as ServiceDefinition;
 }
 
-export function messageType(file: string, fullName: string): MessageTypeDefinition {
+export function messageType(file: string, fullName: string): MessageTypeDefinition<object, object> {
   const def = loadProto(file)[fullName];
   if (!def || !('format' in def) || def.format !== 'Protocol Buffer 3 DescriptorProto') {
     throw new Error(`${fullName} is not a message in ${file}`);
   }
-  return def as MessageTypeDefinition;
+  return def as MessageTypeDefinition<object, object>;
 }
 
 export const CLIENT_API_SERVICE = 'zisk.coordinator.v1.ZiskCoordinatorApi';

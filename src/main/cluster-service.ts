@@ -1,0 +1,378 @@
+/**
+ * The worker-facing side of the main thread: the `WorkerStream` handler (handshake and edge
+ * validation), the worker links, coordinator heartbeats, and the effects that write to workers.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { ServiceDefinition } from '@grpc/proto-loader';
+import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../shared/proto';
+import type {
+  AggregateTask,
+  LinkId,
+  SchedulerEffect,
+  SchedulerEvent,
+  SetupRef,
+} from '../shared/scheduler-protocol';
+import type { Logger } from '../shared/logging';
+import type { BlobStore } from './blob-store';
+import { EgressBudget, WorkerLink, type BytesKind, type OutboundMessage } from './worker-link';
+import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
+import {
+  contributionTaskEncoder,
+  encodeAggregateTask,
+  encodeWrapTask,
+  proveTaskEncoder,
+  type ContributionShared,
+} from './task-encoding';
+
+/** What the cluster side needs to know about a job's data to build its tasks. */
+export interface TaskDataSource {
+  contributionData(jobId: string): Omit<ContributionShared, 'jobId' | 'executionOnly' | 'dataId'> | undefined;
+}
+
+/** ELF bytes of programs with a pending or completed setup. */
+export interface ElfSource {
+  elfBytes(hashId: string): Buffer | undefined;
+}
+
+export interface ClusterMetrics {
+  workerMessage(type: string): void;
+  ignoredWorkerMessage(reason: string): void;
+  bytesSent(kind: BytesKind, n: number): void;
+}
+
+export interface ClusterServiceOptions {
+  maxWorkerQueueBytes: number;
+  maxEgressBytes: number;
+  heartbeatIntervalMs: number;
+  post(event: SchedulerEvent): void;
+  blobs: BlobStore;
+  elves: ElfSource;
+  taskData: TaskDataSource;
+  metrics: ClusterMetrics;
+  logger: Logger;
+}
+
+type CoordinatorMessageObject = Record<string, unknown>;
+
+/** Serializer that passes pre-encoded bytes through, so one encoding serves many streams. */
+function passThroughService(): { service: ServiceDefinition; encode: (m: CoordinatorMessageObject) => Buffer } {
+  const base = serviceDefinition(CLUSTER_VIEW_PROTO, CLUSTER_API_SERVICE);
+  const method = base.WorkerStream;
+  const encode = (m: CoordinatorMessageObject): Buffer => method.responseSerialize(m);
+  const service: ServiceDefinition = {
+    WorkerStream: {
+      ...method,
+      responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : encode(value as CoordinatorMessageObject)),
+    },
+  };
+  return { service, encode };
+}
+
+const STATUS_BY_NAME = {
+  OK: grpc.status.OK,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
+} as const;
+
+function timestampNow(): { seconds: string; nanos: number } {
+  const ms = Date.now();
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+export class ClusterService {
+  readonly service: ServiceDefinition;
+  private readonly encode: (m: CoordinatorMessageObject) => Buffer;
+  private readonly links = new Map<LinkId, WorkerLink>();
+  private readonly egress: EgressBudget;
+  private nextLinkId = 1;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly rejectTimers = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly opts: ClusterServiceOptions) {
+    const { service, encode } = passThroughService();
+    this.service = service;
+    this.encode = encode;
+    this.egress = new EgressBudget(opts.maxEgressBytes);
+  }
+
+  /** The grpc-js implementation object for `addService`. */
+  implementation(): grpc.UntypedServiceImplementation {
+    return {
+      WorkerStream: (call: grpc.ServerDuplexStream<WorkerMessageView, Buffer>) => this.accept(call),
+    };
+  }
+
+  startHeartbeats(): void {
+    if (this.opts.heartbeatIntervalMs <= 0) return;
+    this.heartbeatTimer = setInterval(() => this.sendHeartbeats(), this.opts.heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  stop(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const t of this.rejectTimers) clearTimeout(t);
+    this.rejectTimers.clear();
+  }
+
+  link(id: LinkId): WorkerLink | undefined {
+    return this.links.get(id);
+  }
+
+  get linkCount(): number {
+    return this.links.size;
+  }
+
+  private accept(call: grpc.ServerDuplexStream<WorkerMessageView, Buffer>): void {
+    // The Rust worker waits for response headers before it sends `register` (decisions D1).
+    call.sendMetadata(new grpc.Metadata());
+    const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics);
+    this.links.set(link.id, link);
+    this.opts.post({ type: 'linkOpened', linkId: link.id });
+    let handshakeDone = false;
+    let closed = false;
+    const onClosed = (): void => {
+      if (closed) return;
+      closed = true;
+      link.markClosed();
+      this.links.delete(link.id);
+      this.opts.post({ type: 'workerClosed', linkId: link.id });
+      if (link.workerId) this.opts.logger.debug({ worker_id: link.workerId, link: link.id }, 'worker stream closed');
+    };
+    call.on('data', (msg: WorkerMessageView) => {
+      if (closed) return;
+      const name = payloadName(msg);
+      this.opts.metrics.workerMessage(name ?? 'none');
+      if (!handshakeDone) {
+        handshakeDone = true;
+        this.handshake(link, msg);
+        return;
+      }
+      if (!link.workerId) return; // rejected at the handshake: the stream is ending
+      const c = classifyWorkerMessage(msg, link.id, link.workerId, this.opts.blobs);
+      if (c.kind === 'event') this.opts.post(c.event);
+      else if (c.kind === 'ignore') this.ignored(link, c.reason, c.detail);
+      else {
+        this.opts.logger.warn({ worker_id: link.workerId, link: link.id }, `protocol error: ${c.message}`);
+        link.end(grpc.status.INVALID_ARGUMENT, c.message);
+      }
+    });
+    call.on('end', () => {
+      if (!handshakeDone) link.end(grpc.status.ABORTED, 'Connection closed during handshake');
+      else link.end(grpc.status.OK, 'OK');
+      onClosed();
+    });
+    call.on('error', (err: Error) => {
+      this.opts.logger.debug({ worker_id: link.workerId, link: link.id, err: err.message }, 'worker stream error');
+      onClosed();
+    });
+    call.on('cancelled', onClosed);
+    call.on('close', onClosed);
+  }
+
+  private handshake(link: WorkerLink, msg: WorkerMessageView): void {
+    const outcome = readHandshake(msg);
+    if (outcome.kind === 'protocolError') {
+      this.opts.logger.warn({ link: link.id }, `worker handshake refused: ${outcome.message}`);
+      link.end(grpc.status.INVALID_ARGUMENT, outcome.message);
+      return;
+    }
+    const hello = outcome.hello;
+    if (!hello.ok) {
+      this.opts.logger.warn({ worker_id: hello.workerId, link: link.id }, hello.message);
+      this.rejectLater(link, hello.workerId, hello.message, 1000);
+      return;
+    }
+    link.workerId = hello.workerId;
+    this.opts.post({
+      type: 'workerHello',
+      linkId: link.id,
+      workerId: hello.workerId,
+      computeUnits: hello.computeUnits,
+      reconnect: hello.reconnect,
+      ...(hello.lastKnownJobId !== undefined ? { lastKnownJobId: hello.lastKnownJobId } : {}),
+    });
+  }
+
+  private ignored(link: WorkerLink, reason: string, detail: string): void {
+    this.opts.metrics.ignoredWorkerMessage(reason);
+    this.opts.logger.debug({ worker_id: link.workerId, link: link.id, reason }, `ignored worker message: ${detail}`);
+  }
+
+  /** Rejections are delayed so a worker's immediate-reconnect loop cannot spin us (upstream B1). */
+  private rejectLater(link: WorkerLink, workerId: string, message: string, delayMs: number): void {
+    link.workerId = undefined;
+    const timer = setTimeout(() => {
+      this.rejectTimers.delete(timer);
+      link.sendBuffer(this.encode({ register_response: { worker_id: workerId, accepted: false, message } }), 'other');
+      link.end(grpc.status.OK, 'OK');
+    }, delayMs);
+    this.rejectTimers.add(timer);
+  }
+
+  private sendHeartbeats(): void {
+    let buf: Buffer | undefined;
+    for (const link of this.links.values()) {
+      if (!link.registered) continue;
+      buf ??= this.encode({ heartbeat: { timestamp: timestampNow() } });
+      link.sendBuffer(buf, 'other');
+    }
+  }
+
+  private setupMessage(setup: SetupRef): OutboundMessage | undefined {
+    const elf = this.opts.elves.elfBytes(setup.hashId);
+    if (!elf) {
+      this.opts.logger.error({ hash_id: setup.hashId }, 'ELF of a set-up program is not available; setup not sent');
+      return undefined;
+    }
+    const encoded = this.encode({
+      setup_program: {
+        job_id: setup.setupJobId,
+        elf_bytes: elf,
+        hash_id: setup.hashId,
+        with_hints: setup.withHints,
+        program_name: setup.programName,
+      },
+    });
+    return { bytes: encoded.length, kind: 'elf', encode: () => encoded };
+  }
+
+  private aggregateMessage(task: AggregateTask): OutboundMessage {
+    const proofList = task.proofsBlobId !== undefined ? this.opts.blobs.get(task.proofsBlobId) : undefined;
+    const buf = encodeAggregateTask({
+      jobId: task.jobId,
+      workerId: task.workerId,
+      proofList,
+      last: task.last,
+      proofType: task.proofType,
+    });
+    return { bytes: buf.length, kind: 'task', encode: () => buf };
+  }
+
+  /** Applies one worker-facing effect. Returns false when the effect is not for this service. */
+  apply(effect: SchedulerEffect): boolean {
+    switch (effect.type) {
+      case 'acceptWorker': {
+        const link = this.links.get(effect.linkId);
+        if (!link || link.closed) return true;
+        link.registered = true;
+        const [first, ...rest] = effect.setups;
+        const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
+        const response = this.encode({
+          register_response: {
+            worker_id: effect.workerId,
+            accepted: true,
+            message: effect.message,
+            registered_at: timestampNow(),
+            ...(effect.directive
+              ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } }
+              : {}),
+            ...(first && firstElf
+              ? {
+                  setup_program: {
+                    job_id: first.setupJobId,
+                    elf_bytes: firstElf,
+                    hash_id: first.hashId,
+                    with_hints: first.withHints,
+                    program_name: first.programName,
+                  },
+                }
+              : {}),
+          },
+        });
+        link.sendBuffer(response, first ? 'elf' : 'other');
+        if (effect.replayAggregate) link.send(this.aggregateMessage(effect.replayAggregate));
+        for (const setup of rest) {
+          const m = this.setupMessage(setup);
+          if (m) link.send(m);
+        }
+        return true;
+      }
+      case 'rejectWorker': {
+        const link = this.links.get(effect.linkId);
+        if (link) this.rejectLater(link, effect.workerId, effect.message, effect.delayMs);
+        return true;
+      }
+      case 'closeWorker': {
+        this.links.get(effect.linkId)?.end(STATUS_BY_NAME[effect.status], effect.message);
+        return true;
+      }
+      case 'sendSetup': {
+        const m = this.setupMessage(effect.setup);
+        if (m) for (const id of effect.linkIds) this.links.get(id)?.send(m);
+        return true;
+      }
+      case 'dispatchContributions': {
+        const data = this.opts.taskData.contributionData(effect.jobId);
+        if (!data) {
+          this.opts.logger.error({ job_id: effect.jobId }, 'no task data for a dispatched job');
+          this.opts.post({
+            type: 'failJob',
+            jobId: effect.jobId,
+            failure: { kind: 'internal', traceId: effect.jobId, reason: 'task data missing at dispatch' },
+          });
+          return true;
+        }
+        const encodeFor = contributionTaskEncoder({
+          ...data,
+          jobId: effect.jobId,
+          executionOnly: effect.executionOnly,
+          dataId: effect.dataId,
+        });
+        const approx = (data.inputData?.length ?? 0) + (data.hintsData?.length ?? 0) + 256;
+        for (const t of effect.targets) {
+          const per = {
+            workerId: t.workerId,
+            rank: t.rank,
+            totalWorkers: effect.totalWorkers,
+            allocation: t.allocation,
+            jobComputeUnits: effect.jobComputeUnits,
+          };
+          const link = this.links.get(t.linkId);
+          if (!link) continue;
+          // Encoded just in time: a queued 64 MiB input holds one shared source, not N copies.
+          let encoded: Buffer | undefined;
+          link.send({ bytes: approx + t.allocation.length * 5, kind: data.inputData ? 'input' : 'task', encode: () => (encoded ??= encodeFor(per)) });
+        }
+        return true;
+      }
+      case 'dispatchProve': {
+        const challenges: Buffer[] = [];
+        for (const id of effect.challengesBlobIds) {
+          const blob = this.opts.blobs.get(id);
+          if (blob) challenges.push(blob);
+        }
+        const encodeFor = proveTaskEncoder(effect.jobId, challenges);
+        for (const t of effect.targets) this.links.get(t.linkId)?.sendBuffer(encodeFor(t.workerId), 'task');
+        return true;
+      }
+      case 'dispatchAggregate': {
+        this.links.get(effect.task.linkId)?.send(this.aggregateMessage(effect.task));
+        return true;
+      }
+      case 'dispatchWrap': {
+        const proofData = this.opts.blobs.get(effect.proofBlobId) ?? Buffer.alloc(0);
+        const buf = encodeWrapTask({ jobId: effect.jobId, workerId: effect.workerId, proofData, proofDest: effect.proofDest });
+        this.links.get(effect.linkId)?.sendBuffer(buf, 'task');
+        return true;
+      }
+      case 'sendJobCancelled': {
+        const buf = this.encode({ job_cancelled: { job_id: effect.jobId, reason: effect.reason } });
+        for (const id of effect.linkIds) this.links.get(id)?.sendBuffer(buf, 'other');
+        return true;
+      }
+      case 'ignoredMessage': {
+        this.opts.metrics.ignoredWorkerMessage(effect.reason);
+        this.opts.logger.debug({ link: effect.linkId, reason: effect.reason }, `ignored worker message: ${effect.detail}`);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Encodes one message once for a fan-out to several links (input/hints relays). */
+  encodeMessage(m: CoordinatorMessageObject): Buffer {
+    return this.encode(m);
+  }
+}

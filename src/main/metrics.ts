@@ -1,0 +1,345 @@
+/**
+ * The coordinator's Prometheus metrics (decisions.md D8).
+ *
+ * Everything lives in a private prom-client Registry (several coordinators can share one process in
+ * tests) and every metric is registered at construction, so a dashboard sees each series from the
+ * first scrape instead of "no data" until something happens. Label sets that are closed (job kinds,
+ * outcomes, worker states, byte kinds, phases, loop stats) are initialised to zero for the same
+ * reason; open ones (RPC method × status, worker ids, message types, ignore reasons) appear on first
+ * use. Callers get intention-named methods; prom-client objects stay inside this file so the
+ * bookkeeping rules (what goes up, what goes down, what is clamped) live in one place.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type JobKindLabel = 'setup' | 'prove' | 'execute' | 'wrap';
+export type JobOutcomeLabel = 'success' | 'failure' | 'cancelled';
+export type WorkerStateLabel = 'idle' | 'setting_up' | 'ready' | 'computing' | 'disconnected';
+export type PhaseLabel = 'contributions' | 'prove' | 'aggregate';
+export type BytesKindLabel = 'elf' | 'input' | 'hints' | 'task' | 'other';
+export type LoopThreadLabel = 'main' | 'scheduler';
+
+/** gRPC status code names, indexed by code (grpc-js `status` enum order). */
+const GRPC_STATUS_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const;
+export type GrpcStatusName = (typeof GRPC_STATUS_NAMES)[number];
+
+export const JOB_KINDS: readonly JobKindLabel[] = ['setup', 'prove', 'execute', 'wrap'];
+export const JOB_OUTCOMES: readonly JobOutcomeLabel[] = ['success', 'failure', 'cancelled'];
+export const WORKER_STATES: readonly WorkerStateLabel[] = ['idle', 'setting_up', 'ready', 'computing', 'disconnected'];
+export const PHASES: readonly PhaseLabel[] = ['contributions', 'prove', 'aggregate'];
+export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 'task', 'other'];
+const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
+
+/**
+ * Job, phase and request durations (D8). They reach 2 h because a large prove can run that long; a
+ * histogram whose top bucket is below the real durations only says "+Inf".
+ */
+export const DURATION_BUCKETS: readonly number[] = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600, 7200];
+
+/**
+ * Request durations add millisecond buckets below D8's list: most RPCs (Register, Cancel, a refused
+ * JobRequest) answer in a few ms and would all land in the 0.1 s bucket otherwise, while
+ * WaitJobResult holds and Push streams still need the long tail up to 2 h.
+ */
+export const REQUEST_DURATION_BUCKETS: readonly number[] = [0.001, 0.005, 0.01, 0.025, 0.05, ...DURATION_BUCKETS];
+
+import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
+export { LoopStatsSampler, type LoopStats };
+
+export interface RenderedMetrics {
+  contentType: string;
+  body: string;
+}
+
+export class CoordinatorMetrics {
+  private readonly registry = new Registry();
+  private readonly mainLoop = new LoopStatsSampler(10);
+  /** One main-loop sample per scrape, shared by the delay and utilization collectors. */
+  private scrapeSample: LoopStats | undefined;
+  private activeJobCount = 0;
+
+  private readonly requests: Counter<'method' | 'status'>;
+  private readonly requestDuration: Histogram<'method'>;
+  private readonly activeJobs: Gauge<never>;
+  private readonly jobs: Counter<'kind' | 'outcome'>;
+  private readonly jobDuration: Histogram<'kind' | 'outcome'>;
+  private readonly workerJobs: Counter<'worker_id' | 'outcome'>;
+  private readonly registeredPrograms: Gauge<never>;
+  private readonly workersConnected: Gauge<never>;
+  private readonly queueDepth: Gauge<never>;
+  private readonly workers: Gauge<'state'>;
+  private readonly phaseDuration: Histogram<'phase'>;
+  private readonly workerMessages: Counter<'type'>;
+  private readonly ignoredWorkerMessages: Counter<'reason'>;
+  private readonly bytes: Counter<'kind'>;
+  private readonly loopDelay: Gauge<'thread' | 'stat'>;
+  private readonly loopUtilization: Gauge<'thread'>;
+
+  constructor() {
+    const registers = [this.registry];
+
+    this.requests = new Counter({
+      name: 'coordinator_requests_total',
+      help: 'Client API calls by RPC method and final gRPC status code name (OK, NOT_FOUND, ...), including calls refused by validation.',
+      labelNames: ['method', 'status'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'coordinator_request_duration_seconds',
+      help: 'Client API call duration by RPC method, from arrival to final status (whole stream for PushJobInput/PushJobHintsInput, stream setup for WatchJob).',
+      labelNames: ['method'],
+      buckets: [...REQUEST_DURATION_BUCKETS],
+      registers,
+    });
+    this.activeJobs = new Gauge({
+      name: 'coordinator_active_jobs',
+      help: 'Jobs dispatched to workers and not yet terminal (queued jobs are in coordinator_queue_depth).',
+      registers,
+    });
+    this.jobs = new Counter({
+      name: 'coordinator_jobs_total',
+      help: 'Jobs that reached a terminal state, by job kind (setup, prove, execute, wrap) and outcome (success, failure, cancelled).',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.jobDuration = new Histogram({
+      name: 'coordinator_job_duration_seconds',
+      help: 'Job duration from acceptance to terminal state, by job kind and outcome.',
+      labelNames: ['kind', 'outcome'],
+      buckets: [...DURATION_BUCKETS],
+      registers,
+    });
+    this.workerJobs = new Counter({
+      name: 'coordinator_worker_jobs_total',
+      help: 'Jobs each worker took part in, counted when the job ends, by worker id and job outcome.',
+      labelNames: ['worker_id', 'outcome'],
+      registers,
+    });
+    this.registeredPrograms = new Gauge({
+      name: 'coordinator_registered_programs_total',
+      help: 'Guest programs (ELFs) registered with this coordinator process. A gauge despite the _total suffix: the name is kept from upstream so existing dashboards work.',
+      registers,
+    });
+    this.workersConnected = new Gauge({
+      name: 'coordinator_workers_connected',
+      help: 'Workers with a live stream (every state except disconnected).',
+      registers,
+    });
+    this.queueDepth = new Gauge({
+      name: 'coordinator_queue_depth',
+      help: 'Jobs accepted and waiting in the queue for worker capacity.',
+      registers,
+    });
+    this.workers = new Gauge({
+      name: 'coordinator_workers',
+      help: 'Known workers by state (idle, setting_up, ready, computing, disconnected).',
+      labelNames: ['state'],
+      registers,
+    });
+    this.phaseDuration = new Histogram({
+      name: 'coordinator_phase_duration_seconds',
+      help: 'Duration of each proving phase (contributions, prove, aggregate) of a job, observed when the phase ends.',
+      labelNames: ['phase'],
+      buckets: [...DURATION_BUCKETS],
+      registers,
+    });
+    this.workerMessages = new Counter({
+      name: 'coordinator_worker_messages_total',
+      help: 'Messages received from workers, by WorkerMessage payload name.',
+      labelNames: ['type'],
+      registers,
+    });
+    this.ignoredWorkerMessages = new Counter({
+      name: 'coordinator_ignored_worker_messages_total',
+      help: 'Worker messages logged and dropped (late, from the wrong worker, wrong phase, ...), by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'coordinator_bytes_sent_total',
+      help: 'Bytes written to worker streams, by content kind (elf, input, hints, task, other); a fan-out counts once per target.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.loopDelay = new Gauge({
+      name: 'coordinator_event_loop_delay_seconds',
+      help: 'Event-loop delay per thread (main, scheduler) over the last interval: p50, p99 and max. Main thread: since the previous scrape; scheduler: its latest report.',
+      labelNames: ['thread', 'stat'],
+      registers,
+      collect: () => {
+        const s = this.mainSampleForScrape();
+        this.loopDelay.set({ thread: 'main', stat: 'p50' }, s.p50);
+        this.loopDelay.set({ thread: 'main', stat: 'p99' }, s.p99);
+        this.loopDelay.set({ thread: 'main', stat: 'max' }, s.max);
+      },
+    });
+    this.loopUtilization = new Gauge({
+      name: 'coordinator_event_loop_utilization',
+      help: 'Fraction of time (0..1) each thread (main, scheduler) spent running code rather than waiting, over the last interval.',
+      labelNames: ['thread'],
+      registers,
+      collect: () => {
+        this.loopUtilization.set({ thread: 'main' }, this.mainSampleForScrape().utilization);
+      },
+    });
+
+    this.initialiseClosedLabelSets();
+    collectDefaultMetrics({ register: this.registry });
+    this.mainLoop.start();
+  }
+
+  /** One finished client API call; `status` is a grpc-js status code or its name. */
+  recordRequest(method: string, status: GrpcStatusName | number, seconds: number): void {
+    this.requests.inc({ method, status: statusName(status) });
+    this.requestDuration.observe({ method }, duration(seconds));
+  }
+
+  /** A job was dispatched to workers (left the queue or started directly). */
+  jobStarted(): void {
+    this.setActiveJobs(this.activeJobCount + 1);
+  }
+
+  /**
+   * A job reached a terminal state. `wasStarted: false` for jobs that ended before dispatch
+   * (cancelled or timed out in the queue), so the active gauge only drops for jobs it counted.
+   */
+  jobFinished(kind: JobKindLabel, outcome: JobOutcomeLabel, seconds: number, opts: { wasStarted?: boolean } = {}): void {
+    if (opts.wasStarted !== false) this.setActiveJobs(this.activeJobCount - 1);
+    this.jobs.inc({ kind, outcome });
+    this.jobDuration.observe({ kind, outcome }, duration(seconds));
+  }
+
+  /** Overrides the running count from the scheduler's own table, which is the source of truth. */
+  setActiveJobs(n: number): void {
+    this.activeJobCount = count(n);
+    this.activeJobs.set(this.activeJobCount);
+  }
+
+  /** Per worker that took part in a job, when that job ends. */
+  workerJob(workerId: string, outcome: JobOutcomeLabel): void {
+    this.workerJobs.inc({ worker_id: workerId, outcome });
+  }
+
+  /** A new guest program was stored by this process. */
+  programRegistered(): void {
+    this.registeredPrograms.inc();
+  }
+
+  setRegisteredPrograms(n: number): void {
+    this.registeredPrograms.set(count(n));
+  }
+
+  /** Full snapshot of worker states; also drives `coordinator_workers_connected`. */
+  setWorkerStates(counts: Readonly<Record<WorkerStateLabel, number>>): void {
+    let connected = 0;
+    for (const state of WORKER_STATES) {
+      const n = count(counts[state]);
+      this.workers.set({ state }, n);
+      if (state !== 'disconnected') connected += n;
+    }
+    this.workersConnected.set(connected);
+  }
+
+  setQueueDepth(n: number): void {
+    this.queueDepth.set(count(n));
+  }
+
+  phaseFinished(phase: PhaseLabel, seconds: number): void {
+    this.phaseDuration.observe({ phase }, duration(seconds));
+  }
+
+  /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */
+  workerMessage(type: string): void {
+    this.workerMessages.inc({ type });
+  }
+
+  ignoredWorkerMessage(reason: string): void {
+    this.ignoredWorkerMessages.inc({ reason });
+  }
+
+  bytesSent(kind: BytesKindLabel, n: number): void {
+    this.bytes.inc({ kind }, count(n));
+  }
+
+  /** The scheduler thread's own `LoopStatsSampler` figures (seconds; utilization 0..1). */
+  setSchedulerLoopStats(stats: LoopStats): void {
+    this.loopDelay.set({ thread: 'scheduler', stat: 'p50' }, nonNegative(stats.p50));
+    this.loopDelay.set({ thread: 'scheduler', stat: 'p99' }, nonNegative(stats.p99));
+    this.loopDelay.set({ thread: 'scheduler', stat: 'max' }, nonNegative(stats.max));
+    this.loopUtilization.set({ thread: 'scheduler' }, nonNegative(stats.utilization));
+  }
+
+  /** Prometheus text exposition (format 0.0.4) of every metric, with its content type. */
+  async render(): Promise<RenderedMetrics> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Stops the main-thread loop monitor; the registry can still be rendered. */
+  stop(): void {
+    this.mainLoop.stop();
+  }
+
+  private mainSampleForScrape(): LoopStats {
+    if (!this.scrapeSample) {
+      this.scrapeSample = this.mainLoop.sample();
+      // prom-client runs every collect() synchronously inside one metrics() call, so the cache
+      // lives exactly for this scrape.
+      queueMicrotask(() => {
+        this.scrapeSample = undefined;
+      });
+    }
+    return this.scrapeSample;
+  }
+
+  private initialiseClosedLabelSets(): void {
+    for (const kind of JOB_KINDS) {
+      for (const outcome of JOB_OUTCOMES) {
+        this.jobs.inc({ kind, outcome }, 0);
+        this.jobDuration.zero({ kind, outcome });
+      }
+    }
+    for (const phase of PHASES) this.phaseDuration.zero({ phase });
+    for (const state of WORKER_STATES) this.workers.set({ state }, 0);
+    for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);
+    for (const thread of LOOP_THREADS) {
+      for (const stat of ['p50', 'p99', 'max'] as const) this.loopDelay.set({ thread, stat }, 0);
+      this.loopUtilization.set({ thread }, 0);
+    }
+  }
+}
+
+function statusName(status: GrpcStatusName | number): GrpcStatusName {
+  if (typeof status === 'string') return status;
+  return GRPC_STATUS_NAMES[status] ?? 'UNKNOWN';
+}
+
+// Metrics must never throw into the code that records them: prom-client rejects NaN and negative
+// increments, so bad inputs are clamped instead.
+function duration(seconds: number): number {
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
+}
+
+function count(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
+
+function nonNegative(x: number): number {
+  return Number.isFinite(x) && x > 0 ? x : 0;
+}

@@ -1,0 +1,235 @@
+/**
+ * Client-visible job results and failures as wire objects of `zisk_coordinator_api.proto`
+ * (client-api.md §1.3, §2.2.5; decisions D4, D7).
+ *
+ * A result is built once, when the job completes, and every later read (WaitJobResult, WatchJob's
+ * `completed`, late subscribers) returns that same object: stable `proof_id`, timestamps, VK and
+ * kind. uint64 values stay decimal strings.
+ */
+import { randomUUID } from 'node:crypto';
+import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../shared/scheduler-protocol';
+import type { BlobStore } from './blob-store';
+
+export interface TimestampWire {
+  seconds: string;
+  nanos: number;
+}
+
+export interface DurationWire {
+  seconds: string;
+  nanos: number;
+}
+
+export interface CostPerTypeWire {
+  main: string;
+  opcode: string;
+  memory: string;
+  precompile: string;
+  tables: string;
+  other: string;
+}
+
+export interface ExecutionStatsWire {
+  steps: string;
+  duration_nanos: string;
+  cost_per_type: CostPerTypeWire;
+}
+
+export interface ProofWire {
+  proof_id: string;
+  hash_id: string;
+  verification_key: Buffer;
+  proof_kind: number;
+  data: Buffer;
+  public_inputs: Buffer;
+  started_at: TimestampWire;
+  completed_at: TimestampWire;
+}
+
+export type JobKindResponseWire =
+  | { setup: { vk: Buffer } }
+  | { prove: { proof: ProofWire; stats: ExecutionStatsWire } }
+  | { wrap: { proof: ProofWire } }
+  | { execute: { stats: ExecutionStatsWire; public_outputs: Buffer } };
+
+export type JobFailureWire =
+  | { timeout: { phase?: number; limit: DurationWire } }
+  | { input: { reason: string } }
+  | { execution: { reason: string } }
+  | { internal: { trace_id: string } };
+
+/** What the request asked for, kept with the job so the result can say it back. */
+export type RequestMeta =
+  | { kind: 'setup'; hashId: string; withHints: boolean; programName: string }
+  | { kind: 'prove'; hashId: string; proofKind: ProofKind }
+  | { kind: 'execute'; hashId: string }
+  | {
+      kind: 'wrap';
+      proofDest: ProofKind;
+      /** carried over from the submitted proof: the wrapped proof is of the same program */
+      hashId: string;
+      verificationKey: Buffer;
+      publicInputs: Buffer;
+    };
+
+export interface BuiltResult {
+  response: JobKindResponseWire;
+  /** proof bytes (prove, wrap) for proofs_dir and the webhook */
+  proofData?: Buffer;
+  executedSteps?: string;
+  /** blobs the result was read from: released when the job is evicted */
+  blobIds: BlobId[];
+  /** problems worth a log line (a referenced blob was gone) */
+  warnings: string[];
+}
+
+export function timestampOf(ms: EpochMs): TimestampWire {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: Math.round((ms - seconds * 1000) * 1_000_000) };
+}
+
+const ZERO_COSTS: CostPerTypeWire = { main: '0', opcode: '0', memory: '0', precompile: '0', tables: '0', other: '0' };
+
+function stats(steps: string, startedAt: EpochMs, completedAt: EpochMs): ExecutionStatsWire {
+  // upstream: whole milliseconds × 10^6
+  const ms = Math.max(0, Math.round(completedAt - startedAt));
+  return { steps: /^\d+$/.test(steps) ? steps : '0', duration_nanos: (BigInt(ms) * 1_000_000n).toString(), cost_per_type: { ...ZERO_COSTS } };
+}
+
+const PUBLICS_COUNT = 64;
+const PUBLICS_PREFIX_BYTES = 32;
+
+/**
+ * The execute job's `public_outputs` layout, also used for `Proof.public_inputs`
+ * (cluster-protocol.md §3.2): when the packed `publics` hold exactly 64 uint64 values, 32 zero bytes
+ * followed by the 64 values as little-endian u64 (544 bytes); otherwise empty. `packed` is the
+ * payload of a packed `repeated uint64` field, i.e. consecutive varints.
+ */
+export function publicsLayout(packed: Buffer | undefined): Buffer {
+  if (!packed || packed.length === 0) return Buffer.alloc(0);
+  const values: bigint[] = [];
+  let pos = 0;
+  while (pos < packed.length) {
+    if (values.length === PUBLICS_COUNT) return Buffer.alloc(0);
+    let v = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (pos >= packed.length || shift > 63n) return Buffer.alloc(0);
+      const b = packed[pos++];
+      v |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7n;
+    }
+    values.push(BigInt.asUintN(64, v));
+  }
+  if (values.length !== PUBLICS_COUNT) return Buffer.alloc(0);
+  const out = Buffer.alloc(PUBLICS_PREFIX_BYTES + 8 * PUBLICS_COUNT);
+  values.forEach((v, i) => out.writeBigUInt64LE(v, PUBLICS_PREFIX_BYTES + 8 * i));
+  return out;
+}
+
+function hexBytes(hex: string): Buffer {
+  return /^(?:[0-9a-fA-F]{2})*$/.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
+}
+
+/** Builds the one result object of a completed job. */
+export function buildResult(
+  meta: RequestMeta,
+  summary: JobResultSummary,
+  completedAt: EpochMs,
+  blobs: BlobStore,
+  newId: () => string = randomUUID,
+): BuiltResult {
+  const warnings: string[] = [];
+  const read = (id: BlobId | undefined, what: string): Buffer | undefined => {
+    if (id === undefined) return undefined;
+    const b = blobs.get(id);
+    if (!b) warnings.push(`${what} blob ${id} is gone`);
+    return b;
+  };
+  switch (summary.kind) {
+    case 'setup':
+      return { response: { setup: { vk: hexBytes(summary.vkHex) } }, blobIds: [], warnings };
+    case 'prove': {
+      const data = read(summary.proofBlobId, 'proof') ?? Buffer.alloc(0);
+      const publics = read(summary.publicsBlobId, 'publics');
+      const proof: ProofWire = {
+        proof_id: newId(),
+        hash_id: meta.kind === 'prove' ? meta.hashId : '',
+        verification_key: hexBytes(summary.vkHex),
+        proof_kind: meta.kind === 'prove' ? meta.proofKind : 1,
+        data,
+        public_inputs: publicsLayout(publics),
+        started_at: timestampOf(summary.startedAt),
+        completed_at: timestampOf(completedAt),
+      };
+      return {
+        response: { prove: { proof, stats: stats(summary.executedSteps, summary.startedAt, completedAt) } },
+        proofData: data,
+        executedSteps: summary.executedSteps,
+        blobIds: blobIdsOf(summary.proofBlobId, summary.publicsBlobId),
+        warnings,
+      };
+    }
+    case 'execute': {
+      const publics = read(summary.publicsBlobId, 'publics');
+      return {
+        response: {
+          execute: {
+            stats: stats(summary.executedSteps, summary.startedAt, completedAt),
+            public_outputs: publicsLayout(publics),
+          },
+        },
+        executedSteps: summary.executedSteps,
+        blobIds: blobIdsOf(summary.publicsBlobId),
+        warnings,
+      };
+    }
+    case 'wrap': {
+      const data = read(summary.proofBlobId, 'wrapped proof') ?? Buffer.alloc(0);
+      const proof: ProofWire = {
+        proof_id: newId(),
+        hash_id: meta.kind === 'wrap' ? meta.hashId : '',
+        verification_key: meta.kind === 'wrap' ? meta.verificationKey : Buffer.alloc(0),
+        proof_kind: meta.kind === 'wrap' ? meta.proofDest : 3,
+        data,
+        public_inputs: meta.kind === 'wrap' ? meta.publicInputs : Buffer.alloc(0),
+        started_at: timestampOf(summary.startedAt),
+        completed_at: timestampOf(completedAt),
+      };
+      return { response: { wrap: { proof } }, proofData: data, blobIds: blobIdsOf(summary.proofBlobId), warnings };
+    }
+  }
+}
+
+function blobIdsOf(...ids: (BlobId | undefined)[]): BlobId[] {
+  return ids.filter((id): id is BlobId => id !== undefined);
+}
+
+export function failureWire(f: JobFailure): JobFailureWire {
+  switch (f.kind) {
+    case 'timeout': {
+      const limit: DurationWire = { seconds: String(Math.max(0, Math.round(f.limitSeconds))), nanos: 0 };
+      return { timeout: f.phase !== undefined ? { phase: f.phase, limit } : { limit } };
+    }
+    case 'input':
+      return { input: { reason: f.reason } };
+    case 'execution':
+      return { execution: { reason: f.reason } };
+    case 'internal':
+      return { internal: { trace_id: f.traceId } };
+  }
+}
+
+/** Human text of a failure, for logs and the webhook. */
+export function failureText(f: JobFailure): string {
+  switch (f.kind) {
+    case 'timeout':
+      return `timed out${f.phase !== undefined ? ` in phase ${f.phase}` : ''} after ${f.limitSeconds}s`;
+    case 'input':
+    case 'execution':
+      return f.reason;
+    case 'internal':
+      return `internal error (trace id ${f.traceId}): ${f.reason}`;
+  }
+}

@@ -1,0 +1,143 @@
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { randomUUID } from 'node:crypto';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/umd/node-adapter';
+import type { SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
+import type { SchedulerThreadApi } from '../threads/scheduler-thread';
+import { SchedulerCore, type CoreConfig } from '../threads/scheduler-core';
+import { CoreRunner } from '../threads/core-runner';
+import type { LoopStats } from './metrics';
+
+export type EffectHandler = (effects: SchedulerEffect[]) => void;
+
+/**
+ * The main thread's handle on the scheduler, wherever it runs. Events posted in one turn of the
+ * event loop leave as one batch, in order, so a client request never overtakes a worker event.
+ */
+export interface SchedulerHost {
+  post(event: SchedulerEvent): void;
+  /** Scheduler-thread loop figures (undefined when the core runs on the main thread). */
+  loopStats(): Promise<LoopStats | undefined>;
+  close(): Promise<void>;
+}
+
+abstract class BatchingHost implements SchedulerHost {
+  private pending: SchedulerEvent[] = [];
+  private flushScheduled = false;
+
+  post(event: SchedulerEvent): void {
+    this.pending.push(event);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private flush = (): void => {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length > 0) this.deliver(batch);
+  };
+
+  protected abstract deliver(batch: SchedulerEvent[]): void;
+  abstract loopStats(): Promise<LoopStats | undefined>;
+  abstract close(): Promise<void>;
+}
+
+/** The core on the main thread: no hop, for `scheduler_thread = false` and for measuring the hop. */
+export class InlineSchedulerHost extends BatchingHost {
+  private readonly runner: CoreRunner;
+
+  constructor(config: CoreConfig, onEffects: EffectHandler) {
+    super();
+    this.runner = new CoreRunner(new SchedulerCore(config, { newId: randomUUID }), onEffects);
+  }
+
+  protected deliver(batch: SchedulerEvent[]): void {
+    this.runner.push(batch);
+  }
+
+  async loopStats(): Promise<LoopStats | undefined> {
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    this.runner.stop();
+  }
+}
+
+/**
+ * The core on its own worker thread, reached over comlink. comlink leaves a call pending forever
+ * when the thread dies, so every call is tracked and rejected by the supervisor, which then reports
+ * the death through `onDeath` (the app logs it and exits 70).
+ */
+export class ThreadSchedulerHost extends BatchingHost {
+  private readonly worker: Worker;
+  private readonly remote: Comlink.Remote<SchedulerThreadApi>;
+  private readonly inFlight = new Set<(err: Error) => void>();
+  private closing = false;
+  private dead = false;
+
+  private constructor(worker: Worker, private readonly onDeath: (err: Error) => void) {
+    super();
+    this.worker = worker;
+    this.remote = Comlink.wrap<SchedulerThreadApi>(nodeEndpoint(worker));
+    worker.on('error', (err) => this.died(err));
+    worker.on('exit', (code) => {
+      if (!this.closing) this.died(new Error(`scheduler thread exited with code ${code}`));
+    });
+  }
+
+  static async start(config: CoreConfig, onEffects: EffectHandler, onDeath: (err: Error) => void): Promise<ThreadSchedulerHost> {
+    const worker = new Worker(path.join(__dirname, '../threads/scheduler-thread.js'));
+    const host = new ThreadSchedulerHost(worker, onDeath);
+    await host.track(host.remote.start(config, Comlink.proxy(onEffects)));
+    return host;
+  }
+
+  protected deliver(batch: SchedulerEvent[]): void {
+    if (this.dead) return;
+    // Not awaited: batches pipeline. A throw inside the core leaves its state unknown, so it is
+    // as fatal as the thread dying.
+    this.track(this.remote.push(batch)).catch((err: Error) => this.died(err));
+  }
+
+  async loopStats(): Promise<LoopStats | undefined> {
+    if (this.dead) return undefined;
+    return this.track(this.remote.loopStats());
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.remote[Comlink.releaseProxy]();
+    await this.worker.terminate();
+  }
+
+  private track<T>(call: Promise<T>): Promise<T> {
+    if (this.dead) return Promise.reject(new Error('scheduler thread is not running'));
+    return new Promise<T>((resolve, reject) => {
+      this.inFlight.add(reject);
+      call.then(
+        (value) => {
+          this.inFlight.delete(reject);
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.inFlight.delete(reject);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+
+  private died(err: Error): void {
+    if (this.dead) return;
+    this.dead = true;
+    const pending = [...this.inFlight];
+    this.inFlight.clear();
+    for (const reject of pending) reject(new Error(`scheduler thread died: ${err.message}`));
+    this.onDeath(err);
+  }
+}

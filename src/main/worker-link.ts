@@ -1,0 +1,167 @@
+/**
+ * One worker stream's outbound side: a single ordered queue that honours grpc-js backpressure, a
+ * byte bound that relay producers wait on, and a process-wide budget for large messages (grpc-js
+ * copies every message it writes, so fan-out of big payloads must be paced — decisions D7).
+ */
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { LinkId } from '../shared/scheduler-protocol';
+
+export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';
+
+/** Messages at least this big count against the global egress budget. */
+export const LARGE_MESSAGE_BYTES = 1 << 20;
+/** Bytes handed to grpc-js per stream before we wait for its write callbacks. */
+const WRITE_WINDOW_BYTES = 4 << 20;
+
+type Waiter = () => void;
+
+/** Process-wide bound on large-message bytes encoded but not yet written out. */
+export class EgressBudget {
+  private used = 0;
+  private readonly waiters: Waiter[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** Reserve now if possible; a message bigger than the whole budget passes when nothing else is out. */
+  tryAcquire(bytes: number): boolean {
+    if (this.used > 0 && this.used + bytes > this.limit) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes;
+    const ready = this.waiters.splice(0);
+    for (const w of ready) w();
+  }
+
+  onRelease(waiter: Waiter): void {
+    this.waiters.push(waiter);
+  }
+
+  get bytesInUse(): number {
+    return this.used;
+  }
+}
+
+export interface OutboundMessage {
+  /** encoded size, known before encoding (used for budgets) */
+  bytes: number;
+  kind: BytesKind;
+  /** Encodes just in time, so queued large messages hold their source, not a per-worker copy. */
+  encode(): Buffer;
+}
+
+export interface LinkCounters {
+  bytesSent(kind: BytesKind, n: number): void;
+}
+
+export class WorkerLink {
+  workerId: string | undefined;
+  /** true once the scheduler accepted the hello */
+  registered = false;
+  private readonly queue: OutboundMessage[] = [];
+  private queuedBytes = 0;
+  private inFlightBytes = 0;
+  /** Large messages handed to grpc-js whose budget share is still held. */
+  private readonly inFlightLarge = new Set<OutboundMessage>();
+  private waitingForBudget = false;
+  private closedFlag = false;
+  private readonly roomWaiters: Waiter[] = [];
+
+  constructor(
+    readonly id: LinkId,
+    private readonly call: ServerDuplexStream<unknown, Buffer>,
+    private readonly maxQueueBytes: number,
+    private readonly egress: EgressBudget,
+    private readonly counters: LinkCounters,
+  ) {}
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Bytes queued or being written on this stream. */
+  get pendingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  send(message: OutboundMessage): void {
+    if (this.closedFlag) return;
+    this.queue.push(message);
+    this.queuedBytes += message.bytes;
+    this.pump();
+  }
+
+  sendBuffer(buf: Buffer, kind: BytesKind): void {
+    this.send({ bytes: buf.length, kind, encode: () => buf });
+  }
+
+  hasRoom(): boolean {
+    return this.closedFlag || this.queuedBytes < this.maxQueueBytes;
+  }
+
+  /** Resolves when this link can take more relay data (or is closed). */
+  waitForRoom(): Promise<void> {
+    if (this.hasRoom()) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Ends the stream after the queued messages, with a status (OK = clean end). */
+  end(code: number, details: string): void {
+    if (this.closedFlag) return;
+    if (code === 0) this.call.end();
+    else this.call.emit('error', { code, details });
+  }
+
+  /** The stream is gone: drop what is queued and wake anyone waiting. */
+  markClosed(): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    // A cancelled call may never run its write callbacks: give the budget back now.
+    for (const msg of this.inFlightLarge) this.egress.release(msg.bytes);
+    this.inFlightLarge.clear();
+    this.wakeRoomWaiters();
+  }
+
+  private pump(): void {
+    while (!this.closedFlag && this.queue.length > 0) {
+      if (this.inFlightBytes > 0 && this.inFlightBytes >= WRITE_WINDOW_BYTES) return;
+      const head = this.queue[0];
+      const large = head.bytes >= LARGE_MESSAGE_BYTES;
+      if (large && !this.egress.tryAcquire(head.bytes)) {
+        if (!this.waitingForBudget) {
+          this.waitingForBudget = true;
+          this.egress.onRelease(() => {
+            this.waitingForBudget = false;
+            this.pump();
+          });
+        }
+        return;
+      }
+      this.queue.shift();
+      const buf = head.encode();
+      this.inFlightBytes += head.bytes;
+      if (large) this.inFlightLarge.add(head);
+      this.call.write(buf, () => this.written(head));
+    }
+  }
+
+  private written(msg: OutboundMessage): void {
+    this.inFlightBytes -= msg.bytes;
+    if (this.inFlightLarge.delete(msg)) this.egress.release(msg.bytes);
+    if (!this.closedFlag) {
+      this.queuedBytes -= msg.bytes;
+      this.counters.bytesSent(msg.kind, msg.bytes);
+      if (this.hasRoom()) this.wakeRoomWaiters();
+      this.pump();
+    }
+  }
+
+  private wakeRoomWaiters(): void {
+    const ready = this.roomWaiters.splice(0);
+    for (const w of ready) w();
+  }
+}

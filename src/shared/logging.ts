@@ -1,0 +1,183 @@
+/**
+ * Process-wide logging on pino.
+ *
+ * pino always produces one JSON line per record; this module turns that line into the configured
+ * format (`json` as is, `pretty` through pino-pretty's formatter, `compact` through our own) and fans
+ * it out to stdout and, optionally, a file. Everything is written synchronously: a coordinator that
+ * exits on a fatal config or port error must not lose the line explaining why, and tests read what
+ * they captured right after the call. No worker-thread transports, for the same reason.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import pino from 'pino';
+import { prettyFactory } from 'pino-pretty';
+import type { LoggingConfig, LogFormat } from './config/types';
+
+export type Logger = pino.Logger;
+
+export interface CreateLoggerOptions {
+  /** Replaces stdout (tests capture output here). */
+  destination?: NodeJS.WritableStream;
+  /** Whether the console destination is a terminal; defaults to the destination's own `isTTY`. */
+  isTty?: boolean;
+  /** Added to every record as `name`. */
+  name?: string;
+}
+
+type LogRecord = Record<string, unknown>;
+
+/** Renders one parsed record (or passes the raw JSON line through) for one output. */
+type Renderer = (line: string, record: () => LogRecord) => string;
+
+interface Sink {
+  write(chunk: string): unknown;
+  flushSync?(): void;
+}
+
+interface Target {
+  sink: Sink;
+  render: Renderer;
+}
+
+/**
+ * pino destination that formats each line once per target. Parsing is lazy and shared so `json`
+ * output costs no parse at all, and pretty + file costs one.
+ */
+class FanOutDestination implements pino.DestinationStream {
+  constructor(private readonly targets: readonly Target[]) {}
+
+  write(line: string): void {
+    let parsed: LogRecord | undefined;
+    const record = (): LogRecord => (parsed ??= JSON.parse(line) as LogRecord);
+    for (const t of this.targets) t.sink.write(t.render(line, record));
+  }
+
+  flush(cb: (err?: Error) => void): void {
+    for (const t of this.targets) {
+      try {
+        t.sink.flushSync?.();
+      } catch {
+        // A sink that never opened has nothing buffered; flushing is best effort before exit.
+      }
+    }
+    cb();
+  }
+}
+
+export function createLogger(cfg: LoggingConfig, opts: CreateLoggerOptions = {}): Logger {
+  const consoleSink: Sink = opts.destination ?? stdoutSink();
+  const isTty = opts.isTty ?? ttyOf(opts.destination ?? process.stdout);
+  // https://no-color.org: any non-empty value disables colour.
+  const colour = isTty && !process.env.NO_COLOR;
+
+  const targets: Target[] = [{ sink: consoleSink, render: rendererFor(cfg.format, colour) }];
+  if (cfg.file_path) targets.push({ sink: fileSink(cfg.file_path), render: rendererFor(cfg.format, false) });
+
+  return pino(
+    {
+      level: cfg.level,
+      name: opts.name,
+      // pid/hostname add noise to every line; one coordinator runs per host and journald/docker
+      // already record both.
+      base: {},
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    new FanOutDestination(targets),
+  );
+}
+
+/**
+ * Writes are already synchronous; this only drains what sonic-boom may still hold, so call it
+ * before `process.exit` to be safe regardless of how the logger was built.
+ */
+export function flushLogger(logger: Logger): void {
+  logger.flush();
+}
+
+function rendererFor(format: LogFormat, colour: boolean): Renderer {
+  switch (format) {
+    case 'json':
+      return (line) => line;
+    case 'compact':
+      return (_line, record) => formatCompact(record());
+    case 'pretty': {
+      const pretty = prettyFactory({
+        colorize: colour,
+        // Our `time` is already an ISO-8601 UTC string; translating it would only reparse it.
+        translateTime: false,
+        ignore: 'pid,hostname',
+      });
+      return (_line, record) => pretty(record());
+    }
+  }
+}
+
+/** `<ISO time> <LEVEL> <msg> key=value …`, always exactly one line. */
+export function formatCompact(record: LogRecord): string {
+  const { time, level, msg, ...fields } = record;
+  const parts: string[] = [String(time), String(level).toUpperCase()];
+  if (msg !== undefined && msg !== '') parts.push(escapeControls(String(msg)));
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    parts.push(`${key}=${formatValue(value)}`);
+  }
+  return parts.join(' ') + '\n';
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return isBareWord(value) ? value : JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  // Objects (serialized errors included) as JSON keep the record on one line: stacks become "\n".
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** Strings that can go unquoted without making `key=value` ambiguous to a reader or a grep. */
+function isBareWord(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // space, '"', '=', '\\', and every control character force quoting.
+    if (c <= 0x20 || c === 0x22 || c === 0x3d || c === 0x5c || c === 0x7f) return false;
+  }
+  return true;
+}
+
+/** Messages may quote worker- or client-supplied text: keep newlines and ANSI escapes inert. */
+function escapeControls(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out += c < 0x20 || c === 0x7f ? JSON.stringify(s[i]).slice(1, -1) : s[i];
+  }
+  return out;
+}
+
+function ttyOf(stream: NodeJS.WritableStream): boolean {
+  return (stream as { isTTY?: boolean }).isTTY === true;
+}
+
+function stdoutSink(): Sink {
+  const dest = pino.destination({ dest: 1, sync: true });
+  // A closed stdout (`… | head`) must not crash the coordinator; the log line is simply lost.
+  dest.on('error', () => undefined);
+  return dest;
+}
+
+function fileSink(filePath: string): Sink {
+  const resolved = path.resolve(filePath);
+  try {
+    fs.mkdirSync(path.dirname(resolved), { recursive: true });
+    const dest = pino.destination({ dest: resolved, sync: true, append: true });
+    let reported = false;
+    // A full disk must not take the coordinator down with it; say so once on stderr.
+    dest.on('error', (err: Error) => {
+      if (reported) return;
+      reported = true;
+      process.stderr.write(`log file ${resolved}: ${err.message}; further file writes may be lost\n`);
+    });
+    return dest;
+  } catch (err) {
+    throw new Error(`cannot open log file ${resolved}: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,25 @@
+/** Simulated `zisk-worker` fleet speaking the real cluster protocol. */
+export * from './options';
+export * from './messages';
+export * from './data';
+export { SimWorker, hostNow, workerStreamMethod, simChannelOptions } from './worker';
+export type {
+  AggTaskRecord,
+  DisconnectInfo,
+  JobContextInfo,
+  JobStreamCounters,
+  LogEntry,
+  SimWorkerEvents,
+  SimWorkerState,
+  SimWorkerStats,
+} from './worker';
+export { SimFleet } from './fleet';
+export type { FleetLogEntry, FleetStats, LogFilter, SimFleetEvents, SimFleetOptions } from './fleet';
+export {
+  decodeChallenges,
+  decodePackedUint64,
+  encodeChallenges,
+  encodeProofList,
+  packUint64,
+  walkProofList,
+} from './wire';

@@ -1,0 +1,159 @@
+/** Options of a simulated worker and their defaults. */
+
+export type SimPhase = 'setup' | 'contribution' | 'prove' | 'aggregate' | 'execute' | 'wrap';
+
+export const SIM_PHASES: readonly SimPhase[] = ['setup', 'contribution', 'prove', 'aggregate', 'execute', 'wrap'];
+
+/**
+ * What an injected fault does when a task of its phase arrives:
+ * - `error`: answer `success=false` with `message` (and `worker_in_recovery` if asked; then the worker
+ *   runs recovery and sends `recovery_complete`). For `setup`: a failed `setup_program_ack`.
+ * - `workerError`: send a `WorkerError{job_id, message}` instead of a response.
+ * - `disconnect`: cancel the stream and drop the connection mid-task; the computation carries on and
+ *   its result is delivered on the next stream (like the real worker's process-wide queue).
+ * - `silence`: stop heartbeats, never answer, ignore every inbound message (and do not reconnect)
+ *   for `durationMs`, forever by default.
+ * - `slowReader`: stop reading the stream (the call is paused, so HTTP/2 flow control pushes back on
+ *   the coordinator) for `durationMs`, forever by default; the task itself completes normally.
+ * - `wrongVk`: (setup only) ack success with a VK that differs from every other worker's.
+ */
+export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk';
+
+export interface SimFault {
+  /** Omit to only override the delay. */
+  action?: SimFaultAction;
+  /** Replaces the phase delay (the task's duration). */
+  delayMs?: number;
+  /** `disconnect` / `silence` / `slowReader`: fire this long after the task arrived (default 0: at once). */
+  atMs?: number;
+  /** Error text for `error` / `workerError`. */
+  message?: string;
+  /** `error` only: set `worker_in_recovery` and run recovery afterwards. */
+  workerInRecovery?: boolean;
+  /** How many tasks of the phase it applies to (default 1; `Infinity` for all). */
+  times?: number;
+  /** Only tasks of this job. */
+  jobId?: string;
+  /** `disconnect`: wait this long before reconnecting (default 0). */
+  reconnectAfterMs?: number;
+  /** `silence` / `slowReader`: how long it lasts (default: until `stop()` or an explicit resume). */
+  durationMs?: number;
+}
+
+export type SimFaults = Partial<Record<SimPhase, SimFault>>;
+
+export interface SetupKey {
+  hashId: string;
+  withHints: boolean;
+}
+
+export interface SimWorkerOptions {
+  /** `host:port` of the coordinator's worker port. */
+  coordinator: string;
+  workerId: string;
+  /** `compute_capacity.compute_units` (default 10, like the real worker). */
+  computeUnits: number;
+  /** Unsolicited `heartbeat_ack` cadence (default 30 000, hard-coded in the real worker). */
+  heartbeatIntervalMs: number;
+  /** Sleep after a connect/RPC error before reconnecting (default 5 000). */
+  reconnectIntervalMs: number;
+  /** Delay before reconnecting after a clean stream end (default 0, like the real worker). */
+  cleanReconnectDelayMs: number;
+  /** Reconnect after `accepted=false` (default true: the real worker loops with no back-off). */
+  reconnectOnReject: boolean;
+  /** Delay before that reconnect (default 0). */
+  rejectedReconnectDelayMs: number;
+  /** Give up on a stream whose response headers do not arrive in time; 0 = wait forever (default 30 000). */
+  headersTimeoutMs: number;
+  setupDelayMs: number;
+  contributionDelayMs: number;
+  proveDelayMs: number;
+  aggregateDelayMs: number;
+  executeDelayMs: number;
+  wrapDelayMs: number;
+  recoveryDelayMs: number;
+  /** Values per `ProofStark` in a Prove result (K, default 1 024). */
+  proofValues: number;
+  /** `ProofStark` entries per Prove result (default 1). */
+  proofsPerTask: number;
+  /** Size of the final aggregated proof (default 1 024). */
+  finalProofBytes: number;
+  /** Size of a wrap result (default 1 024). */
+  wrapProofBytes: number;
+  /** Refuse contribution/execution tasks for programs not set up (default true, like the real worker). */
+  requireSetup: boolean;
+  /** Programs considered set up from the start. */
+  preSetup: SetupKey[];
+  /** Start holding a job context, so the first connection is a `reconnect` carrying this id. */
+  lastKnownJobId?: string;
+  /** Check every challenge of a Prove task against the sim derivation; mismatch → task error (default true). */
+  verifyChallenges: boolean;
+  /** A contribution/execution with `hints_stream` completes only after the hints END (default true). */
+  waitForHintsEnd: boolean;
+  /** How an `input_stream_data`/`stream_data` violation is reported: `WorkerError` or a failed task response. */
+  streamErrorReport: 'workerError' | 'taskError';
+  faults: SimFaults;
+  /** Entries kept in `log`: at least the last `maxLogEntries`, at most twice that (default 500). */
+  maxLogEntries: number;
+  /** gRPC send/receive limit (default 128 MiB, like the real worker). */
+  maxMessageBytes: number;
+  /** One line per registration/task/error; default: silent. */
+  logger?: (line: string) => void;
+}
+
+export const SIM_DEFAULTS: Omit<SimWorkerOptions, 'coordinator' | 'workerId'> = {
+  computeUnits: 10,
+  heartbeatIntervalMs: 30_000,
+  reconnectIntervalMs: 5_000,
+  cleanReconnectDelayMs: 0,
+  reconnectOnReject: true,
+  rejectedReconnectDelayMs: 0,
+  headersTimeoutMs: 30_000,
+  setupDelayMs: 50,
+  contributionDelayMs: 100,
+  proveDelayMs: 100,
+  aggregateDelayMs: 50,
+  executeDelayMs: 100,
+  wrapDelayMs: 100,
+  recoveryDelayMs: 50,
+  proofValues: 1024,
+  proofsPerTask: 1,
+  finalProofBytes: 1024,
+  wrapProofBytes: 1024,
+  requireSetup: true,
+  preSetup: [],
+  verifyChallenges: true,
+  waitForHintsEnd: true,
+  streamErrorReport: 'workerError',
+  faults: {},
+  maxLogEntries: 500,
+  maxMessageBytes: 128 * 1024 * 1024,
+};
+
+export type SimWorkerInit = Partial<SimWorkerOptions> & Pick<SimWorkerOptions, 'coordinator' | 'workerId'>;
+
+function nonNegative(name: string, v: number): void {
+  if (!(v >= 0)) throw new RangeError(`sim option ${name} must be >= 0 (got ${v})`);
+}
+
+export function resolveWorkerOptions(init: SimWorkerInit): SimWorkerOptions {
+  const o: SimWorkerOptions = { ...SIM_DEFAULTS, ...stripUndefined(init), coordinator: init.coordinator, workerId: init.workerId };
+  for (const k of [
+    'computeUnits', 'heartbeatIntervalMs', 'reconnectIntervalMs', 'cleanReconnectDelayMs', 'rejectedReconnectDelayMs',
+    'headersTimeoutMs', 'setupDelayMs', 'contributionDelayMs', 'proveDelayMs', 'aggregateDelayMs', 'executeDelayMs',
+    'wrapDelayMs', 'recoveryDelayMs', 'proofValues', 'proofsPerTask', 'finalProofBytes', 'wrapProofBytes', 'maxLogEntries',
+  ] as const) {
+    nonNegative(k, o[k]);
+  }
+  if (o.heartbeatIntervalMs === 0) throw new RangeError('sim option heartbeatIntervalMs must be > 0');
+  if (!o.workerId) throw new RangeError('sim option workerId must not be empty');
+  o.faults = { ...o.faults };
+  o.preSetup = [...o.preSetup];
+  return o;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

@@ -1,0 +1,62 @@
+/**
+ * Every job has one deadline timer: the earliest of the limits that apply to it right now (decisions
+ * D4). It is recomputed on each transition, so a limit never outlives the phase it belongs to and the
+ * timer fires at the deadline itself, not on a sweep.
+ */
+import type { JobFailure, JobPhase } from '../../shared/scheduler-protocol';
+import type { Ctx } from './context';
+import { isTerminal, type JobRec } from './model';
+
+function timeout(limitSeconds: number, phase?: JobPhase): JobFailure {
+  return phase === undefined ? { kind: 'timeout', limitSeconds } : { kind: 'timeout', phase, limitSeconds };
+}
+
+/** The request's own timeout, in seconds with ms precision, as measured from submission. */
+function requestLimitSeconds(job: JobRec, deadline: number): number {
+  return Math.max(0, Math.round(deadline - job.submittedAt)) / 1000;
+}
+
+export function setJobTimer(ctx: Ctx, job: JobRec): void {
+  ctx.timers.cancel(job.timer);
+  job.timer = undefined;
+  if (isTerminal(job)) return;
+  let bestAt = Number.POSITIVE_INFINITY;
+  let bestFailure: JobFailure | undefined;
+  const consider = (startedAt: number, limitSeconds: number, phase?: JobPhase): void => {
+    // 0 disables a limit (as upstream's phase timeouts)
+    if (limitSeconds <= 0) return;
+    const at = startedAt + limitSeconds * 1000;
+    if (at < bestAt) {
+      bestAt = at;
+      bestFailure = timeout(limitSeconds, phase);
+    }
+  };
+  const cfg = ctx.cfg;
+  const deadline = job.spec.kind === 'setup' ? undefined : job.spec.deadline;
+  const considerDeadline = (phase?: JobPhase): void => {
+    if (deadline === undefined || deadline >= bestAt) return;
+    bestAt = deadline;
+    bestFailure = timeout(requestLimitSeconds(job, deadline), phase);
+  };
+  const startedAt = job.startedAt ?? job.submittedAt;
+
+  if (job.status === 'queued') {
+    consider(job.submittedAt, cfg.queue_timeout_seconds);
+    considerDeadline();
+  } else if (job.kind === 'setup') {
+    consider(startedAt, cfg.setup_timeout_seconds);
+  } else if (job.kind === 'wrap') {
+    consider(startedAt, cfg.wrap_timeout_seconds);
+    considerDeadline();
+  } else if (job.kind === 'execute') {
+    consider(startedAt, cfg.execution_timeout_seconds, 1);
+    considerDeadline(1);
+  } else {
+    const p = job.prove;
+    if (job.phase === 1 || !p) consider(job.phaseStartedAt, cfg.phase1_timeout_seconds, 1);
+    else if (p.allProofsAt === undefined) consider(p.proveStartedAt, cfg.phase2_timeout_seconds, 2);
+    else consider(p.allProofsAt, cfg.phase3_timeout_seconds, 3);
+    considerDeadline(job.phase);
+  }
+  if (bestFailure) job.timer = ctx.schedule(bestAt, { kind: 'jobDeadline', job, failure: bestFailure });
+}

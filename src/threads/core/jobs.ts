@@ -1,0 +1,73 @@
+/**
+ * The job table and its retention (decisions D4): terminal jobs stay `job_ttl_seconds` and at most
+ * `max_retained_jobs`, oldest evicted first. Termination order is time order, so the retained set is a
+ * FIFO and both limits only ever look at its head.
+ */
+import type { JobSpec } from '../../shared/scheduler-protocol';
+import type { JobRec } from './model';
+
+export function newJobRec(id: string, spec: JobSpec, now: number): JobRec {
+  return {
+    id,
+    kind: spec.kind,
+    spec,
+    status: 'queued',
+    phase: undefined,
+    submittedAt: now,
+    startedAt: undefined,
+    terminatedAt: undefined,
+    workers: [],
+    blobs: new Set(),
+    timer: undefined,
+    owed: new Map(),
+    unsent: new Set(),
+    phaseStartedAt: now,
+    prove: undefined,
+    exec: undefined,
+    setup: undefined,
+  };
+}
+
+export class JobTable {
+  readonly byId = new Map<string, JobRec>();
+  /** Terminal jobs in termination order. */
+  private readonly retired = new Map<string, JobRec>();
+
+  get retainedCount(): number {
+    return this.retired.size;
+  }
+
+  add(job: JobRec): void {
+    this.byId.set(job.id, job);
+  }
+
+  retire(job: JobRec): void {
+    this.retired.set(job.id, job);
+  }
+
+  /** Termination time of the oldest retained job. */
+  oldestTerminatedAt(): number | undefined {
+    for (const job of this.retired.values()) return job.terminatedAt;
+    return undefined;
+  }
+
+  evictOverCap(max: number, into: string[]): void {
+    while (this.retired.size > max) this.evictOldest(into);
+  }
+
+  evictExpired(now: number, ttlMs: number, into: string[]): void {
+    for (const job of this.retired.values()) {
+      if ((job.terminatedAt ?? 0) + ttlMs > now) return;
+      this.evictOldest(into);
+    }
+  }
+
+  private evictOldest(into: string[]): void {
+    for (const [id] of this.retired) {
+      this.retired.delete(id);
+      this.byId.delete(id);
+      into.push(id);
+      return;
+    }
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The scheduler core's internal records. They never leave the core: the outside world sees effects and
+ * `snapshot()` only, so these can hold object references (worker ↔ link ↔ job) for O(1) hot paths.
+ */
+import type {
+  AggregateTask,
+  BlobId,
+  EpochMs,
+  JobFailure,
+  JobKind,
+  JobPhase,
+  JobSpec,
+  LinkId,
+  SchedulerEvent,
+  SetupRef,
+  TaskResultSummary,
+  TaskType,
+  WorkerStateName,
+} from '../../shared/scheduler-protocol';
+import type { TimerEntry } from './timers';
+
+export type EventOf<T extends SchedulerEvent['type']> = Extract<SchedulerEvent, { type: T }>;
+
+/** A program as a worker sets it up: hints and no-hints are distinct setups (decisions D3). */
+export type ProgramKey = string;
+
+export function programKey(hashId: string, withHints: boolean): ProgramKey {
+  return `${hashId}|${withHints ? 1 : 0}`;
+}
+
+export function programKeyOfRef(ref: SetupRef): ProgramKey {
+  return programKey(ref.hashId, ref.withHints);
+}
+
+/** A completed setup: replayed to every (re)registering worker. */
+export interface RegisteredSetup {
+  hashId: string;
+  withHints: boolean;
+  programName: string;
+  vkHex: string;
+}
+
+export interface LinkRec {
+  readonly id: LinkId;
+  /** Set once a hello on this link was accepted; cleared when the link is detached (takeover, close). */
+  worker: WorkerRec | undefined;
+  handshake: TimerEntry<TimerTask> | undefined;
+}
+
+export interface WorkerRec {
+  readonly id: string;
+  /** Registration order (first accepted hello); selection and ranks follow it (decisions D3). */
+  readonly order: number;
+  capacity: number;
+  /** Current stream. Without one a worker is either Disconnected or Computing inside its grace period. */
+  link: LinkRec | undefined;
+  generation: number;
+  /** Derived from the fields below by `Ctx.sync`; cached so the state counts stay O(1) to maintain. */
+  state: WorkerStateName;
+  /** The job it is Computing, if any. */
+  job: JobRec | undefined;
+  /** Programs it acked a successful setup of on this connection → the VK it reported. */
+  programs: Map<ProgramKey, string>;
+  /** Setups sent on this connection and not acked yet, by the setup job id the ack will echo. */
+  pendingSetups: Map<string, SetupRef>;
+  /** Setups it must get once it stops computing (never sent to a computing worker — bug B9), by setup job id. */
+  owedSetups: Map<string, SetupRef>;
+  /** Parked until `recovery_complete` (upstream's pending_recovery): SettingUp and never selected. */
+  parked: boolean;
+  lastSeen: EpochMs;
+  disconnectedAt: EpochMs | undefined;
+  livenessTimer: TimerEntry<TimerTask> | undefined;
+  graceTimer: TimerEntry<TimerTask> | undefined;
+  purgeTimer: TimerEntry<TimerTask> | undefined;
+  recoveryTimer: TimerEntry<TimerTask> | undefined;
+}
+
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export function isTerminal(job: JobRec): boolean {
+  return job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled';
+}
+
+/** An AGGREGATE task before it is addressed: the aggregator's link may change (KEEP_COMPUTING). */
+export type AggStep = Omit<AggregateTask, 'linkId'>;
+
+export interface ProveState {
+  contributions: Map<string, Extract<TaskResultSummary, { kind: 'challenges' }>>;
+  proveResults: number;
+  proveStartedAt: EpochMs;
+  /** When every Prove result was in: the phase-3 timeout counts from here (bug B7). */
+  allProofsAt: EpochMs | undefined;
+  aggregator: string | undefined;
+  aggregateStartedAt: EpochMs;
+  /** At most one AGGREGATE task in flight (bug C2); the rest wait in FIFO order. */
+  inFlight: AggStep | undefined;
+  aggQueue: AggStep[];
+}
+
+export interface ExecState {
+  results: Map<string, Extract<TaskResultSummary, { kind: 'execution' }>>;
+}
+
+export type SetupTargetState = 'pending' | { ok: boolean; vkHex: string };
+
+export interface SetupState {
+  /** Workers the SetupProgram was sent to while this job runs, and what they answered. */
+  targets: Map<string, SetupTargetState>;
+  /** Workers that were computing at submission and get the setup when they free. */
+  owed: Set<string>;
+}
+
+export interface JobRec {
+  readonly id: string;
+  readonly kind: JobKind;
+  readonly spec: JobSpec;
+  status: JobStatus;
+  /** Client-visible phase of a running prove/execute job. */
+  phase: JobPhase | undefined;
+  readonly submittedAt: EpochMs;
+  startedAt: EpochMs | undefined;
+  terminatedAt: EpochMs | undefined;
+  /** Rank order for prove/execute; the wrap worker; the setup targets. */
+  workers: string[];
+  /** Blobs the job holds on main until it is terminal. */
+  blobs: Set<BlobId>;
+  /** The one deadline timer of the job (queue, phase, request, setup or wrap limit, whichever is next). */
+  timer: TimerEntry<TimerTask> | undefined;
+  /** The task type each worker owes a result for; anything else from it is ignored (bug C6). */
+  owed: Map<string, TaskType>;
+  /** Workers whose current task could not be sent (no stream): sent on a KEEP_COMPUTING reconnect. */
+  unsent: Set<string>;
+  phaseStartedAt: EpochMs;
+  prove: ProveState | undefined;
+  exec: ExecState | undefined;
+  setup: SetupState | undefined;
+}
+
+export type TimerTask =
+  | { kind: 'handshake'; link: LinkRec }
+  | { kind: 'liveness'; worker: WorkerRec }
+  | { kind: 'grace'; worker: WorkerRec; generation: number }
+  | { kind: 'purge'; worker: WorkerRec }
+  | { kind: 'recovery'; worker: WorkerRec }
+  | { kind: 'jobDeadline'; job: JobRec; failure: JobFailure }
+  | { kind: 'retention' };

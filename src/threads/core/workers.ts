@@ -1,0 +1,79 @@
+/**
+ * The worker pool: records in registration order, links, and per-state counts kept incrementally so
+ * the hot path (heartbeat acks) never walks the pool.
+ */
+import type { LinkId, WorkerStateName } from '../../shared/scheduler-protocol';
+import type { LinkRec, WorkerRec } from './model';
+
+export type StateCounts = Record<WorkerStateName, number>;
+
+export function emptyCounts(): StateCounts {
+  return { idle: 0, setting_up: 0, ready: 0, computing: 0, disconnected: 0 };
+}
+
+/** The one place the coordinator-side worker state is decided (cluster-protocol.md §0 as amended). */
+export function deriveState(w: WorkerRec): WorkerStateName {
+  if (w.disconnectedAt !== undefined) return 'disconnected';
+  if (w.job !== undefined) return 'computing';
+  if (w.parked || w.pendingSetups.size > 0) return 'setting_up';
+  return w.programs.size > 0 ? 'ready' : 'idle';
+}
+
+export class WorkerPool {
+  /** Map insertion order is registration order; a takeover keeps the entry, so it keeps its place. */
+  readonly byId = new Map<string, WorkerRec>();
+  readonly links = new Map<LinkId, LinkRec>();
+  readonly counts: StateCounts = emptyCounts();
+  private nextOrder = 0;
+
+  get liveCount(): number {
+    return this.byId.size - this.counts.disconnected;
+  }
+
+  create(id: string, capacity: number, now: number): WorkerRec {
+    const w: WorkerRec = {
+      id,
+      order: this.nextOrder++,
+      capacity,
+      link: undefined,
+      generation: 0,
+      state: 'idle',
+      job: undefined,
+      programs: new Map(),
+      pendingSetups: new Map(),
+      owedSetups: new Map(),
+      parked: false,
+      lastSeen: now,
+      disconnectedAt: undefined,
+      livenessTimer: undefined,
+      graceTimer: undefined,
+      purgeTimer: undefined,
+      recoveryTimer: undefined,
+    };
+    this.byId.set(id, w);
+    this.counts.idle++;
+    return w;
+  }
+
+  remove(w: WorkerRec): void {
+    if (this.byId.get(w.id) !== w) return;
+    this.byId.delete(w.id);
+    this.counts[w.state]--;
+  }
+
+  /** Recomputes the cached state; returns true when it changed. */
+  refresh(w: WorkerRec): boolean {
+    const next = deriveState(w);
+    if (next === w.state) return false;
+    if (this.byId.get(w.id) === w) {
+      this.counts[w.state]--;
+      this.counts[next]++;
+    }
+    w.state = next;
+    return true;
+  }
+
+  workerOfLink(linkId: LinkId): WorkerRec | undefined {
+    return this.links.get(linkId)?.worker;
+  }
+}

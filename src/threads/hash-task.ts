@@ -1,0 +1,35 @@
+/**
+ * piscina task: BLAKE3-256 of a guest program (ELF), off the main thread (decisions D7).
+ *
+ * The bytes arrive as a transferred ArrayBuffer and go back the same way, so a 100 MiB ELF is never
+ * structured-cloned in either direction and the main thread can still write it to the cache.
+ */
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { createBLAKE3, type IHasher } from 'hash-wasm';
+
+export interface HashTask {
+  buffer: ArrayBuffer;
+  byteOffset: number;
+  byteLength: number;
+}
+
+export interface HashTaskResult {
+  /** lowercase hex, 64 chars */
+  hash: string;
+  /** the task's buffer, transferred back */
+  buffer: ArrayBuffer;
+}
+
+let hasher: Promise<IHasher> | undefined;
+
+export default async function hashTask(task: HashTask): Promise<HashTaskResult> {
+  // One WASM instance per pool thread; init() resets it between tasks.
+  const h = await (hasher ??= createBLAKE3(256));
+  h.init();
+  h.update(new Uint8Array(task.buffer, task.byteOffset, task.byteLength));
+  const result: HashTaskResult = { hash: h.digest('hex'), buffer: task.buffer };
+  return move({
+    [transferableSymbol]: [task.buffer],
+    [valueSymbol]: result,
+  }) as unknown as HashTaskResult;
+}

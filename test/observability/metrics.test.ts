@@ -1,0 +1,266 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler } from '../../src/main/metrics';
+
+const D8: ReadonlyArray<[name: string, type: string]> = [
+  ['coordinator_requests_total', 'counter'],
+  ['coordinator_request_duration_seconds', 'histogram'],
+  ['coordinator_active_jobs', 'gauge'],
+  ['coordinator_jobs_total', 'counter'],
+  ['coordinator_job_duration_seconds', 'histogram'],
+  ['coordinator_worker_jobs_total', 'counter'],
+  ['coordinator_registered_programs_total', 'gauge'],
+  ['coordinator_workers_connected', 'gauge'],
+  ['coordinator_queue_depth', 'gauge'],
+  ['coordinator_workers', 'gauge'],
+  ['coordinator_phase_duration_seconds', 'histogram'],
+  ['coordinator_worker_messages_total', 'counter'],
+  ['coordinator_ignored_worker_messages_total', 'counter'],
+  ['coordinator_bytes_sent_total', 'counter'],
+  ['coordinator_event_loop_delay_seconds', 'gauge'],
+  ['coordinator_event_loop_utilization', 'gauge'],
+];
+
+/** Value of the sample whose name+labels text is exactly `series`, or undefined if absent. */
+function sample(body: string, series: string): number | undefined {
+  for (const line of body.split('\n')) {
+    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
+async function withMetrics(fn: (m: CoordinatorMetrics) => Promise<void>): Promise<void> {
+  const m = new CoordinatorMetrics();
+  try {
+    await fn(m);
+  } finally {
+    m.stop();
+  }
+}
+
+test('every D8 metric is rendered with HELP and TYPE before any observation', () =>
+  withMetrics(async (m) => {
+    const { contentType, body } = await m.render();
+    assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+    for (const [name, type] of D8) {
+      assert.match(body, new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'), `HELP for ${name}`);
+      assert.match(body, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `TYPE for ${name}`);
+    }
+  }));
+
+test('closed label sets start at zero so dashboards see every series', () =>
+  withMetrics(async (m) => {
+    const { body } = await m.render();
+    for (const state of ['idle', 'setting_up', 'ready', 'computing', 'disconnected']) {
+      assert.equal(sample(body, `coordinator_workers{state="${state}"}`), 0, state);
+    }
+    for (const kind of ['elf', 'input', 'hints', 'task', 'other']) {
+      assert.equal(sample(body, `coordinator_bytes_sent_total{kind="${kind}"}`), 0, kind);
+    }
+    for (const kind of ['setup', 'prove', 'execute', 'wrap']) {
+      for (const outcome of ['success', 'failure', 'cancelled']) {
+        assert.equal(sample(body, `coordinator_jobs_total{kind="${kind}",outcome="${outcome}"}`), 0);
+      }
+    }
+    for (const thread of ['main', 'scheduler']) {
+      for (const stat of ['p50', 'p99', 'max']) {
+        assert.notEqual(sample(body, `coordinator_event_loop_delay_seconds{thread="${thread}",stat="${stat}"}`), undefined);
+      }
+      assert.notEqual(sample(body, `coordinator_event_loop_utilization{thread="${thread}"}`), undefined);
+    }
+    for (const name of ['coordinator_active_jobs', 'coordinator_queue_depth', 'coordinator_workers_connected', 'coordinator_registered_programs_total']) {
+      assert.equal(sample(body, name), 0, name);
+    }
+  }));
+
+test('duration histograms use the D8 buckets up to 7200 s', () =>
+  withMetrics(async (m) => {
+    assert.deepEqual(DURATION_BUCKETS, [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600, 7200]);
+    m.jobFinished('prove', 'success', 5400, { wasStarted: false });
+    m.phaseFinished('aggregate', 0.3);
+    m.recordRequest('WaitJobResult', 'OK', 0.002);
+    const { body } = await m.render();
+
+    const bucketsOf = (prefix: string): string[] =>
+      body
+        .split('\n')
+        .filter((l) => l.startsWith(prefix))
+        .map((l) => /le="([^"]+)"/.exec(l)![1]!);
+    const d8 = [...DURATION_BUCKETS.map(String), '+Inf'];
+    // Each labelled series lists its buckets in order; the first series shows the layout.
+    assert.deepEqual(bucketsOf('coordinator_job_duration_seconds_bucket{').slice(0, 15), d8);
+    assert.deepEqual(bucketsOf('coordinator_phase_duration_seconds_bucket{').slice(0, 15), d8);
+    const request = bucketsOf('coordinator_request_duration_seconds_bucket{');
+    assert.equal(request[0], '0.001');
+    assert.deepEqual(request.slice(-15), d8);
+
+    assert.equal(sample(body, 'coordinator_job_duration_seconds_bucket{le="3600",kind="prove",outcome="success"}'), 0);
+    assert.equal(sample(body, 'coordinator_job_duration_seconds_bucket{le="7200",kind="prove",outcome="success"}'), 1);
+    assert.equal(sample(body, 'coordinator_phase_duration_seconds_bucket{le="0.5",phase="aggregate"}'), 1);
+    assert.equal(sample(body, 'coordinator_phase_duration_seconds_count{phase="aggregate"}'), 1);
+    assert.equal(sample(body, 'coordinator_request_duration_seconds_bucket{le="0.001",method="WaitJobResult"}'), 0);
+    assert.equal(sample(body, 'coordinator_request_duration_seconds_bucket{le="0.005",method="WaitJobResult"}'), 1);
+  }));
+
+test('requests are labelled by method and gRPC code name, numeric codes included', () =>
+  withMetrics(async (m) => {
+    m.recordRequest('JobRequest', 'INVALID_ARGUMENT', 0.001);
+    m.recordRequest('JobRequest', 5, 0.001);
+    m.recordRequest('JobRequest', 0, 0.001);
+    m.recordRequest('JobRequest', 0, 0.001);
+    m.recordRequest('CancelJob', 99, 0.001);
+    const { body } = await m.render();
+    assert.equal(sample(body, 'coordinator_requests_total{method="JobRequest",status="INVALID_ARGUMENT"}'), 1);
+    assert.equal(sample(body, 'coordinator_requests_total{method="JobRequest",status="NOT_FOUND"}'), 1);
+    assert.equal(sample(body, 'coordinator_requests_total{method="JobRequest",status="OK"}'), 2);
+    assert.equal(sample(body, 'coordinator_requests_total{method="CancelJob",status="UNKNOWN"}'), 1);
+    assert.equal(sample(body, 'coordinator_request_duration_seconds_count{method="JobRequest"}'), 4);
+  }));
+
+test('gauges go down as well as up', () =>
+  withMetrics(async (m) => {
+    m.jobStarted();
+    m.jobStarted();
+    m.jobStarted();
+    m.jobFinished('execute', 'success', 2);
+    m.jobFinished('wrap', 'cancelled', 1);
+    m.jobFinished('prove', 'failure', 1, { wasStarted: false });
+    m.setQueueDepth(4);
+    m.setQueueDepth(1);
+    m.setWorkerStates({ idle: 1, setting_up: 0, ready: 3, computing: 2, disconnected: 0 });
+    m.setWorkerStates({ idle: 0, setting_up: 1, ready: 1, computing: 0, disconnected: 2 });
+    let { body } = await m.render();
+    assert.equal(sample(body, 'coordinator_active_jobs'), 1, 'a job that never started does not decrement');
+    assert.equal(sample(body, 'coordinator_queue_depth'), 1);
+    assert.equal(sample(body, 'coordinator_workers{state="ready"}'), 1);
+    assert.equal(sample(body, 'coordinator_workers{state="computing"}'), 0);
+    assert.equal(sample(body, 'coordinator_workers{state="disconnected"}'), 2);
+    assert.equal(sample(body, 'coordinator_workers_connected'), 2, 'all but disconnected');
+    assert.equal(sample(body, 'coordinator_jobs_total{kind="execute",outcome="success"}'), 1);
+    assert.equal(sample(body, 'coordinator_jobs_total{kind="wrap",outcome="cancelled"}'), 1);
+    assert.equal(sample(body, 'coordinator_jobs_total{kind="prove",outcome="failure"}'), 1);
+
+    m.jobFinished('prove', 'success', 1);
+    m.jobFinished('prove', 'success', 1);
+    ({ body } = await m.render());
+    assert.equal(sample(body, 'coordinator_active_jobs'), 0, 'never below zero');
+    m.setActiveJobs(7);
+    ({ body } = await m.render());
+    assert.equal(sample(body, 'coordinator_active_jobs'), 7);
+  }));
+
+test('worker, message, byte and program counters', () =>
+  withMetrics(async (m) => {
+    m.workerJob('worker-a', 'success');
+    m.workerJob('worker-a', 'success');
+    m.workerJob('worker-b', 'failure');
+    m.workerMessage('heartbeat_ack');
+    m.workerMessage('heartbeat_ack');
+    m.workerMessage('execute_task_response');
+    m.ignoredWorkerMessage('late_result');
+    m.bytesSent('elf', 1024);
+    m.bytesSent('elf', 1024);
+    m.bytesSent('task', 10);
+    m.programRegistered();
+    m.programRegistered();
+    const { body } = await m.render();
+    assert.equal(sample(body, 'coordinator_worker_jobs_total{worker_id="worker-a",outcome="success"}'), 2);
+    assert.equal(sample(body, 'coordinator_worker_jobs_total{worker_id="worker-b",outcome="failure"}'), 1);
+    assert.equal(sample(body, 'coordinator_worker_messages_total{type="heartbeat_ack"}'), 2);
+    assert.equal(sample(body, 'coordinator_worker_messages_total{type="execute_task_response"}'), 1);
+    assert.equal(sample(body, 'coordinator_ignored_worker_messages_total{reason="late_result"}'), 1);
+    assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="elf"}'), 2048);
+    assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="task"}'), 10);
+    assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="input"}'), 0);
+    assert.equal(sample(body, 'coordinator_registered_programs_total'), 2);
+    m.setRegisteredPrograms(5);
+    assert.equal(sample((await m.render()).body, 'coordinator_registered_programs_total'), 5);
+  }));
+
+test('bad numbers are clamped instead of throwing into the caller', () =>
+  withMetrics(async (m) => {
+    m.recordRequest('JobRequest', 'OK', Number.NaN);
+    m.jobFinished('prove', 'success', -3, { wasStarted: false });
+    m.phaseFinished('prove', Number.POSITIVE_INFINITY);
+    m.bytesSent('other', -10);
+    m.setQueueDepth(Number.NaN);
+    m.setSchedulerLoopStats({ p50: Number.NaN, p99: -1, max: 0.2, utilization: 0.5 });
+    const { body } = await m.render();
+    assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="other"}'), 0);
+    assert.equal(sample(body, 'coordinator_queue_depth'), 0);
+    assert.equal(sample(body, 'coordinator_request_duration_seconds_sum{method="JobRequest"}'), 0);
+  }));
+
+test('scheduler loop stats are reported as given', () =>
+  withMetrics(async (m) => {
+    m.setSchedulerLoopStats({ p50: 0.001, p99: 0.02, max: 0.15, utilization: 0.42 });
+    const { body } = await m.render();
+    assert.equal(sample(body, 'coordinator_event_loop_delay_seconds{thread="scheduler",stat="p50"}'), 0.001);
+    assert.equal(sample(body, 'coordinator_event_loop_delay_seconds{thread="scheduler",stat="p99"}'), 0.02);
+    assert.equal(sample(body, 'coordinator_event_loop_delay_seconds{thread="scheduler",stat="max"}'), 0.15);
+    assert.equal(sample(body, 'coordinator_event_loop_utilization{thread="scheduler"}'), 0.42);
+  }));
+
+test('main-thread loop stats describe the interval since the previous scrape', () =>
+  withMetrics(async (m) => {
+    // ELU only counts once the event loop is running; in-process tests can still be in the first tick.
+    await sleep(20);
+    await m.render();
+    const until = Date.now() + 120;
+    while (Date.now() < until) {
+      // Block the loop so the delay monitor sees a stall.
+    }
+    await sleep(40);
+    let { body } = await m.render();
+    const max = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
+    const util = sample(body, 'coordinator_event_loop_utilization{thread="main"}')!;
+    assert.ok(max >= 0.08 && max < 1, `max delay ${max}`);
+    assert.ok(util > 0.3 && util <= 1, `utilization ${util}`);
+
+    await sleep(60);
+    ({ body } = await m.render());
+    const after = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
+    assert.ok(after < 0.08, `stall not carried into the next interval (${after})`);
+  }));
+
+test('Node default metrics are in the same registry', () =>
+  withMetrics(async (m) => {
+    const { body } = await m.render();
+    assert.match(body, /^# TYPE process_cpu_user_seconds_total counter$/m);
+    assert.match(body, /^nodejs_heap_size_used_bytes \d/m);
+  }));
+
+test('instances are independent (private registries)', async () => {
+  const a = new CoordinatorMetrics();
+  const b = new CoordinatorMetrics();
+  try {
+    a.setQueueDepth(3);
+    assert.equal(sample((await a.render()).body, 'coordinator_queue_depth'), 3);
+    assert.equal(sample((await b.render()).body, 'coordinator_queue_depth'), 0);
+  } finally {
+    a.stop();
+    b.stop();
+  }
+});
+
+test('LoopStatsSampler: zeros before start and after stop, real figures in between', async () => {
+  const s = new LoopStatsSampler(10);
+  assert.deepEqual(s.sample(), { p50: 0, p99: 0, max: 0, utilization: 0 });
+  s.start();
+  s.start(); // idempotent
+  await sleep(50);
+  const idle = s.sample();
+  assert.ok(idle.p50 >= 0 && idle.p50 < 0.05, `idle p50 ${idle.p50} (resolution subtracted)`);
+  assert.ok(idle.utilization >= 0 && idle.utilization <= 1);
+  const until = Date.now() + 60;
+  while (Date.now() < until) {
+    // stall
+  }
+  await sleep(30);
+  const busy = s.sample();
+  assert.ok(busy.max >= 0.04, `busy max ${busy.max}`);
+  assert.ok(busy.p99 <= busy.max + 1e-9);
+  s.stop();
+  assert.deepEqual(s.sample(), { p50: 0, p99: 0, max: 0, utilization: 0 });
+});
