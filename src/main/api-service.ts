@@ -352,13 +352,22 @@ export class ApiService implements TaskDataSource, ElfSource {
     };
   }
 
-  private lookup(rawId: string | undefined): JobRecord {
+  /** The canonical job id, or the §2.0 `invalid UUID` error. */
+  private jobIdOf(rawId: string | undefined): string {
     const text = rawId ?? '';
     const parsed = parseUuid(text);
     if (!parsed.ok) throw invalid(`invalid UUID: ${text}`);
-    const rec = this.table.get(parsed.uuid);
-    if (!rec || !rec.accepted) throw new ApiFailure(apiErrors.jobNotFound(parsed.uuid));
+    return parsed.uuid;
+  }
+
+  private find(jobId: string): JobRecord {
+    const rec = this.table.get(jobId);
+    if (!rec || !rec.accepted) throw new ApiFailure(apiErrors.jobNotFound(jobId));
     return rec;
+  }
+
+  private lookup(rawId: string | undefined): JobRecord {
+    return this.find(this.jobIdOf(rawId));
   }
 
   private checkIdle(): void {
@@ -862,8 +871,9 @@ export class ApiService implements TaskDataSource, ElfSource {
     };
 
     const first = (msg: PushMsg): void => {
-      const r = this.lookup(msg.job_id);
+      const jobId = this.jobIdOf(msg.job_id);
       if (!msg.chunk) throw invalid('chunk must be set');
+      const r = this.find(jobId);
       if (r.terminal) throw invalidJobState(`job ${r.id} is already terminal (current: ${r.statusName()})`);
       const mode = kind === 'input' ? r.input : r.hints;
       if (mode.kind !== 'grpc') {

@@ -202,6 +202,7 @@ export class ClusterService {
   /** Rejections are delayed so a worker's immediate-reconnect loop cannot spin us (upstream B1). */
   private rejectLater(link: WorkerLink, workerId: string, message: string, delayMs: number): void {
     link.workerId = undefined;
+    link.rejecting = true;
     const timer = setTimeout(() => {
       this.rejectTimers.delete(timer);
       link.sendBuffer(this.encode({ register_response: { worker_id: workerId, accepted: false, message } }), 'other');
@@ -294,7 +295,9 @@ export class ClusterService {
         return true;
       }
       case 'closeWorker': {
-        this.links.get(effect.linkId)?.end(STATUS_BY_NAME[effect.status], effect.message);
+        const link = this.links.get(effect.linkId);
+        // A rejection is already on its way (delayed); the handshake timer must not pre-empt it.
+        if (link && !link.rejecting) link.end(STATUS_BY_NAME[effect.status], effect.message);
         return true;
       }
       case 'sendSetup': {

@@ -205,8 +205,13 @@ export class ProgramRegistry {
       maxThreads: Math.max(1, Math.min(2, os.availableParallelism() - 1)),
       idleTimeout: HASH_POOL_IDLE_MS,
     });
-    const task = transferable(elf);
+    const { task, moved } = transferable(elf);
+    const t0 = performance.now();
     const result = await this.pool.run(task, { transferList: [task.buffer] });
+    this.opts.logger.debug(
+      { hash_id: result.hash, bytes: task.byteLength, moved, ms: Math.round(performance.now() - t0) },
+      'guest program hashed',
+    );
     return { hashId: result.hash, bytes: Buffer.from(result.buffer, task.byteOffset, task.byteLength) };
   }
 
@@ -306,12 +311,12 @@ function setupKey(hashId: string, withHints: boolean): string {
  * otherwise the bytes are copied once into a fresh buffer, so no receive buffer shared with other
  * data is ever detached.
  */
-function transferable(elf: Buffer): HashTask {
+function transferable(elf: Buffer): { task: HashTask; moved: boolean } {
   const ab = elf.buffer;
   const ownsBuffer =
     ab instanceof ArrayBuffer && elf.byteLength > Buffer.poolSize && ab.byteLength - elf.byteLength <= 16;
-  if (ownsBuffer) return { buffer: ab, byteOffset: elf.byteOffset, byteLength: elf.byteLength };
+  if (ownsBuffer) return { task: { buffer: ab, byteOffset: elf.byteOffset, byteLength: elf.byteLength }, moved: true };
   const copy = new ArrayBuffer(elf.byteLength);
   new Uint8Array(copy).set(elf);
-  return { buffer: copy, byteOffset: 0, byteLength: elf.byteLength };
+  return { task: { buffer: copy, byteOffset: 0, byteLength: elf.byteLength }, moved: false };
 }

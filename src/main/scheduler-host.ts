@@ -98,7 +98,8 @@ export class ThreadSchedulerHost extends BatchingHost {
   }
 
   protected deliver(batch: SchedulerEvent[]): void {
-    if (this.dead) return;
+    // Stream-close events keep arriving while the servers shut down; nobody needs them then.
+    if (this.dead || this.closing) return;
     // Not awaited: batches pipeline. A throw inside the core leaves its state unknown, so it is
     // as fatal as the thread dying.
     this.track(this.remote.push(batch)).catch((err: Error) => this.died(err));

@@ -60,6 +60,8 @@ export class WorkerLink {
   workerId: string | undefined;
   /** true once the scheduler accepted the hello */
   registered = false;
+  /** a delayed `accepted=false` response is pending; the stream ends after it */
+  rejecting = false;
   private readonly queue: OutboundMessage[] = [];
   private queuedBytes = 0;
   private inFlightBytes = 0;

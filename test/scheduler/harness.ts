@@ -118,6 +118,8 @@ export class Harness {
   now = T0;
   /** every effect so far, in order */
   readonly all: SchedulerEffect[] = [];
+  /** the last task result sent, so tests can follow its blobs */
+  lastResult: TaskResultSummary | undefined;
   /** the test's view of each worker's current link */
   readonly linkOf = new Map<string, number>();
   private readonly workerOfLink = new Map<number, string>();
@@ -256,6 +258,7 @@ export class Harness {
     result: TaskResultSummary,
     opts: ResultOptions = {},
   ): SchedulerEffect[] {
+    this.lastResult = result;
     return this.send({
       type: 'taskResult',
       linkId: opts.linkId ?? this.link(workerId),
@@ -266,6 +269,13 @@ export class Harness {
       inRecovery: opts.inRecovery ?? false,
       result,
     });
+  }
+
+  /** The challenges blobs of the last result sent (a contribution). */
+  lastChallenges(): number[] {
+    const r = this.lastResult;
+    assert.ok(r?.kind === 'challenges');
+    return r.challengesBlobIds;
   }
 
   fail(workerId: string, jobId: string, taskType: TaskType, opts: ResultOptions = {}): SchedulerEffect[] {

@@ -1,0 +1,260 @@
+/**
+ * End to end over real gRPC: an in-process coordinator, simulated workers speaking the real
+ * cluster protocol, and a client of the public proto. Every job must reach a terminal state within
+ * its deadlines and no worker may stay parked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as grpc from '@grpc/grpc-js';
+import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
+import { startTestCoordinator, apiClient, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
+import { fakeElf, inline, register, submit, waitTerminal, watch, scrape, sample, sleep, type WaitResult } from '../api/helpers';
+
+interface Cluster {
+  tc: TestCoordinator;
+  client: grpc.Client;
+  fleet: SimFleet;
+  hashId: string;
+  close(): Promise<void>;
+}
+
+const FAST_SIM: Partial<SimFleetOptions> = {
+  setupDelayMs: 5,
+  contributionDelayMs: 10,
+  proveDelayMs: 10,
+  aggregateDelayMs: 5,
+  executeDelayMs: 10,
+  wrapDelayMs: 10,
+  recoveryDelayMs: 5,
+  heartbeatIntervalMs: 30_000,
+  reconnectIntervalMs: 100,
+};
+
+async function cluster(
+  workers: number,
+  opts: { coordinator?: ConfigOverrides['coordinator']; sim?: Partial<SimFleetOptions>; setup?: boolean } = {},
+): Promise<Cluster> {
+  const tc = await startTestCoordinator({ coordinator: { ...opts.coordinator } });
+  const client = apiClient(tc.apiAddress);
+  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST_SIM, ...opts.sim }).start();
+  const close = async (): Promise<void> => {
+    await fleet.stop();
+    client.close();
+    await tc.stop();
+  };
+  try {
+    await fleet.waitAllRegistered(10_000);
+    const hashId = await register(client, fakeElf('flows'));
+    if (opts.setup ?? true) {
+      const setupId = await submit(client, { setup: { hash_id: hashId, with_hints: false, program_name: 'flows' } });
+      const r = await waitTerminal(client, setupId);
+      assert.equal(r.job_status.status, 'completed', `setup: ${JSON.stringify(r.job_status)}`);
+    }
+    return { tc, client, fleet, hashId, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+function prove(c: Cluster, extra: object = {}): Promise<string> {
+  return submit(c.client, { prove: { hash_id: c.hashId, input: inline(Buffer.alloc(64, 1)), proof_dest: 1, ...extra } });
+}
+
+async function workersState(c: Cluster): Promise<Record<string, number>> {
+  const text = await scrape(c.tc);
+  const out: Record<string, number> = {};
+  for (const s of ['idle', 'setting_up', 'ready', 'computing', 'disconnected']) {
+    out[s] = sample(text, `coordinator_workers{state="${s}"}`);
+  }
+  return out;
+}
+
+/** No worker stays parked or computing once every job is over. */
+async function assertAllReady(c: Cluster, live: number): Promise<void> {
+  const end = Date.now() + 5_000;
+  let last: Record<string, number> = {};
+  while (Date.now() < end) {
+    last = await workersState(c);
+    if (last.ready === live && last.computing === 0 && last.setting_up === 0) return;
+    await sleep(50);
+  }
+  assert.fail(`workers not all ready: ${JSON.stringify(last)}`);
+}
+
+function failureOf(r: WaitResult): Record<string, unknown> {
+  assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
+  return r.job_status.failed!.failure;
+}
+
+for (const n of [1, 2, 5]) {
+  test(`a prove job runs end to end on ${n} worker(s), with phases in order and an intact proof`, async () => {
+    const c = await cluster(n);
+    try {
+      const jobId = await prove(c);
+      const w = watch(c.client, jobId);
+      const r = await waitTerminal(c.client, jobId);
+      assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+      const proof = (r.result as unknown as { prove: { proof: { data: Buffer; proof_id: string; hash_id: string; proof_kind: number } } }).prove.proof;
+      assert.equal(proof.hash_id, c.hashId);
+      assert.equal(proof.proof_kind, 1);
+      assert.equal(Buffer.from(proof.data).length, 1024, 'final proof bytes relayed');
+      await w.done;
+      const kinds = w.events.map((e) => (e.event === 'progress' ? `progress:${(e.progress as { phase: number }).phase}` : e.event));
+      assert.deepEqual(kinds, ['queued', 'started', 'progress:1', 'progress:2', 'progress:3', 'completed']);
+      // Every worker got the full challenge list, bit-exact; the aggregator got n-1 relayed proof lists.
+      const stats = c.fleet.stats();
+      assert.equal(stats.challengeMismatches, 0);
+      const agg = c.fleet.workers.flatMap((wk) => wk.aggTasks.filter((t) => t.jobId === jobId));
+      assert.equal(agg.length, n, 'one AGGREGATE task per prove result');
+      assert.equal(agg.filter((t) => t.lastProof).length, 1, 'exactly one final aggregation');
+      assert.ok(agg.every((t) => t.valuesIntact !== false), 'relayed uint64 values intact');
+      await assertAllReady(c, n);
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+test('an execute job completes with public outputs in the upstream layout', async () => {
+  const c = await cluster(2);
+  try {
+    const jobId = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(Buffer.alloc(8)) } });
+    const r = await waitTerminal(c.client, jobId);
+    assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+    const out = (r.result as unknown as { execute: { public_outputs: Buffer; stats: { steps: string } } }).execute;
+    assert.equal(Buffer.from(out.public_outputs).length, 32 + 64 * 8);
+    assert.ok(Buffer.from(out.public_outputs).subarray(0, 32).equals(Buffer.alloc(32)));
+    await assertAllReady(c, 2);
+  } finally {
+    await c.close();
+  }
+});
+
+for (const phase of ['contribution', 'prove', 'aggregate'] as const) {
+  test(`a worker error in the ${phase} phase fails the job at once with the worker's reason`, async () => {
+    const c = await cluster(2, {
+      sim: { perWorker: (i) => (i === 0 ? { faults: { [phase]: { action: 'error', message: `boom in ${phase}` } } } : undefined) },
+    });
+    try {
+      const t0 = Date.now();
+      const jobId = await prove(c);
+      const failure = failureOf(await waitTerminal(c.client, jobId));
+      assert.equal(failure.kind, 'execution');
+      assert.match(String((failure.execution as { reason: string }).reason), new RegExp(`boom in ${phase}`));
+      assert.ok(Date.now() - t0 < 5_000, 'failed at once, not at a timeout');
+      await assertAllReady(c, 2);
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+for (const phase of ['contribution', 'prove'] as const) {
+  test(`a silent worker in the ${phase} phase fails the job at the phase timeout`, async () => {
+    const c = await cluster(2, {
+      coordinator: { phase1_timeout_seconds: 1, phase2_timeout_seconds: 1 },
+      sim: { perWorker: (i) => (i === 1 ? { faults: { [phase]: { delayMs: 60_000 } } } : undefined) },
+    });
+    try {
+      const jobId = await prove(c);
+      const failure = failureOf(await waitTerminal(c.client, jobId, 10_000));
+      assert.equal(failure.kind, 'timeout');
+      assert.equal((failure.timeout as { phase: number }).phase, phase === 'contribution' ? 1 : 2);
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+test('heartbeat loss disconnects the worker and fails its job; it is not put back to Ready', async () => {
+  const c = await cluster(2, {
+    coordinator: { heartbeat_interval_seconds: 1, heartbeat_max_missed: 2 },
+    sim: { heartbeatIntervalMs: 300, perWorker: (i) => (i === 1 ? { faults: { contribution: { action: 'silence' } } } : undefined) },
+  });
+  try {
+    const jobId = await prove(c);
+    const failure = failureOf(await waitTerminal(c.client, jobId, 10_000));
+    assert.equal(failure.kind, 'execution');
+    assert.match(String((failure.execution as { reason: string }).reason), /heartbeat/);
+    const states = await workersState(c);
+    assert.equal(states.ready, 1, `the silent worker is not Ready: ${JSON.stringify(states)}`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a worker that drops and reconnects inside the grace period keeps its job', async () => {
+  const c = await cluster(2, {
+    coordinator: { reconnect_grace_period_ms: 2_000 },
+    sim: { perWorker: (i) => (i === 1 ? { faults: { prove: { action: 'disconnect', reconnectAfterMs: 50 } } } : undefined) },
+  });
+  try {
+    const jobId = await prove(c);
+    const r = await waitTerminal(c.client, jobId, 10_000);
+    assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+  } finally {
+    await c.close();
+  }
+});
+
+test('a worker that stays away past the grace period fails its job', async () => {
+  const c = await cluster(2, {
+    coordinator: { reconnect_grace_period_ms: 100 },
+    sim: { reconnectIntervalMs: 3_000, perWorker: (i) => (i === 1 ? { faults: { contribution: { action: 'disconnect', reconnectAfterMs: 2_000 } } } : undefined) },
+  });
+  try {
+    const jobId = await prove(c);
+    const failure = failureOf(await waitTerminal(c.client, jobId, 10_000));
+    assert.match(String((failure.execution as { reason: string }).reason), /connection dropped/);
+  } finally {
+    await c.close();
+  }
+});
+
+for (const phase of ['contribution', 'prove', 'aggregate'] as const) {
+  test(`cancel during the ${phase} phase returns once Cancelled and frees every worker`, async () => {
+    const c = await cluster(2, { sim: { [`${phase}DelayMs`]: 1_000 } as Partial<SimFleetOptions> });
+    try {
+      const jobId = await prove(c);
+      const w = watch(c.client, jobId);
+      const want = phase === 'contribution' ? 1 : phase === 'prove' ? 2 : 3;
+      const end = Date.now() + 5_000;
+      while (!w.events.some((e) => e.event === 'progress' && (e.progress as { phase: number }).phase === want)) {
+        if (Date.now() > end) assert.fail(`phase ${want} not reached: ${JSON.stringify(w.events)}`);
+        await sleep(10);
+      }
+      const res = await new Promise<{ cancelled: boolean }>((resolve, reject) =>
+        (c.client as unknown as { CancelJob: (r: object, cb: (e: Error | null, v: { cancelled: boolean }) => void) => void }).CancelJob(
+          { job_id: jobId },
+          (e, v) => (e ? reject(e) : resolve(v)),
+        ),
+      );
+      assert.equal(res.cancelled, true);
+      const r = await waitTerminal(c.client, jobId);
+      assert.equal(r.job_status.status, 'cancelled');
+      await assertAllReady(c, 2);
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+test('200 workers register at once', async () => {
+  const tc = await startTestCoordinator({ coordinator: { max_total_workers: 1000 } });
+  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 200, ...FAST_SIM, sharedChannel: true }).start();
+  try {
+    await fleet.waitAllRegistered(20_000);
+    const end = Date.now() + 5_000;
+    let idle = 0;
+    while (Date.now() < end) {
+      idle = sample(await (await fetch(`${tc.metricsUrl}/metrics`)).text(), 'coordinator_workers{state="idle"}');
+      if (idle === 200) break;
+      await sleep(50);
+    }
+    assert.equal(idle, 200);
+  } finally {
+    await fleet.stop();
+    await tc.stop();
+  }
+});
