@@ -1,0 +1,382 @@
+/**
+ * The client API over real gRPC with simulated workers speaking the real cluster protocol: results
+ * as D4/D7 define them, push relays, WaitJobResult holds, WatchJob history and slow watchers, cancel,
+ * the queue as a client sees it, and setups replayed after a restart.
+ */
+import { describe, it, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
+import { simFinalProof, simPublics, simVk, simWrapProof } from '../../src/sim/data';
+import { startTestCoordinator, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
+import {
+  apiClient,
+  assertError,
+  fakeElf,
+  inline,
+  pushError,
+  pushStream,
+  register,
+  sample,
+  scrape,
+  sleep,
+  submit,
+  unary,
+  wait,
+  waitTerminal,
+  watch,
+  type WaitResult,
+} from './helpers';
+
+const FAST: Partial<SimFleetOptions> = {
+  setupDelayMs: 5,
+  contributionDelayMs: 20,
+  proveDelayMs: 20,
+  aggregateDelayMs: 10,
+  executeDelayMs: 20,
+  wrapDelayMs: 20,
+  recoveryDelayMs: 5,
+  reconnectIntervalMs: 100,
+};
+
+interface Cluster {
+  tc: TestCoordinator;
+  client: grpc.Client;
+  fleet: SimFleet;
+  hashId: string;
+  close(): Promise<void>;
+}
+
+async function cluster(
+  workers: number,
+  opts: { overrides?: ConfigOverrides; sim?: Partial<SimFleetOptions>; setups?: boolean[]; elf?: string } = {},
+): Promise<Cluster> {
+  const tc = await startTestCoordinator(opts.overrides ?? {});
+  const client = apiClient(tc.apiAddress);
+  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST, ...opts.sim }).start();
+  const close = async (): Promise<void> => {
+    await fleet.stop();
+    client.close();
+    if (tc.running.ports.api !== 0) await tc.stop();
+  };
+  try {
+    await fleet.waitAllRegistered(10_000);
+    const hashId = await register(client, fakeElf(opts.elf ?? 'workers'));
+    for (const withHints of opts.setups ?? [false]) {
+      const id = await submit(client, { setup: { hash_id: hashId, with_hints: withHints, program_name: 'guest' } });
+      const r = await waitTerminal(client, id);
+      assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+      assert.deepEqual((r.result?.setup as { vk: Buffer }).vk, simVk(hashId, withHints));
+    }
+    return { tc, client, fleet, hashId, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+function expectedPublics(jobId: string): Buffer {
+  const out = Buffer.alloc(544);
+  simPublics(jobId).forEach((v, i) => out.writeBigUInt64LE(v, 32 + 8 * i));
+  return out;
+}
+
+type ProofObj = { proof_id: string; hash_id: string; verification_key: Buffer; proof_kind: number; data: Buffer; public_inputs: Buffer; started_at: unknown; completed_at: unknown };
+
+const eventName = (e: { event: string; progress?: unknown }): string =>
+  e.event === 'progress' ? `progress(${(e.progress as { phase: number }).phase})` : e.event;
+
+/** Hints framing words: header = code << 32 | length. */
+function hintsWords(...words: bigint[]): Buffer {
+  const b = Buffer.alloc(words.length * 8);
+  words.forEach((w, i) => b.writeBigUInt64LE(w, 8 * i));
+  return b;
+}
+const CTRL_START = 0n;
+const CTRL_END = 1n << 32n;
+
+describe('results and relays with workers', () => {
+  let c: Cluster;
+  let proofsDir: string;
+  let inputsDir: string;
+
+  before(async () => {
+    proofsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-proofs-'));
+    inputsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-inputs-'));
+    c = await cluster(2, {
+      overrides: { coordinator: { proofs_dir: proofsDir, inputs_dir: inputsDir } },
+      sim: { finalProofBytes: 4096 },
+      setups: [false, true],
+    });
+  });
+  after(async () => {
+    await c.close();
+    fs.rmSync(proofsDir, { recursive: true, force: true });
+    fs.rmSync(inputsDir, { recursive: true, force: true });
+  });
+
+  it('prove: result built once (VK, public_inputs layout, asked kind), history replayed to late watchers, proof saved', async () => {
+    const jobId = await submit(c.client, { prove: { hash_id: c.hashId, input: inline(Buffer.alloc(64, 1)), proof_dest: 3 } });
+    const live = watch(c.client, jobId);
+    const done = await waitTerminal(c.client, jobId);
+    assert.equal(done.job_status.status, 'completed', JSON.stringify(done.job_status));
+    const { proof, stats } = done.result?.prove as { proof: ProofObj; stats: { steps: string; duration_nanos: string } };
+    assert.equal(proof.hash_id, c.hashId);
+    assert.equal(proof.proof_kind, 3);
+    assert.deepEqual(proof.verification_key, simVk(c.hashId, false));
+    assert.deepEqual(proof.public_inputs, expectedPublics(jobId));
+    assert.deepEqual(proof.data, simFinalProof(jobId, 4096));
+    assert.match(proof.proof_id, /^[0-9a-f-]{36}$/);
+    assert.ok(BigInt(stats.duration_nanos) > 0n);
+    assert.deepEqual(await wait(c.client, jobId), done, 'identical on every read');
+
+    await live.done;
+    assert.deepEqual(live.events.map(eventName), ['queued', 'started', 'progress(1)', 'progress(2)', 'progress(3)', 'completed']);
+    const late = watch(c.client, jobId);
+    assert.equal((await late.done).code, 0);
+    assert.deepEqual(late.events, live.events, 'late subscriber: same events, original timestamps');
+    assert.deepEqual((late.events[5].completed as { result: unknown }).result, done.result);
+
+    const saved = path.join(proofsDir, `proof_${jobId}.bin`);
+    for (let i = 0; i < 50 && !fs.existsSync(saved); i++) await sleep(20);
+    assert.deepEqual(fs.readFileSync(saved), proof.data);
+
+    const text = await scrape(c.tc);
+    assert.ok(sample(text, 'coordinator_jobs_total{kind="prove",outcome="success"}') >= 1);
+    assert.ok(sample(text, 'coordinator_jobs_total{kind="setup",outcome="success"}') >= 2);
+    assert.ok(sample(text, 'coordinator_job_duration_seconds_count{kind="prove",outcome="success"}') >= 1);
+  });
+
+  it('execute: public_outputs in the 544-byte layout; wrap: proof_kind = proof_dest', async () => {
+    const exec = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(Buffer.alloc(8)) } });
+    const e = await waitTerminal(c.client, exec);
+    assert.equal(e.job_status.status, 'completed', JSON.stringify(e.job_status));
+    const er = e.result?.execute as { public_outputs: Buffer; stats: { steps: string } };
+    assert.deepEqual(er.public_outputs, expectedPublics(exec));
+    assert.match(er.stats.steps, /^\d+$/);
+
+    const input = Buffer.from('a bincode proof');
+    const wrap = await submit(c.client, {
+      wrap: { proof: { proof_id: '0e9ba1a4-9d1f-5c43-8c1e-3a0c6a54b8f1', proof_kind: 1, data: input, hash_id: c.hashId }, proof_dest: 2 },
+    });
+    const w = await waitTerminal(c.client, wrap);
+    assert.equal(w.job_status.status, 'completed', JSON.stringify(w.job_status));
+    const wp = (w.result?.wrap as { proof: ProofObj }).proof;
+    assert.equal(wp.proof_kind, 2);
+    assert.equal(wp.hash_id, c.hashId);
+    assert.equal(wp.data.length, 1024);
+    assert.deepEqual(wp.data, simWrapProof(input, 1, 1024));
+    const ww = watch(c.client, wrap);
+    await ww.done;
+    assert.deepEqual(ww.events.map(eventName), ['queued', 'started', 'completed']);
+    const text = await scrape(c.tc);
+    assert.ok(sample(text, 'coordinator_jobs_total{kind="execute",outcome="success"}') >= 1);
+    assert.ok(sample(text, 'coordinator_jobs_total{kind="wrap",outcome="success"}') >= 1);
+  });
+
+  it('PushJobInput feeds every worker of a grpc:// job; bad alignment fails the job with an input failure', async () => {
+    const jobId = await submit(c.client, { execute: { hash_id: c.hashId, input: { stream_uri: 'grpc://push' } } });
+    const pushed = pushStream(c.client, 'PushJobInput', [
+      { job_id: jobId, chunk: { data: Buffer.alloc(8 * 100, 7) } },
+      { job_id: jobId, chunk: { data: Buffer.alloc(0) } },
+      { job_id: jobId.toUpperCase(), chunk: { data: Buffer.alloc(8 * 28, 9) } },
+    ]);
+    assert.deepEqual(await pushed.result, {});
+    const r = await waitTerminal(c.client, jobId);
+    assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+    for (const w of c.fleet.workers) assert.equal(w.streamCounters(jobId)?.inputBytes, 1024, w.id);
+
+    const bad = await submit(c.client, { prove: { hash_id: c.hashId, input: { stream_uri: 'grpc://push' } } });
+    const e = await pushError(pushStream(c.client, 'PushJobInput', [{ job_id: bad, chunk: { data: Buffer.alloc(12) } }]).result);
+    assert.equal(e.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(e.details, /not a multiple of 8/);
+    const f = await waitTerminal(c.client, bad);
+    assert.equal(f.job_status.status, 'failed');
+    assert.equal(f.job_status.failed?.failure.kind, 'input');
+    assert.match(String((f.job_status.failed?.failure.input as { reason: string }).reason), /multiple of 8/);
+  });
+
+  it('PushJobHintsInput relays framed hints; a second hints stream after EOF is refused', async () => {
+    const jobId = await submit(c.client, {
+      prove: { hash_id: c.hashId, input: inline(Buffer.alloc(8)), hints: { stream_uri: 'grpc://hints' }, proof_dest: 1 },
+    });
+    const hint = (0x100n << 32n) | 16n; // a 16-byte precompile hint
+    const pushed = pushStream(c.client, 'PushJobHintsInput', [
+      { job_id: jobId, chunk: { data: hintsWords(CTRL_START, hint, 1n) } },
+      { job_id: jobId, chunk: { data: hintsWords(2n, CTRL_END) } },
+    ]);
+    assert.deepEqual(await pushed.result, {});
+    const r = await waitTerminal(c.client, jobId);
+    assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+    const counters = c.fleet.workers.map((w) => w.streamCounters(jobId));
+    assert.ok(counters.every((s) => s?.hintsStarted && s.hintsEnded), JSON.stringify(counters));
+    const again = await pushError(pushStream(c.client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: hintsWords(CTRL_START) } }]).result);
+    assert.equal(again.apiError?.code, 1004);
+  });
+
+  it('file:// input under inputs_dir is read by the coordinator and relayed', async () => {
+    const file = path.join(inputsDir, 'input.bin');
+    fs.writeFileSync(file, Buffer.alloc(8 * 512, 3));
+    const jobId = await submit(c.client, { execute: { hash_id: c.hashId, input: { stream_uri: `file://${file}` } } });
+    const r = await waitTerminal(c.client, jobId);
+    assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+    for (const w of c.fleet.workers) assert.equal(w.streamCounters(jobId)?.inputBytes, 4096, w.id);
+  });
+});
+
+describe('holds, cancel, the queue and slow watchers', () => {
+  let c: Cluster;
+
+  before(async () => {
+    c = await cluster(1, { sim: { contributionDelayMs: 30_000, executeDelayMs: 30_000, finalProofBytes: 24 << 20 } });
+  });
+  after(async () => {
+    await c.close();
+  });
+
+  it('WaitJobResult: absent → 5 s, present 0 → 1 s, the client deadline wins, a cancelled wait is released; then CancelJob', async () => {
+    const running = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
+    const queued = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
+    await sleep(100);
+    const timed = async (p: Promise<WaitResult>): Promise<[number, WaitResult]> => {
+      const t0 = Date.now();
+      const r = await p;
+      return [Date.now() - t0, r];
+    };
+    const fn = (c.client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall>).WaitJobResult;
+    const abandoned = new Promise<number>((resolve) => {
+      const call = fn.call(c.client, { job_id: running, timeout_seconds: 60 }, { deadline: Date.now() + 30_000 }, (e) => resolve(e?.code ?? 0));
+      setTimeout(() => call.cancel(), 200);
+    });
+    const [[absentMs, absent], [zeroMs, zero], [deadlineMs, byDeadline], [queuedMs, q], cancelCode] = await Promise.all([
+      timed(wait(c.client, running)),
+      timed(wait(c.client, running, 0)),
+      timed(wait(c.client, running, 3600, 1_500)),
+      timed(wait(c.client, queued, 1)),
+      abandoned,
+    ]);
+    assert.ok(absentMs >= 4_900 && absentMs < 6_000, `absent: ${absentMs} ms`);
+    assert.ok(zeroMs >= 950 && zeroMs < 1_800, `present 0: ${zeroMs} ms`);
+    assert.ok(deadlineMs >= 1_100 && deadlineMs < 1_500, `deadline: ${deadlineMs} ms`);
+    assert.ok(queuedMs >= 950 && queuedMs < 1_800, `queued: ${queuedMs} ms`);
+    for (const r of [absent, zero, byDeadline]) assert.deepEqual([r.job_status.status, r.job_status.running?.phase], ['running', 1]);
+    assert.equal(q.job_status.status, 'queued');
+    assert.equal(cancelCode, grpc.status.CANCELLED);
+    assert.ok(sample(await scrape(c.tc), 'coordinator_requests_total{method="WaitJobResult",status="CANCELLED"}') >= 1);
+
+    const w = watch(c.client, running);
+    const cancel = await unary<{ job_id: string; cancelled: boolean }>(c.client, 'CancelJob', { job_id: running.toUpperCase() });
+    assert.deepEqual(cancel, { job_id: running, cancelled: true });
+    assert.equal((await wait(c.client, running)).job_status.status, 'cancelled');
+    assert.deepEqual(await unary(c.client, 'CancelJob', { job_id: running }), { job_id: running, cancelled: false });
+    assert.equal((await w.done).code, 0);
+    assert.deepEqual(w.events.map(eventName), ['queued', 'started', 'progress(1)', 'cancelled']);
+    // the queued job takes the freed worker
+    const end = Date.now() + 5_000;
+    while ((await wait(c.client, queued, 1)).job_status.status === 'queued' && Date.now() < end) await sleep(50);
+    assert.equal((await wait(c.client, queued, 1)).job_status.status, 'running');
+    assert.deepEqual(await unary(c.client, 'CancelJob', { job_id: queued }), { job_id: queued, cancelled: true });
+    const e = await pushError(pushStream(c.client, 'PushJobInput', [{ job_id: queued, chunk: { data: Buffer.alloc(8) } }]).result);
+    assertError(e, grpc.status.INVALID_ARGUMENT, `Invalid job state: job ${queued} is already terminal (current: Cancelled)`, 1004);
+  });
+
+  it('a watcher that stops reading holds nobody up and still gets the terminal event', async () => {
+    for (const w of c.fleet.workers) w.inject('contribution', { delayMs: 20, times: 1 });
+    const jobId = await submit(c.client, { prove: { hash_id: c.hashId, input: inline(), proof_dest: 2 } });
+    const stalled = watch(c.client, jobId, 30_000);
+    stalled.call.pause();
+    const normal = watch(c.client, jobId);
+    const done = await waitTerminal(c.client, jobId);
+    assert.equal(done.job_status.status, 'completed', JSON.stringify(done.job_status));
+    assert.equal((await normal.done).code, 0);
+    assert.equal(normal.events.at(-1)?.event, 'completed');
+    // the 24 MiB completed event cannot have been flushed to a paused reader
+    assert.ok(!stalled.events.some((e) => e.event === 'completed'));
+    stalled.call.resume();
+    assert.equal((await stalled.done).code, 0);
+    assert.equal(stalled.events.at(-1)?.event, 'completed');
+    assert.equal(stalled.events[0].event, 'queued');
+  });
+});
+
+describe('setups survive a restart; the drain waits for jobs', () => {
+  it('a restarted coordinator sends recorded setups to workers that register', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-cache-setups-'));
+    try {
+      const first = await cluster(1, { overrides: { coordinator: { cache_dir: cacheDir } }, elf: 'restart' });
+      const hashId = first.hashId;
+      await first.close();
+      const recorded = JSON.parse(fs.readFileSync(path.join(cacheDir, 'setups.json'), 'utf8')) as { setups: { hash_id: string; vk: string }[] };
+      assert.deepEqual(recorded.setups.map((s) => [s.hash_id, s.vk]), [[hashId, simVk(hashId, false).toString('hex')]]);
+
+      const tc = await startTestCoordinator({ coordinator: { cache_dir: cacheDir } });
+      const client = apiClient(tc.apiAddress);
+      const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 1, ...FAST, prefix: 'fresh' }).start();
+      try {
+        await fleet.waitAllRegistered(10_000);
+        await fleet.waitUntil(() => fleet.workers[0].setups.size > 0, 5_000, () => 'setup replayed on registration');
+        const jobId = await submit(client, { prove: { hash_id: hashId, input: inline(), proof_dest: 1 } });
+        const r = await waitTerminal(client, jobId);
+        assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
+        assert.deepEqual((r.result?.prove as { proof: ProofObj }).proof.verification_key, simVk(hashId, false));
+      } finally {
+        await fleet.stop();
+        client.close();
+        await tc.stop();
+      }
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('drain: jobs in flight finish, new ones are refused; past the window the rest fail with internal', async () => {
+    const c = await cluster(2, { overrides: { server: { shutdown_timeout_seconds: 2 } }, sim: { executeDelayMs: 500 } });
+    try {
+      const short = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
+      const ws = watch(c.client, short);
+      c.tc.running.shutdown('SIGTERM');
+      await sleep(50);
+      assertError(
+        await (async () => {
+          try {
+            await unary(c.client, 'JobRequest', { job_kind: { execute: { hash_id: c.hashId, input: inline() } } });
+          } catch (err) {
+            const e = err as grpc.ServiceError;
+            const { apiErrorOf } = await import('../../src/main/grpc-errors');
+            return { code: e.code, details: e.details, apiError: apiErrorOf(e.metadata), metadata: e.metadata };
+          }
+          throw new Error('accepted while draining');
+        })(),
+        grpc.status.UNAVAILABLE,
+        'Coordinator is shutting down',
+        2003,
+      );
+      const r = await waitTerminal(c.client, short);
+      assert.equal(r.job_status.status, 'completed');
+      assert.equal((await ws.done).code, 0);
+      assert.equal(await c.tc.running.stopped, 0);
+    } finally {
+      await c.fleet.stop();
+      c.client.close();
+    }
+
+    const slow = await cluster(1, { overrides: { server: { shutdown_timeout_seconds: 1 } }, sim: { executeDelayMs: 30_000 } });
+    try {
+      const jobId = await submit(slow.client, { execute: { hash_id: slow.hashId, input: inline() } });
+      await sleep(100);
+      const w = watch(slow.client, jobId);
+      slow.tc.running.shutdown('SIGTERM');
+      assert.equal((await w.done).code, 0);
+      const last = w.events.at(-1);
+      assert.equal(last?.event, 'failed');
+      assert.equal(((last?.failed as { failure: { kind: string } }).failure).kind, 'internal');
+      assert.equal(await slow.tc.running.stopped, 0);
+    } finally {
+      await slow.fleet.stop();
+      slow.client.close();
+    }
+  });
+});
