@@ -114,8 +114,24 @@ export function watch(client: grpc.Client, jobId: string, deadlineMs = 20_000): 
   const call = fn.call(client, { job_id: jobId }, { deadline: Date.now() + deadlineMs });
   const events: WatchedEvent[] = [];
   call.on('data', (e: WatchedEvent) => events.push(e));
+  // 'status' can come before a paused stream has delivered its buffered messages: an OK stream is
+  // done once it has also ended.
   const done = new Promise<{ code: number; details: string; apiError: DecodedApiError | undefined }>((resolve) => {
-    call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details, apiError: apiErrorOf(s.metadata) }));
+    let status: grpc.StatusObject | undefined;
+    let ended = false;
+    const settle = (): void => {
+      if (status && (ended || status.code !== grpc.status.OK)) {
+        resolve({ code: status.code, details: status.details, apiError: apiErrorOf(status.metadata) });
+      }
+    };
+    call.on('status', (s: grpc.StatusObject) => {
+      status = s;
+      settle();
+    });
+    call.on('end', () => {
+      ended = true;
+      settle();
+    });
     call.on('error', () => undefined);
   });
   return { events, done, call };

@@ -60,7 +60,7 @@ async function cluster(
   const close = async (): Promise<void> => {
     await fleet.stop();
     client.close();
-    if (tc.running.ports.api !== 0) await tc.stop();
+    await tc.stop();
   };
   try {
     await fleet.waitAllRegistered(10_000);
@@ -359,8 +359,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
       assert.equal((await ws.done).code, 0);
       assert.equal(await c.tc.running.stopped, 0);
     } finally {
-      await c.fleet.stop();
-      c.client.close();
+      await c.close();
     }
 
     const slow = await cluster(1, { overrides: { server: { shutdown_timeout_seconds: 1 } }, sim: { executeDelayMs: 30_000 } });
@@ -375,8 +374,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
       assert.equal(((last?.failed as { failure: { kind: string } }).failure).kind, 'internal');
       assert.equal(await slow.tc.running.stopped, 0);
     } finally {
-      await slow.fleet.stop();
-      slow.client.close();
+      await slow.close();
     }
   });
 });

@@ -2,9 +2,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { renderConfigReferenceMarkdown } from '../../src/shared/config/schema';
-import { repoRoot } from '../helpers/run-cli';
+import { isolatedEnv, repoRoot, runCli } from '../helpers/run-cli';
 
 const readme = (): string => fs.readFileSync(path.join(repoRoot(), 'README.md'), 'utf8');
 
@@ -21,4 +22,18 @@ test('README quick start keeps the two commands and .ci/run runs the README test
   const ci = fs.readFileSync(path.join(repoRoot(), '.ci', 'run'), 'utf8');
   assert.match(ci, /^npm ci$/m);
   assert.match(ci, /^npm test$/m);
+});
+
+test('the example configuration in deploy/ is valid and warns about nothing', async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-doc-'));
+  try {
+    const res = await runCli(['--check-config', '--config', path.join(repoRoot(), 'deploy', 'coordinator.example.toml')], {
+      cwd: home,
+      env: isolatedEnv(home),
+    });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stderr, '', 'no warnings');
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
 });

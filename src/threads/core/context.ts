@@ -107,6 +107,11 @@ export class Ctx {
   /** After any change to a worker's fields: refresh its state, counts and liveness timer. */
   sync(w: WorkerRec): void {
     if (this.pool.refresh(w)) this.queueDirty = true;
+    const exempt = this.livenessExempt(w);
+    // Silence during an exemption is excused: the window restarts when it ends, even when it ends
+    // without a message from the worker (a wrap or setup timing out, a recovery released).
+    if (w.exempt && !exempt && this.now > w.lastSeen) w.lastSeen = this.now;
+    w.exempt = exempt;
     this.armLiveness(w);
   }
 
@@ -123,7 +128,7 @@ export class Ctx {
    * O(1) and the heap holds at most one liveness entry per worker.
    */
   armLiveness(w: WorkerRec): void {
-    if (this.livenessMs <= 0 || w.livenessTimer || !w.link || this.livenessExempt(w)) return;
+    if (this.livenessMs <= 0 || w.livenessTimer || !w.link || w.exempt) return;
     w.livenessTimer = this.schedule(w.lastSeen + this.livenessMs, { kind: 'liveness', worker: w });
   }
 

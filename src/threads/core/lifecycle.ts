@@ -215,7 +215,7 @@ export function onWorkerTimer(ctx: Ctx, entry: TimerEntry<TimerTask>): void {
       const w = task.worker;
       if (w.livenessTimer !== entry) return;
       w.livenessTimer = undefined;
-      if (!w.link || ctx.livenessExempt(w)) return;
+      if (!w.link || w.exempt) return;
       if (ctx.now - w.lastSeen >= ctx.livenessMs) expireLiveness(ctx, w, w.link);
       else ctx.armLiveness(w);
       return;

@@ -67,7 +67,10 @@ export interface WorkerRec {
   owedSetups: Map<string, SetupRef>;
   /** Parked until `recovery_complete` (upstream's pending_recovery): SettingUp and never selected. */
   parked: boolean;
+  /** Start of the current silence window: its last message, or the end of a liveness exemption. */
   lastSeen: EpochMs;
+  /** Whether silence is currently excused (SettingUp, or running a wrap). */
+  exempt: boolean;
   disconnectedAt: EpochMs | undefined;
   livenessTimer: TimerEntry<TimerTask> | undefined;
   graceTimer: TimerEntry<TimerTask> | undefined;

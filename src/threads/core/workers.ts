@@ -44,6 +44,7 @@ export class WorkerPool {
       owedSetups: new Map(),
       parked: false,
       lastSeen: now,
+      exempt: false,
       disconnectedAt: undefined,
       livenessTimer: undefined,
       graceTimer: undefined,
