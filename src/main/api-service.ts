@@ -257,18 +257,21 @@ export class ApiService implements TaskDataSource, ElfSource {
     }
   }
 
+  /** The job's data for its contribution tasks; undefined (the dispatch fails the job) if any is gone. */
   contributionData(jobId: string): ReturnType<TaskDataSource['contributionData']> {
     const rec = this.table.get(jobId);
     if (!rec) return undefined;
-    const bytesOf = (m: DataMode): Buffer | undefined =>
-      m.kind === 'inline' ? (this.deps.blobs.get(m.blobId) ?? Buffer.alloc(0)) : undefined;
-    const streamUri = (m: DataMode): string | undefined => (m.kind === 'grpc' || m.kind === 'local' ? m.uri : undefined);
-    return {
-      hashId: rec.hashId,
-      inputData: bytesOf(rec.input),
-      hintsData: bytesOf(rec.hints),
-      hintsStreamUri: streamUri(rec.hints),
+    const inline = (m: DataMode): { ok: boolean; data?: Buffer } => {
+      if (m.kind !== 'inline') return { ok: true };
+      const data = this.deps.blobs.get(m.blobId);
+      if (!data) this.deps.logger.error({ job_id: jobId, blob: m.blobId }, `job ${jobId}: inline data released before dispatch`);
+      return { ok: data !== undefined, data };
     };
+    const input = inline(rec.input);
+    const hints = inline(rec.hints);
+    if (!input.ok || !hints.ok) return undefined;
+    const streamUri = rec.hints.kind === 'grpc' || rec.hints.kind === 'local' ? rec.hints.uri : undefined;
+    return { hashId: rec.hashId, inputData: input.data, hintsData: hints.data, hintsStreamUri: streamUri };
   }
 
   elfBytes(hashId: string): Buffer | undefined {
@@ -655,10 +658,11 @@ export class ApiService implements TaskDataSource, ElfSource {
     const at = rec.terminalAt ?? Date.now();
     const outcome = rec.state === 'completed' ? 'success' : rec.state === 'cancelled' ? 'cancelled' : 'failure';
     this.deps.metrics.jobFinished(rec.kind, outcome, (at - rec.createdAt) / 1000, { wasStarted: rec.startedAt !== undefined });
-    const fields = { job_id: rec.id, kind: rec.kind, outcome, duration_ms: at - rec.createdAt };
-    if (rec.state === 'failed' && rec.failure) {
-      this.deps.logger.warn({ ...fields, reason: failureText(rec.failure) }, `job ${rec.id} failed: ${failureText(rec.failure)}`);
-    } else this.deps.logger.info(fields, `job ${rec.id} ${rec.state}`);
+    // The scheduler logs outcomes with their cause; this line adds what only the API side knows.
+    this.deps.logger.debug(
+      { job_id: rec.id, kind: rec.kind, outcome, duration_ms: at - rec.createdAt, reason: rec.failure ? failureText(rec.failure) : undefined },
+      `job ${rec.id} ${rec.state}`,
+    );
 
     rec.sourceAbort.abort();
     rec.relays.input?.abort();
@@ -668,7 +672,11 @@ export class ApiService implements TaskDataSource, ElfSource {
     const kept = new Set(rec.result?.blobIds ?? []);
     this.deps.blobs.release(rec.requestBlobIds.filter((id) => !kept.has(id)));
     rec.requestBlobIds.length = 0;
-    if (rec.kind === 'setup' && !this.mock) this.programs.releaseElf(rec.hashId);
+    if (rec.kind === 'setup' && !this.mock) {
+      // whatever order the scheduler reports it in, a completed setup keeps its program's bytes
+      if (rec.state === 'completed') this.programs.markSetUp(rec.hashId);
+      this.programs.releaseElf(rec.hashId);
+    }
     if (rec.kind !== 'setup') this.notifyWebhook(rec, at);
     if (rec.kind === 'prove' && rec.state === 'completed' && rec.result?.proofData) this.saveProof(rec.id, rec.result.proofData);
     this.checkIdle();
@@ -857,8 +865,8 @@ export class ApiService implements TaskDataSource, ElfSource {
       relay?.end();
       const se = this.errorOf(method, err);
       done(se.code);
+      // The call stays paused: whatever the client still sends is dropped with the call.
       callback(se);
-      call.destroy();
     };
     const succeed = (): void => {
       if (finished) return;

@@ -165,6 +165,9 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       case 'workerJobOutcome':
         metrics.workerJob(effect.workerId, effect.outcome);
         return;
+      case 'recoveryTimedOut':
+        metrics.recoveryTimedOut();
+        return;
       case 'log':
         logger[effect.level](effect.fields, effect.msg);
         return;

@@ -88,6 +88,7 @@ export class CoordinatorMetrics {
   private readonly phaseDuration: Histogram<'phase'>;
   private readonly workerMessages: Counter<'type'>;
   private readonly ignoredWorkerMessages: Counter<'reason'>;
+  private readonly recoveryTimeouts: Counter;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly loopUtilization: Gauge<'thread'>;
@@ -170,6 +171,11 @@ export class CoordinatorMetrics {
       name: 'coordinator_ignored_worker_messages_total',
       help: 'Worker messages logged and dropped (late, from the wrong worker, wrong phase, ...), by reason.',
       labelNames: ['reason'],
+      registers,
+    });
+    this.recoveryTimeouts = new Counter({
+      name: 'coordinator_recovery_timeouts_total',
+      help: 'Workers released to Ready because they sent no recovery_complete within recovery_timeout_seconds.',
       registers,
     });
     this.bytes = new Counter({
@@ -268,6 +274,10 @@ export class CoordinatorMetrics {
   /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */
   workerMessage(type: string): void {
     this.workerMessages.inc({ type });
+  }
+
+  recoveryTimedOut(): void {
+    this.recoveryTimeouts.inc();
   }
 
   ignoredWorkerMessage(reason: string): void {

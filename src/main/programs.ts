@@ -154,6 +154,11 @@ export class ProgramRegistry {
     return true;
   }
 
+  /** A setup of this program completed: workers may be sent it from now on, so its bytes stay. */
+  markSetUp(hashId: string): void {
+    if (this.elves.has(hashId)) this.setUp.add(hashId);
+  }
+
   /** A setup job that held the bytes ended: keep them only while something still needs them. */
   releaseElf(hashId: string): void {
     const n = (this.holds.get(hashId) ?? 0) - 1;
@@ -170,7 +175,7 @@ export class ProgramRegistry {
 
   /** Records a completed setup (latest VK per `(hash_id, with_hints)` wins), atomically on disk. */
   recordSetup(setup: RecordedSetup): Promise<void> {
-    if (this.elves.has(setup.hashId)) this.setUp.add(setup.hashId);
+    this.markSetUp(setup.hashId);
     const key = setupKey(setup.hashId, setup.withHints);
     const prev = this.setups.get(key);
     if (prev && prev.vkHex === setup.vkHex && prev.programName === setup.programName) return this.setupsWrite;

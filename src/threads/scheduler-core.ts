@@ -144,11 +144,17 @@ export class SchedulerCore {
     return this.settle();
   }
 
-  /** Fire every timer due at or before `now`. */
+  /**
+   * Fire every timer due at or before `now`. Each runs at its own deadline (never before the last
+   * time seen), so what a timer causes does not depend on how late the host timer woke us.
+   */
   advance(now: number): SchedulerEffect[] {
     const ctx = this.ctx;
-    ctx.now = now;
-    for (let entry = ctx.timers.popDue(now); entry; entry = ctx.timers.popDue(now)) this.fire(entry);
+    for (let entry = ctx.timers.popDue(now); entry; entry = ctx.timers.popDue(now)) {
+      ctx.now = Math.max(ctx.now, entry.at);
+      this.fire(entry);
+    }
+    ctx.now = Math.max(ctx.now, now);
     return this.settle();
   }
 
@@ -186,10 +192,9 @@ export class SchedulerCore {
   private submit(ev: EventOf<'submitJob'>): void {
     const ctx = this.ctx;
     const { requestId, jobId, spec } = ev;
+    // A refused request's blobs stay main's to drop: the job never existed here.
     const reject = (err: ApiErrorData): void => {
       ctx.emit({ type: 'submitResult', requestId, jobId, ok: false, code: err.code, message: err.message });
-      // the job will never exist, so nothing else will ever release what its request carried
-      ctx.releaseBlobs(blobsOfSpec(spec));
     };
     if (ctx.jobs.byId.has(jobId)) return reject(apiErrors.invalidArgument(`duplicate job id ${jobId}`));
     if (ctx.pool.liveCount === 0) return reject(apiErrors.noWorkersConnected());

@@ -15,6 +15,7 @@ import { startTestCoordinator, type ConfigOverrides, type TestCoordinator } from
 import {
   apiClient,
   assertError,
+  callError,
   fakeElf,
   inline,
   pushError,
@@ -145,6 +146,7 @@ describe('results and relays with workers', () => {
     assert.deepEqual(fs.readFileSync(saved), proof.data);
 
     const text = await scrape(c.tc);
+    assert.equal(sample(text, 'coordinator_active_jobs'), 0);
     assert.ok(sample(text, 'coordinator_jobs_total{kind="prove",outcome="success"}') >= 1);
     assert.ok(sample(text, 'coordinator_jobs_total{kind="setup",outcome="success"}') >= 2);
     assert.ok(sample(text, 'coordinator_job_duration_seconds_count{kind="prove",outcome="success"}') >= 1);
@@ -217,6 +219,21 @@ describe('results and relays with workers', () => {
     assert.equal(again.apiError?.code, 1004);
   });
 
+  it('a hints stream the client abandons before CTRL_END fails the job with an input failure', async () => {
+    const jobId = await submit(c.client, {
+      execute: { hash_id: c.hashId, input: inline(Buffer.alloc(8)), hints: { stream_uri: 'grpc://hints' } },
+    });
+    const pushed = pushStream(c.client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: hintsWords(CTRL_START, (0x100n << 32n) | 8n, 5n) } }], { keepOpen: true });
+    pushed.result.catch(() => undefined);
+    await sleep(150);
+    assert.equal((await wait(c.client, jobId, 1)).job_status.status, 'running');
+    pushed.call.cancel();
+    const r = await waitTerminal(c.client, jobId);
+    assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
+    assert.equal(r.job_status.failed?.failure.kind, 'input');
+    assert.match(String((r.job_status.failed?.failure.input as { reason: string }).reason), /CTRL_END/);
+  });
+
   it('file:// input under inputs_dir is read by the coordinator and relayed', async () => {
     const file = path.join(inputsDir, 'input.bin');
     fs.writeFileSync(file, Buffer.alloc(8 * 512, 3));
@@ -283,6 +300,22 @@ describe('holds, cancel, the queue and slow watchers', () => {
     assertError(e, grpc.status.INVALID_ARGUMENT, `Invalid job state: job ${queued} is already terminal (current: Cancelled)`, 1004);
   });
 
+  it('request deadlines: a valid execute_timeout fails the job with a timeout; an invalid one counts as absent', async () => {
+    const ts = (ms: number, nanos?: number): object => ({ seconds: String(Math.floor(ms / 1000)), nanos: nanos ?? (ms % 1000) * 1_000_000 });
+    const t0 = Date.now();
+    const timed = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(), execute_timeout: ts(Date.now() + 700) } });
+    const r = await waitTerminal(c.client, timed);
+    const elapsed = Date.now() - t0;
+    assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
+    assert.equal(r.job_status.failed?.failure.kind, 'timeout');
+    assert.ok(elapsed >= 600 && elapsed < 3_000, `timed out after ${elapsed} ms`);
+
+    const lax = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(), execute_timeout: ts(Date.now() + 100, 2_000_000_000) } });
+    await sleep(600);
+    assert.equal((await wait(c.client, lax, 1)).job_status.status, 'running');
+    assert.deepEqual(await unary(c.client, 'CancelJob', { job_id: lax }), { job_id: lax, cancelled: true });
+  });
+
   it('a watcher that stops reading holds nobody up and still gets the terminal event', async () => {
     for (const w of c.fleet.workers) w.inject('contribution', { delayMs: 20, times: 1 });
     const jobId = await submit(c.client, { prove: { hash_id: c.hashId, input: inline(), proof_dest: 2 } });
@@ -299,6 +332,26 @@ describe('holds, cancel, the queue and slow watchers', () => {
     assert.equal((await stalled.done).code, 0);
     assert.equal(stalled.events.at(-1)?.event, 'completed');
     assert.equal(stalled.events[0].event, 'queued');
+  });
+});
+
+describe('retention', () => {
+  it('an evicted job is NOT_FOUND on every RPC', async () => {
+    const c = await cluster(1, { overrides: { coordinator: { max_retained_jobs: 1 } }, elf: 'retention' });
+    try {
+      const first = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
+      assert.equal((await waitTerminal(c.client, first)).job_status.status, 'completed');
+      const second = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
+      assert.equal((await waitTerminal(c.client, second)).job_status.status, 'completed');
+      for (const method of ['WaitJobResult', 'CancelJob']) {
+        assertError(await callError(c.client, method, { job_id: first }), grpc.status.NOT_FOUND, `Job not found: ${first}`, 1001);
+      }
+      const e = await pushError(pushStream(c.client, 'PushJobInput', [{ job_id: first, chunk: { data: Buffer.alloc(8) } }]).result);
+      assertError(e, grpc.status.NOT_FOUND, `Job not found: ${first}`, 1001);
+      assert.equal((await wait(c.client, second)).job_status.status, 'completed');
+    } finally {
+      await c.close();
+    }
   });
 });
 

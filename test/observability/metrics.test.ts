@@ -17,6 +17,7 @@ const D8: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_phase_duration_seconds', 'histogram'],
   ['coordinator_worker_messages_total', 'counter'],
   ['coordinator_ignored_worker_messages_total', 'counter'],
+  ['coordinator_recovery_timeouts_total', 'counter'],
   ['coordinator_bytes_sent_total', 'counter'],
   ['coordinator_event_loop_delay_seconds', 'gauge'],
   ['coordinator_event_loop_utilization', 'gauge'],

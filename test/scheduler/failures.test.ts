@@ -106,6 +106,15 @@ describe('§4.3 triggers', () => {
     assert.equal(h.send({ type: 'failJob', jobId, failure: { kind: 'input', reason: 'again' } }).length, 0);
   });
 
+  it('a timer that fires late still reports its own deadline', () => {
+    const h = new Harness({ phase1_timeout_seconds: 30, heartbeat_interval_seconds: 0 });
+    h.cluster(1);
+    const { jobId } = h.prove();
+    const out = h.advance(75_000); // the host woke up 45 s late
+    const failed = only(out, 'jobEvent').find((e) => e.jobId === jobId && e.event.kind === 'failed');
+    assert.equal(failed?.at, h.now - 45_000);
+  });
+
   it('the terminal event is sent exactly once', () => {
     const h = new Harness();
     h.cluster(1);

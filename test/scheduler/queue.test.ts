@@ -20,8 +20,8 @@ describe('submitJob checks, in order', () => {
         code: 'CLUSTER_UNAVAILABLE',
         message: 'Cluster unavailable: no workers connected',
       });
-      // the request's blobs are released: the job will never exist
-      assert.equal(one(effects, 'releaseBlobs').blobIds.length, 1);
+      // a refused request's blobs are main's to drop
+      none(effects, 'releaseBlobs');
       assert.equal(h.hasJob(jobId), false);
     }
   });
@@ -44,6 +44,31 @@ describe('submitJob checks, in order', () => {
     assert.deepEqual(eventKinds(effects, jobId), ['queued']);
     assert.deepEqual(h.core.snapshot().queue, [jobId]);
     const out = h.ackSetups(setup.effects);
+    assert.deepEqual(eventKinds(out, jobId), ['started', 'progress:1']);
+  });
+
+  it('a job waiting for a setup that then fails everywhere fails at once instead of waiting forever', () => {
+    const h = new Harness();
+    h.registerAll(1);
+    const setup = h.submit({ kind: 'setup', hashId: HASH2, withHints: false, programName: 'p' });
+    const { jobId } = h.prove({ hashId: HASH2 });
+    const out = h.ackSetup('w0', setup.jobId, { hashId: HASH2, success: false });
+    assert.deepEqual(failureOf(out, jobId), {
+      kind: 'execution',
+      reason: `Program ${HASH2} is not set up on any connected worker: its setup failed`,
+    });
+    assert.deepEqual(h.core.snapshot().queue, []);
+  });
+
+  it('a job whose set-up workers are only away keeps waiting for them', () => {
+    const h = new Harness();
+    h.cluster(1);
+    h.wrap(); // w0 busy
+    const { jobId } = h.prove();
+    h.close('w0'); // the wrap fails after the grace; w0 is gone but its setup is replayable
+    h.advance(1_000);
+    assert.equal(h.job(jobId).status, 'queued');
+    const out = h.ackSetups(h.hello('w0'));
     assert.deepEqual(eventKinds(out, jobId), ['started', 'progress:1']);
   });
 

@@ -21,9 +21,20 @@ export function onLinkOpened(ctx: Ctx, linkId: number): void {
   ctx.pool.links.set(linkId, link);
 }
 
+/** Forgets a worker's current stream (closed, replaced, or given up on). */
+function detachLink(ctx: Ctx, w: WorkerRec): void {
+  const link = w.link;
+  if (!link) return;
+  link.worker = undefined;
+  ctx.pool.links.delete(link.id);
+  w.link = undefined;
+  ctx.timers.cancel(w.livenessTimer);
+  w.livenessTimer = undefined;
+}
+
 function directiveFor(ctx: Ctx, workerId: string, jobId: string): ReconnectDirective {
   const job = ctx.jobs.byId.get(jobId);
-  if (!job || isTerminal(job) || !job.workers.includes(workerId)) return 'CANCEL_STALE_JOB';
+  if (!job || job.kind === 'setup' || isTerminal(job) || !job.workers.includes(workerId)) return 'CANCEL_STALE_JOB';
   return 'KEEP_COMPUTING';
 }
 
@@ -63,10 +74,8 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
     failJob(ctx, job, { kind: 'execution', reason }, { recovering: existing, handled: existing });
   }
   if (existing?.link) {
-    const old = existing.link;
-    ctx.emit({ type: 'closeWorker', linkId: old.id, status: 'OK', message: 'Replaced by a newer connection' });
-    old.worker = undefined;
-    ctx.pool.links.delete(old.id);
+    ctx.emit({ type: 'closeWorker', linkId: existing.link.id, status: 'OK', message: 'Replaced by a newer connection' });
+    detachLink(ctx, existing);
     ctx.log('warn', `worker ${ev.workerId} taken over by a newer connection`, { worker_id: ev.workerId });
   }
 
@@ -122,10 +131,7 @@ export function onWorkerClosed(ctx: Ctx, linkId: number): void {
   ctx.timers.cancel(link.handshake);
   const w = link.worker;
   if (!w) return;
-  link.worker = undefined;
-  w.link = undefined;
-  ctx.timers.cancel(w.livenessTimer);
-  w.livenessTimer = undefined;
+  detachLink(ctx, w);
   if (w.job) {
     const grace = ctx.cfg.reconnect_grace_period_ms;
     w.graceTimer = ctx.schedule(ctx.now + grace, { kind: 'grace', worker: w, generation: w.generation });
@@ -140,14 +146,9 @@ export function onWorkerClosed(ctx: Ctx, linkId: number): void {
 }
 
 export function markDisconnected(ctx: Ctx, w: WorkerRec): void {
-  ctx.timers.cancel(w.livenessTimer);
-  w.livenessTimer = undefined;
+  detachLink(ctx, w);
   ctx.timers.cancel(w.graceTimer);
   w.graceTimer = undefined;
-  if (w.link) {
-    w.link.worker = undefined;
-    w.link = undefined;
-  }
   w.disconnectedAt = ctx.now;
   ctx.timers.cancel(w.purgeTimer);
   w.purgeTimer = ctx.schedule(ctx.now + ctx.cfg.stale_disconnected_threshold_seconds * 1000, {
@@ -156,7 +157,7 @@ export function markDisconnected(ctx: Ctx, w: WorkerRec): void {
   });
   dropWorkerFromSetups(ctx, w);
   ctx.sync(w);
-  ctx.log('warn', `worker ${w.id} disconnected`, { worker_id: w.id });
+  ctx.log('info', `worker ${w.id} disconnected`, { worker_id: w.id });
 }
 
 /** A worker left its job: it picks up owed setups, or, if its stream is already gone, disconnects. */
@@ -180,9 +181,7 @@ export function onRecoveryComplete(ctx: Ctx, w: WorkerRec): void {
 
 function expireLiveness(ctx: Ctx, w: WorkerRec, link: LinkRec): void {
   ctx.emit({ type: 'closeWorker', linkId: link.id, status: 'UNAVAILABLE', message: 'heartbeat timeout' });
-  link.worker = undefined;
-  ctx.pool.links.delete(link.id);
-  w.link = undefined;
+  detachLink(ctx, w);
   ctx.log('warn', `worker ${w.id} missed heartbeats; closing its stream`, { worker_id: w.id, job_id: w.job?.id });
   if (w.job) {
     const reason = `Worker ${w.id} missed heartbeats for job ${w.job.id}`;

@@ -109,6 +109,8 @@ export type SetupTargetState = 'pending' | { ok: boolean; vkHex: string };
 export interface SetupState {
   /** Workers the SetupProgram was sent to while this job runs, and what they answered. */
   targets: Map<string, SetupTargetState>;
+  /** How many targets are still 'pending', so an ack is O(1) with thousands of targets. */
+  pending: number;
   /** Workers that were computing at submission and get the setup when they free. */
   owed: Set<string>;
 }

@@ -8,6 +8,8 @@
  */
 import type { Ctx } from './context';
 import { programKey, type JobRec, type WorkerRec } from './model';
+import { failJob } from './outcomes';
+import { anyLiveWorkerCanRun } from './setup';
 import { startJob } from './tasks';
 
 export type Plan = { start: WorkerRec[] } | { waitFor: WorkerRec[] };
@@ -58,6 +60,22 @@ export function planJob(ctx: Ctx, job: JobRec, claimed: ReadonlySet<WorkerRec>):
   return { start: selected };
 }
 
+/**
+ * A job accepted while its program was being set up can never run once that setup failed everywhere
+ * and no completed setup will be replayed: fail it rather than let it wait forever.
+ */
+function failIfUnrunnable(ctx: Ctx, job: JobRec): boolean {
+  const spec = job.spec;
+  if (spec.kind !== 'prove' && spec.kind !== 'execute') return false;
+  const key = programKey(spec.hashId, spec.hints.kind !== 'none');
+  if (ctx.registry.has(key) || anyLiveWorkerCanRun(ctx, key)) return false;
+  failJob(ctx, job, {
+    kind: 'execution',
+    reason: `Program ${spec.hashId} is not set up on any connected worker: its setup failed`,
+  });
+  return true;
+}
+
 /** Starts every queued job that can start now, in queue order. */
 export function pump(ctx: Ctx): void {
   ctx.queueDirty = false;
@@ -75,6 +93,7 @@ export function pump(ctx: Ctx): void {
       freeLeft -= plan.start.length;
       continue;
     }
+    if (plan.waitFor.length === 0 && failIfUnrunnable(ctx, job)) continue;
     for (const w of plan.waitFor) {
       if (claimed.has(w)) continue;
       claimed.add(w);

@@ -26,6 +26,7 @@ function addTarget(job: JobRec, w: WorkerRec, ref: SetupRef): void {
   const st = job.setup;
   if (st && !st.targets.has(w.id)) {
     st.targets.set(w.id, 'pending');
+    st.pending++;
     job.workers.push(w.id);
   }
 }
@@ -53,7 +54,7 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
   const key = keyOf(job);
   job.status = 'running';
   job.startedAt = ctx.now;
-  job.setup = { targets: new Map(), owed: new Set() };
+  job.setup = { targets: new Map(), pending: 0, owed: new Set() };
   ctx.jobEvent(job, { kind: 'queued' });
   ctx.jobEvent(job, { kind: 'started' });
   const known = ctx.registry.get(key);
@@ -155,6 +156,7 @@ export function dropWorkerFromSetups(ctx: Ctx, w: WorkerRec): void {
     const job = ctx.activeSetups.get(id);
     if (job?.setup?.targets.get(w.id) === 'pending') {
       job.setup.targets.delete(w.id);
+      job.setup.pending--;
       job.workers = job.workers.filter((x) => x !== w.id);
       affected.push(job);
     }
@@ -202,6 +204,7 @@ export function onSetupAck(ctx: Ctx, w: WorkerRec, ev: EventOf<'setupAck'>): voi
   const job = ctx.activeSetups.get(ev.setupJobId);
   if (job?.setup?.targets.get(w.id) === 'pending') {
     job.setup.targets.set(w.id, { ok: ev.success, vkHex: ev.vkHex });
+    job.setup.pending--;
     checkSetup(ctx, job);
   }
 }
@@ -210,7 +213,7 @@ export function onSetupAck(ctx: Ctx, w: WorkerRec, ev: EventOf<'setupAck'>): voi
 export function checkSetup(ctx: Ctx, job: JobRec): void {
   const st = job.setup;
   if (job.status !== 'running' || !st || job.spec.kind !== 'setup') return;
-  for (const t of st.targets.values()) if (t === 'pending') return;
+  if (st.pending > 0) return;
   if (st.targets.size === 0) {
     // only computing workers were there: wait for the first to free
     if (st.owed.size > 0) return;

@@ -33,6 +33,15 @@ const TASK_NAMES: Record<TaskType, string> = {
   4: 'wrap',
 };
 
+/** The result member each task must answer with. */
+const RESULT_OF: Record<TaskType, TaskResultSummary['kind']> = {
+  0: 'challenges',
+  1: 'proofs',
+  2: 'finalProof',
+  3: 'execution',
+  4: 'wrap',
+};
+
 /** Selected workers are free, and a free worker always has a stream. */
 function linkIdOf(w: WorkerRec): number {
   return w.link ? w.link.id : -1;
@@ -134,15 +143,13 @@ export function startJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
 }
 
 /**
- * A late response for a job that is already over: it may only park a worker that says it is
- * recovering and has not moved on to other work (bug B2).
+ * A late response for a job that is already over. Ending a job releases every worker still on it, so
+ * the sender is either idle or busy elsewhere: a worker that says it is recovering is parked only if it
+ * has not moved on (bug B2).
  */
 function lateResponse(ctx: Ctx, w: WorkerRec, job: JobRec, ev: EventOf<'taskResult'>): void {
-  if (!ev.inRecovery || !job.workers.includes(w.id)) return;
-  const stillOnIt = w.job === job;
-  const idle = w.job === undefined && !w.parked && w.disconnectedAt === undefined;
-  if (!stillOnIt && !idle) return;
-  if (stillOnIt) w.job = undefined;
+  if (!ev.inRecovery || w.job !== undefined || w.parked || w.disconnectedAt !== undefined) return;
+  if (!job.workers.includes(w.id)) return;
   ctx.park(w);
   ctx.sync(w);
   ctx.log('info', `worker ${w.id} is recovering from job ${job.id}; parked`, { worker_id: w.id, job_id: job.id });
@@ -151,7 +158,7 @@ function lateResponse(ctx: Ctx, w: WorkerRec, job: JobRec, ev: EventOf<'taskResu
 export function onTaskResult(ctx: Ctx, ev: EventOf<'taskResult'>): void {
   const blobs = blobsOfTaskResult(ev.result);
   const w = ctx.pool.workerOfLink(ev.linkId);
-  const detail = `${TASK_NAMES[ev.taskType] ?? ev.taskType} result for job ${ev.jobId}`;
+  const detail = `${TASK_NAMES[ev.taskType]} result for job ${ev.jobId}`;
   if (!w) {
     ctx.ignore('unregistered_link', ev.linkId, detail, blobs);
     return;
@@ -198,8 +205,7 @@ export function onTaskResult(ctx: Ctx, ev: EventOf<'taskResult'>): void {
     });
     return;
   }
-  const wanted = { 0: 'challenges', 1: 'proofs', 2: 'finalProof', 3: 'execution', 4: 'wrap' }[expected];
-  if (r.kind !== wanted) {
+  if (r.kind !== RESULT_OF[expected]) {
     ctx.releaseBlobs(blobs);
     failJob(ctx, job, {
       kind: 'execution',
