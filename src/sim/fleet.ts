@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessageIn, ExecuteTaskIn, RegisterResponseIn } from './messages';
 import { resolveWorkerOptions, type SimWorkerOptions } from './options';
-import { SimWorker, simChannelOptions, type DisconnectInfo, type LogEntry, type SimWorkerStats } from './worker';
+import { SimWorker, emptyWorkerStats, simChannelOptions, type DisconnectInfo, type LogEntry, type SimWorkerStats } from './worker';
 
 export interface SimFleetOptions extends Partial<Omit<SimWorkerOptions, 'workerId' | 'coordinator'>> {
   /** `host:port` of the coordinator's worker port. */
@@ -159,34 +159,7 @@ export class SimFleet extends EventEmitter<SimFleetEvents> {
   }
 
   stats(): FleetStats {
-    const out: FleetStats = {
-      workers: this.workers.length,
-      registered: this.registeredCount,
-      aggTasks: 0,
-      connects: 0,
-      connectErrors: 0,
-      cleanEnds: 0,
-      registrations: 0,
-      reconnectsSent: 0,
-      rejections: 0,
-      heartbeatsSent: 0,
-      heartbeatsReceived: 0,
-      setupsReceived: 0,
-      setupAcks: 0,
-      tasksReceived: { contribution: 0, prove: 0, aggregate: 0, execute: 0, wrap: 0 },
-      responsesSent: 0,
-      failuresSent: 0,
-      dispatchFailures: 0,
-      workerErrorsSent: 0,
-      cancelsReceived: 0,
-      recoveriesSent: 0,
-      challengeEntriesChecked: 0,
-      challengeMismatches: 0,
-      streamErrors: 0,
-      aggOverlaps: 0,
-      messagesReceived: 0,
-      messagesSent: 0,
-    };
+    const out: FleetStats = { ...emptyWorkerStats(), workers: this.workers.length, registered: this.registeredCount, aggTasks: 0 };
     for (const w of this.workers) {
       const s = w.stats;
       out.aggTasks += w.aggTasks.length;

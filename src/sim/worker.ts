@@ -117,6 +117,35 @@ export interface SimWorkerStats {
   messagesSent: number;
 }
 
+/** All counters at zero (a worker's starting point, and the fleet's sum). */
+export function emptyWorkerStats(): SimWorkerStats {
+  return {
+    connects: 0,
+    connectErrors: 0,
+    cleanEnds: 0,
+    registrations: 0,
+    reconnectsSent: 0,
+    rejections: 0,
+    heartbeatsSent: 0,
+    heartbeatsReceived: 0,
+    setupsReceived: 0,
+    setupAcks: 0,
+    tasksReceived: { contribution: 0, prove: 0, aggregate: 0, execute: 0, wrap: 0 },
+    responsesSent: 0,
+    failuresSent: 0,
+    dispatchFailures: 0,
+    workerErrorsSent: 0,
+    cancelsReceived: 0,
+    recoveriesSent: 0,
+    challengeEntriesChecked: 0,
+    challengeMismatches: 0,
+    streamErrors: 0,
+    aggOverlaps: 0,
+    messagesReceived: 0,
+    messagesSent: 0,
+  };
+}
+
 export interface JobContextInfo {
   jobId: string;
   rank: number;
@@ -250,31 +279,7 @@ function expectedPackedChallenges(jobId: string, total: number): Buffer[] {
 
 export class SimWorker extends EventEmitter<SimWorkerEvents> {
   readonly options: SimWorkerOptions;
-  readonly stats: SimWorkerStats = {
-    connects: 0,
-    connectErrors: 0,
-    cleanEnds: 0,
-    registrations: 0,
-    reconnectsSent: 0,
-    rejections: 0,
-    heartbeatsSent: 0,
-    heartbeatsReceived: 0,
-    setupsReceived: 0,
-    setupAcks: 0,
-    tasksReceived: { contribution: 0, prove: 0, aggregate: 0, execute: 0, wrap: 0 },
-    responsesSent: 0,
-    failuresSent: 0,
-    dispatchFailures: 0,
-    workerErrorsSent: 0,
-    cancelsReceived: 0,
-    recoveriesSent: 0,
-    challengeEntriesChecked: 0,
-    challengeMismatches: 0,
-    streamErrors: 0,
-    aggOverlaps: 0,
-    messagesReceived: 0,
-    messagesSent: 0,
-  };
+  readonly stats: SimWorkerStats = emptyWorkerStats();
   /** Received and sent messages, newest last (keeps at least the last `maxLogEntries`). */
   readonly log: LogEntry[] = [];
   /** Every AGGREGATE task received, in order. */

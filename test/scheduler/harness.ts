@@ -3,6 +3,7 @@
  * short names for the worker and client sides of the protocol.
  */
 import assert from 'node:assert/strict';
+import { defaultConfig } from '../../src/shared/config/schema';
 import { SchedulerCore, type CoreConfig, type JobSnapshot, type WorkerSnapshot } from '../../src/threads/scheduler-core';
 import type {
   InputSpec,
@@ -27,29 +28,7 @@ export const EXECUTION: TaskType = 3;
 export const WRAP: TaskType = 4;
 
 /** The documented defaults (decisions D3–D5), so tests read as "the default, except …". */
-export const DEFAULTS: CoreConfig = {
-  job_ttl_seconds: 3600,
-  job_monitor_interval_seconds: 10,
-  phase1_timeout_seconds: 300,
-  phase2_timeout_seconds: 600,
-  phase3_timeout_seconds: 100,
-  execution_timeout_seconds: 300,
-  heartbeat_interval_seconds: 30,
-  heartbeat_max_missed: 3,
-  stale_disconnected_threshold_seconds: 300,
-  reconnect_grace_period_ms: 500,
-  default_compute_units: 0,
-  min_compute_units: 1,
-  max_total_workers: 1000,
-  max_workers_per_job: 0,
-  max_queued_jobs: 1024,
-  queue_timeout_seconds: 0,
-  setup_timeout_seconds: 600,
-  max_retained_jobs: 10000,
-  handshake_timeout_seconds: 10,
-  recovery_timeout_seconds: 360,
-  wrap_timeout_seconds: 600,
-};
+export const DEFAULTS: CoreConfig = defaultConfig().coordinator;
 
 export type EffectType = SchedulerEffect['type'];
 export type EffectOf<T extends EffectType> = Extract<SchedulerEffect, { type: T }>;
