@@ -1,0 +1,65 @@
+/** WaitJobResult: answers at once for a finished job, else holds the call until the job ends or the hold runs out. */
+import * as grpc from '@grpc/grpc-js';
+import type { JobRecord } from '../jobs';
+import type { ApiContext } from './context';
+import type { WaitMsg, WaitResponse } from './messages';
+import { waitHoldMs } from './validation';
+
+function waitResponse(rec: JobRecord): WaitResponse {
+  const res: WaitResponse = { job_id: rec.id, job_status: rec.status() };
+  if (rec.state === 'completed' && rec.result) res.result = rec.result.response;
+  return res;
+}
+
+export class WaitHolds {
+  /** Held calls: each entry answers its call now. */
+  private readonly held = new Set<() => void>();
+
+  constructor(private readonly ctx: ApiContext) {}
+
+  handle(call: grpc.ServerUnaryCall<WaitMsg, WaitResponse>, callback: grpc.sendUnaryData<WaitResponse>): void {
+    const { calls, jobs } = this.ctx;
+    const done = calls.track('WaitJobResult');
+    let rec: JobRecord;
+    try {
+      rec = jobs.lookup(call.request.job_id);
+    } catch (err) {
+      const se = calls.errorOf('WaitJobResult', err);
+      done(se.code);
+      callback(se);
+      return;
+    }
+    if (rec.terminal || this.ctx.closed()) {
+      done(grpc.status.OK);
+      callback(null, waitResponse(rec));
+      return;
+    }
+    const holdMs = waitHoldMs(call.request, call.getDeadline(), Date.now());
+    let finished = false;
+    const cleanup = (): void => {
+      finished = true;
+      clearTimeout(timer);
+      rec.waiters.delete(answer);
+      this.held.delete(answer);
+    };
+    const answer = (): void => {
+      if (finished) return;
+      cleanup();
+      done(grpc.status.OK);
+      callback(null, waitResponse(rec));
+    };
+    const timer = setTimeout(answer, holdMs);
+    rec.waiters.add(answer);
+    this.held.add(answer);
+    call.on('cancelled', () => {
+      if (finished) return;
+      cleanup();
+      done(grpc.status.CANCELLED);
+    });
+  }
+
+  /** Shutdown: every held call answers with the job's current status. */
+  answerAll(): void {
+    for (const answer of [...this.held]) answer();
+  }
+}

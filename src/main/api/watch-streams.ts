@@ -1,0 +1,69 @@
+/** WatchJob: one server stream per watcher, replaying the job's history and then following it. */
+import * as grpc from '@grpc/grpc-js';
+import { apiErrors } from '../../shared/errors';
+import { toServiceError } from '../grpc-errors';
+import { JobWatcher, type JobEventWire, type JobRecord } from '../jobs';
+import type { ApiContext } from './context';
+import type { JobIdMsg } from './messages';
+
+type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire>;
+
+export class WatchStreams {
+  private readonly watchers = new Map<JobWatcher, WatchCall>();
+
+  constructor(private readonly ctx: ApiContext) {}
+
+  handle(call: WatchCall): void {
+    const { calls, jobs } = this.ctx;
+    const done = calls.track('WatchJob');
+    let rec: JobRecord;
+    try {
+      rec = jobs.lookup(call.request.job_id);
+    } catch (err) {
+      const se = calls.errorOf('WatchJob', err);
+      done(se.code);
+      call.emit('error', se);
+      return;
+    }
+    if (this.ctx.closed()) {
+      const se = toServiceError(apiErrors.shuttingDown());
+      done(se.code);
+      call.emit('error', se);
+      return;
+    }
+    done(grpc.status.OK);
+    const watcher: JobWatcher = new JobWatcher(
+      {
+        write: (event, written) => {
+          call.write(event, () => written());
+        },
+        end: () => call.end(),
+      },
+      () => {
+        rec.observers.delete(watcher);
+        this.watchers.delete(watcher);
+      },
+    );
+    this.watchers.set(watcher, call);
+    for (const e of rec.history) watcher.push(e);
+    if (watcher.done) return;
+    rec.observers.add(watcher);
+    call.on('cancelled', () => watcher.cancel());
+  }
+
+  /** Ends a watcher's stream with status OK, without its terminal event (its job was dropped). */
+  end(watcher: JobWatcher): void {
+    const call = this.watchers.get(watcher);
+    watcher.cancel();
+    call?.end();
+  }
+
+  /** Shutdown: every open stream fails with `shutting down`. */
+  closeAll(): void {
+    const shuttingDown = toServiceError(apiErrors.shuttingDown());
+    for (const [watcher, call] of [...this.watchers]) {
+      watcher.cancel();
+      call.emit('error', shuttingDown);
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/** The gRPC side of a sim worker's connection: the `WorkerStream` method and the channel options. */
+import * as grpc from '@grpc/grpc-js';
+import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../shared/proto';
+import type { CoordinatorMessageIn, WorkerMessageOut } from './messages';
+import type { SimWorkerOptions } from './options';
+
+export interface StreamMethod {
+  path: string;
+  serialize: (msg: WorkerMessageOut | Buffer) => Buffer;
+  deserialize: (buf: Buffer) => CoordinatorMessageIn;
+}
+
+let streamMethod: StreamMethod | undefined;
+
+/** The `WorkerStream` method of the relay view; a Buffer argument is written as already encoded. */
+export function workerStreamMethod(): StreamMethod {
+  if (!streamMethod) {
+    const m = serviceDefinition(CLUSTER_VIEW_PROTO, CLUSTER_API_SERVICE).WorkerStream;
+    const ser = m.requestSerialize;
+    const de = m.responseDeserialize;
+    streamMethod = {
+      path: m.path,
+      serialize: (msg) => (Buffer.isBuffer(msg) ? msg : ser(msg)),
+      deserialize: (buf) => de(buf) as CoordinatorMessageIn,
+    };
+  }
+  return streamMethod;
+}
+
+/** Channel options of a sim worker connection (insecure, 128 MiB both ways, its own TCP connection). */
+export function simChannelOptions(o: Pick<SimWorkerOptions, 'maxMessageBytes' | 'reconnectIntervalMs'>): grpc.ClientOptions {
+  return {
+    'grpc.max_send_message_length': o.maxMessageBytes,
+    'grpc.max_receive_message_length': o.maxMessageBytes,
+    // Like a real worker: its own HTTP/2 connection, not a multiplexed share of another worker's.
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc.enable_retries': 0,
+    'grpc.initial_reconnect_backoff_ms': Math.max(100, Math.min(1000, o.reconnectIntervalMs)),
+    'grpc.max_reconnect_backoff_ms': Math.max(100, o.reconnectIntervalMs),
+  };
+}
