@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
+import { apiClient, unary } from '../helpers/coordinator';
 
 const LOOPBACK_ENV = {
   ZISK_COORDINATOR_SERVER_HOST: '127.0.0.1',
@@ -228,4 +229,42 @@ test('metrics.enabled = false removes /metrics but keeps /health', async (t) => 
   assert.equal((await httpGet(c.ports.metrics!, '/health')).status, 200);
   c.kill('SIGTERM');
   assert.equal((await c.exited).code, 0);
+});
+
+test('a second SIGTERM skips the drain window: the running job fails with internal and the process exits 0', async (t) => {
+  const c = await spawnCoordinator({
+    args: EPHEMERAL,
+    env: { ...LOOPBACK_ENV, ZISK_COORDINATOR_BACKEND_MODE: 'mock', ZISK_COORDINATOR_SERVER_SHUTDOWN_TIMEOUT_SECONDS: '60' },
+  });
+  t.after(() => stopCoordinator(c));
+  const client = apiClient(`127.0.0.1:${c.ports.api}`);
+  t.after(() => client.close());
+  const { hash_id: hashId } = await unary<{ hash_id: string }>(client, 'RegisterGuestProgram', { zisk_elf: Buffer.from('\x7fELF drain') });
+  const { job_id: jobId } = await unary<{ job_id: string }>(client, 'JobRequest', {
+    job_kind: { prove: { hash_id: hashId, input: { inline: { data: Buffer.alloc(8) } }, proof_dest: 1 } },
+  });
+  const events: string[] = [];
+  const stream = (client as unknown as { WatchJob: (r: object) => grpc.ClientReadableStream<{ event: string; failed?: { failure: { kind: string } } }> }).WatchJob({ job_id: jobId });
+  const terminal = new Promise<string>((resolve) => {
+    stream.on('data', (e) => {
+      events.push(e.event);
+      if (e.event === 'failed') resolve(e.failed?.failure.kind ?? '?');
+    });
+    stream.on('error', () => resolve('stream error'));
+  });
+  c.kill('SIGTERM');
+  await c.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('received SIGTERM'));
+  assert.equal((await httpGet(c.ports.metrics!, '/health')).status, 503, '/health is 503 while draining');
+  const refused = await unary(client, 'JobRequest', { job_kind: { prove: { hash_id: hashId, input: { inline: { data: Buffer.alloc(8) } } } } }).then(
+    () => undefined,
+    (err: grpc.ServiceError) => err,
+  );
+  assert.equal(refused?.code, grpc.status.UNAVAILABLE);
+  assert.equal(refused?.details, 'Coordinator is shutting down');
+  const t0 = Date.now();
+  c.kill('SIGTERM');
+  assert.equal(await terminal, 'internal', `watcher events: ${events.join(',')}`);
+  assert.equal((await c.exited).code, 0);
+  assert.ok(Date.now() - t0 < 10_000, 'did not wait out the 60 s window');
+  assert.ok(c.lines.some((l) => l.abandoned === 1), 'logs what was abandoned');
 });
