@@ -184,10 +184,14 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     void stopEverything(EXIT_SCHEDULER_DIED);
   };
 
+  // The scheduler thread boots while the rest starts up; events posted meanwhile wait in its port.
   let host: SchedulerHost;
+  let schedulerReady: Promise<void> = Promise.resolve();
   if (mock) host = new MockSchedulerHost(blobs, applyEffects);
   else if (config.coordinator.scheduler_thread) {
-    host = await ThreadSchedulerHost.start(coreConfigOf(config), applyEffects, onSchedulerDeath);
+    const threadHost = ThreadSchedulerHost.spawn(coreConfigOf(config), applyEffects, onSchedulerDeath);
+    host = threadHost;
+    schedulerReady = threadHost.ready;
   } else host = new InlineSchedulerHost(coreConfigOf(config), applyEffects);
   const post = (event: SchedulerEvent): void => host.post(event);
 
@@ -275,6 +279,16 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     );
   }
 
+  try {
+    await schedulerReady;
+  } catch (err) {
+    apiServer.forceShutdown();
+    clusterServer?.forceShutdown();
+    await http?.close();
+    await host.close();
+    metrics.stop();
+    throw err;
+  }
   cluster?.startHeartbeats();
   const statsTimer = setInterval(() => {
     host.loopStats().then(

@@ -90,10 +90,15 @@ export class ThreadSchedulerHost extends BatchingHost {
     });
   }
 
-  static async start(config: CoreConfig, onEffects: EffectHandler, onDeath: (err: Error) => void): Promise<ThreadSchedulerHost> {
+  /** Resolves once the thread runs the core; calls made before then queue in its port, in order. */
+  ready!: Promise<void>;
+
+  static spawn(config: CoreConfig, onEffects: EffectHandler, onDeath: (err: Error) => void): ThreadSchedulerHost {
     const worker = new Worker(path.join(__dirname, '../threads/scheduler-thread.js'));
     const host = new ThreadSchedulerHost(worker, onDeath);
-    await host.track(host.remote.start(config, Comlink.proxy(onEffects)));
+    host.ready = host.track(host.remote.start(config, Comlink.proxy(onEffects)));
+    // A failed start is reported through `ready`; this keeps it from also surfacing as unhandled.
+    host.ready.catch(() => undefined);
     return host;
   }
 

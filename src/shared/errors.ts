@@ -4,20 +4,34 @@
  * `grpc-status-details-bin`. Errors cross the thread boundary as `{ code, message }` data, never as
  * Error objects (custom fields do not survive structured cloning).
  */
-import { status as GrpcStatus } from '@grpc/grpc-js';
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md). Spelled out rather than imported from grpc-js so the
+ * scheduler thread, which builds these errors, does not load the whole gRPC stack.
+ */
+export const GrpcCode = {
+  OK: 0,
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  RESOURCE_EXHAUSTED: 8,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcCode = (typeof GrpcCode)[keyof typeof GrpcCode];
 
 export const ERROR_CODES = {
-  JOB_NOT_FOUND: { code: 1001, grpc: GrpcStatus.NOT_FOUND },
-  PROGRAM_NOT_FOUND: { code: 1002, grpc: GrpcStatus.NOT_FOUND },
-  PROGRAM_NOT_SETUP: { code: 1003, grpc: GrpcStatus.NOT_FOUND },
-  INVALID_JOB_STATE: { code: 1004, grpc: GrpcStatus.INVALID_ARGUMENT },
-  INVALID_PROOF_CONVERSION: { code: 1005, grpc: GrpcStatus.INVALID_ARGUMENT },
-  INVALID_ARGUMENT: { code: 1006, grpc: GrpcStatus.INVALID_ARGUMENT },
-  CLUSTER_UNAVAILABLE: { code: 2001, grpc: GrpcStatus.UNAVAILABLE },
-  QUEUE_FULL: { code: 2002, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
-  SHUTTING_DOWN: { code: 2003, grpc: GrpcStatus.UNAVAILABLE },
-  INTERNAL: { code: 3001, grpc: GrpcStatus.INTERNAL },
-  UNAUTHENTICATED: { code: 4001, grpc: GrpcStatus.UNAUTHENTICATED },
+  JOB_NOT_FOUND: { code: 1001, grpc: GrpcCode.NOT_FOUND },
+  PROGRAM_NOT_FOUND: { code: 1002, grpc: GrpcCode.NOT_FOUND },
+  PROGRAM_NOT_SETUP: { code: 1003, grpc: GrpcCode.NOT_FOUND },
+  INVALID_JOB_STATE: { code: 1004, grpc: GrpcCode.INVALID_ARGUMENT },
+  INVALID_PROOF_CONVERSION: { code: 1005, grpc: GrpcCode.INVALID_ARGUMENT },
+  INVALID_ARGUMENT: { code: 1006, grpc: GrpcCode.INVALID_ARGUMENT },
+  CLUSTER_UNAVAILABLE: { code: 2001, grpc: GrpcCode.UNAVAILABLE },
+  QUEUE_FULL: { code: 2002, grpc: GrpcCode.RESOURCE_EXHAUSTED },
+  SHUTTING_DOWN: { code: 2003, grpc: GrpcCode.UNAVAILABLE },
+  INTERNAL: { code: 3001, grpc: GrpcCode.INTERNAL },
+  UNAUTHENTICATED: { code: 4001, grpc: GrpcCode.UNAUTHENTICATED },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -65,7 +79,7 @@ export function grpcMessageOf(err: ApiErrorData): string {
   return err.code === 'INTERNAL' ? 'An internal error occurred' : err.message;
 }
 
-export function grpcStatusOf(code: ErrorCode): GrpcStatus {
+export function grpcStatusOf(code: ErrorCode): GrpcCode {
   return ERROR_CODES[code].grpc;
 }
 
