@@ -125,8 +125,11 @@ export class JobRecord {
   relays: { input?: JobRelay; hints?: JobRelay } = {};
   /** Open Push streams, one per kind at a time. */
   readonly pushOpen = { input: false, hints: false };
-  /** Stops local (file/unix) sources when the job ends. */
-  readonly sourceAbort = new AbortController();
+  /**
+   * Stops local (file/unix) sources when the job ends; created only for jobs that have one, since
+   * aborting builds a DOMException and most jobs never read a local source.
+   */
+  sourceAbort: AbortController | undefined;
 
   constructor(
     readonly id: string,

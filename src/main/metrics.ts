@@ -68,8 +68,20 @@ export interface RenderedMetrics {
   body: string;
 }
 
+/** Bound series handles (prom-client `labels(...)`) skip the label hashing of every update. */
+function child<T>(cache: Map<string, unknown>, key: string, make: () => T): T {
+  let handle = cache.get(key) as T | undefined;
+  if (handle === undefined) {
+    handle = make();
+    cache.set(key, handle);
+  }
+  return handle;
+}
+
 export class CoordinatorMetrics {
   private readonly registry = new Registry();
+  /** Bound series handles by metric and label values; hot paths update them per message. */
+  private readonly children = new Map<string, unknown>();
   private readonly mainLoop = new LoopStatsSampler(10);
   /** One main-loop sample per scrape, shared by the delay and utilization collectors. */
   private scrapeSample: LoopStats | undefined;
@@ -213,8 +225,9 @@ export class CoordinatorMetrics {
 
   /** One finished client API call; `status` is a grpc-js status code or its name. */
   recordRequest(method: string, status: GrpcStatusName | number, seconds: number): void {
-    this.requests.inc({ method, status: statusName(status) });
-    this.requestDuration.observe({ method }, duration(seconds));
+    const name = statusName(status);
+    child(this.children, `req|${method}|${name}`, () => this.requests.labels(method, name)).inc();
+    child(this.children, `reqd|${method}`, () => this.requestDuration.labels(method)).observe(duration(seconds));
   }
 
   /** A job was dispatched to workers (left the queue or started directly). */
@@ -228,8 +241,8 @@ export class CoordinatorMetrics {
    */
   jobFinished(kind: JobKindLabel, outcome: JobOutcomeLabel, seconds: number, opts: { wasStarted?: boolean } = {}): void {
     if (opts.wasStarted !== false) this.setActiveJobs(this.activeJobCount - 1);
-    this.jobs.inc({ kind, outcome });
-    this.jobDuration.observe({ kind, outcome }, duration(seconds));
+    child(this.children, `jobs|${kind}|${outcome}`, () => this.jobs.labels(kind, outcome)).inc();
+    child(this.children, `jobd|${kind}|${outcome}`, () => this.jobDuration.labels(kind, outcome)).observe(duration(seconds));
   }
 
   /** Overrides the running count from the scheduler's own table, which is the source of truth. */
@@ -240,7 +253,7 @@ export class CoordinatorMetrics {
 
   /** Per worker that took part in a job, when that job ends. */
   workerJob(workerId: string, outcome: JobOutcomeLabel): void {
-    this.workerJobs.inc({ worker_id: workerId, outcome });
+    child(this.children, `wj|${outcome}|${workerId}`, () => this.workerJobs.labels(workerId, outcome)).inc();
   }
 
   /** A new guest program was stored by this process. */
@@ -257,7 +270,7 @@ export class CoordinatorMetrics {
     let connected = 0;
     for (const state of WORKER_STATES) {
       const n = count(counts[state]);
-      this.workers.set({ state }, n);
+      child(this.children, `ws|${state}`, () => this.workers.labels(state)).set(n);
       if (state !== 'disconnected') connected += n;
     }
     this.workersConnected.set(connected);
@@ -268,12 +281,12 @@ export class CoordinatorMetrics {
   }
 
   phaseFinished(phase: PhaseLabel, seconds: number): void {
-    this.phaseDuration.observe({ phase }, duration(seconds));
+    child(this.children, `ph|${phase}`, () => this.phaseDuration.labels(phase)).observe(duration(seconds));
   }
 
   /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */
   workerMessage(type: string): void {
-    this.workerMessages.inc({ type });
+    child(this.children, `wm|${type}`, () => this.workerMessages.labels(type)).inc();
   }
 
   recoveryTimedOut(): void {
@@ -281,11 +294,11 @@ export class CoordinatorMetrics {
   }
 
   ignoredWorkerMessage(reason: string): void {
-    this.ignoredWorkerMessages.inc({ reason });
+    child(this.children, `ig|${reason}`, () => this.ignoredWorkerMessages.labels(reason)).inc();
   }
 
   bytesSent(kind: BytesKindLabel, n: number): void {
-    this.bytes.inc({ kind }, count(n));
+    child(this.children, `by|${kind}`, () => this.bytes.labels(kind)).inc(count(n));
   }
 
   /** The scheduler thread's own `LoopStatsSampler` figures (seconds; utilization 0..1). */

@@ -107,25 +107,34 @@ const PUBLICS_PREFIX_BYTES = 32;
  */
 export function publicsLayout(packed: Buffer | undefined): Buffer {
   if (!packed || packed.length === 0) return Buffer.alloc(0);
-  const values: bigint[] = [];
-  let pos = 0;
-  while (pos < packed.length) {
-    if (values.length === PUBLICS_COUNT) return Buffer.alloc(0);
-    let v = 0n;
-    let shift = 0n;
-    for (;;) {
-      if (pos >= packed.length || shift > 63n) return Buffer.alloc(0);
-      const b = packed[pos++];
-      v |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) break;
-      shift += 7n;
-    }
-    values.push(BigInt.asUintN(64, v));
-  }
-  if (values.length !== PUBLICS_COUNT) return Buffer.alloc(0);
   const out = Buffer.alloc(PUBLICS_PREFIX_BYTES + 8 * PUBLICS_COUNT);
-  values.forEach((v, i) => out.writeBigUInt64LE(v, PUBLICS_PREFIX_BYTES + 8 * i));
-  return out;
+  let pos = 0;
+  let count = 0;
+  // Varints decoded as two exact doubles (bits 0–34 and 35–69) instead of BigInt: this runs for
+  // every prove and execute result, and BigInt arithmetic made it a visible share of a job's CPU.
+  while (pos < packed.length) {
+    if (count === PUBLICS_COUNT) return Buffer.alloc(0);
+    let low = 0;
+    let high = 0;
+    let i = 0;
+    for (;;) {
+      if (pos >= packed.length || i === 10) return Buffer.alloc(0);
+      const b = packed[pos++];
+      const bits = b & 0x7f;
+      if (i < 5) low += bits * 2 ** (7 * i);
+      else high += bits * 2 ** (7 * (i - 5));
+      i++;
+      if ((b & 0x80) === 0) break;
+    }
+    // value = low + high·2^35, truncated to 64 bits as protobuf does.
+    const lo32 = low % 2 ** 32;
+    const hi32 = (Math.floor(low / 2 ** 32) + (high % 2 ** 29) * 8) % 2 ** 32;
+    const off = PUBLICS_PREFIX_BYTES + 8 * count;
+    out.writeUInt32LE(lo32, off);
+    out.writeUInt32LE(hi32, off + 4);
+    count++;
+  }
+  return count === PUBLICS_COUNT ? out : Buffer.alloc(0);
 }
 
 function hexBytes(hex: string): Buffer {

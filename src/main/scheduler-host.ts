@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
@@ -69,45 +69,45 @@ export class InlineSchedulerHost extends BatchingHost {
 }
 
 /**
- * The core on its own worker thread, reached over comlink. comlink leaves a call pending forever
- * when the thread dies, so every call is tracked and rejected by the supervisor, which then reports
- * the death through `onDeath` (the app logs it and exits 70).
+ * The core on its own worker thread. Batches travel on a dedicated MessagePort (one message per batch
+ * each way, nothing awaited); comlink carries the few request/response calls. comlink leaves a call
+ * pending forever when the thread dies, so those calls are tracked and rejected by the supervisor,
+ * which then reports the death through `onDeath` (the app logs it and exits 70).
  */
 export class ThreadSchedulerHost extends BatchingHost {
   private readonly worker: Worker;
   private readonly remote: Comlink.Remote<SchedulerThreadApi>;
+  private readonly batches: MessagePort;
   private readonly inFlight = new Set<(err: Error) => void>();
   private closing = false;
   private dead = false;
+  /** Resolves once the thread runs the core; batches posted before then wait in the port, in order. */
+  readonly ready: Promise<void>;
 
-  private constructor(worker: Worker, private readonly onDeath: (err: Error) => void) {
+  private constructor(config: CoreConfig, onEffects: EffectHandler, private readonly onDeath: (err: Error) => void) {
     super();
-    this.worker = worker;
-    this.remote = Comlink.wrap<SchedulerThreadApi>(nodeEndpoint(worker));
-    worker.on('error', (err) => this.died(err));
-    worker.on('exit', (code) => {
+    this.worker = new Worker(path.join(__dirname, '../threads/scheduler-thread.js'));
+    this.remote = Comlink.wrap<SchedulerThreadApi>(nodeEndpoint(this.worker));
+    this.worker.on('error', (err) => this.died(err));
+    this.worker.on('exit', (code) => {
       if (!this.closing) this.died(new Error(`scheduler thread exited with code ${code}`));
     });
+    const { port1, port2 } = new MessageChannel();
+    this.batches = port1;
+    port1.on('message', (effects: SchedulerEffect[]) => onEffects(effects));
+    this.ready = this.track(this.remote.start(config, Comlink.transfer(port2, [port2])));
+    // A failed start is reported through `ready`; this keeps it from also surfacing as unhandled.
+    this.ready.catch(() => undefined);
   }
 
-  /** Resolves once the thread runs the core; calls made before then queue in its port, in order. */
-  ready!: Promise<void>;
-
   static spawn(config: CoreConfig, onEffects: EffectHandler, onDeath: (err: Error) => void): ThreadSchedulerHost {
-    const worker = new Worker(path.join(__dirname, '../threads/scheduler-thread.js'));
-    const host = new ThreadSchedulerHost(worker, onDeath);
-    host.ready = host.track(host.remote.start(config, Comlink.proxy(onEffects)));
-    // A failed start is reported through `ready`; this keeps it from also surfacing as unhandled.
-    host.ready.catch(() => undefined);
-    return host;
+    return new ThreadSchedulerHost(config, onEffects, onDeath);
   }
 
   protected deliver(batch: SchedulerEvent[]): void {
     // Stream-close events keep arriving while the servers shut down; nobody needs them then.
     if (this.dead || this.closing) return;
-    // Not awaited: batches pipeline. A throw inside the core leaves its state unknown, so it is
-    // as fatal as the thread dying.
-    this.track(this.remote.push(batch)).catch((err: Error) => this.died(err));
+    this.batches.postMessage(batch);
   }
 
   async loopStats(): Promise<LoopStats | undefined> {
@@ -117,6 +117,7 @@ export class ThreadSchedulerHost extends BatchingHost {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.batches.close();
     this.remote[Comlink.releaseProxy]();
     await this.worker.terminate();
   }

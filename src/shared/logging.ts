@@ -3,9 +3,10 @@
  *
  * pino always produces one JSON line per record; this module turns that line into the configured
  * format (`json` as is, `pretty` through pino-pretty's formatter, `compact` through our own) and fans
- * it out to stdout and, optionally, a file. Everything is written synchronously: a coordinator that
- * exits on a fatal config or port error must not lose the line explaining why, and tests read what
- * they captured right after the call. No worker-thread transports, for the same reason.
+ * it out to stdout and, optionally, a file. Writes are asynchronous (sonic-boom) so logging never
+ * blocks the event loop; `flushLogger` writes out what is buffered, and the process calls it before
+ * exiting, so a fatal config or port error never loses the line explaining why. No worker-thread
+ * transports: they could lose lines on exit.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -87,10 +88,7 @@ export function createLogger(cfg: LoggingConfig, opts: CreateLoggerOptions = {})
   );
 }
 
-/**
- * Writes are already synchronous; this only drains what sonic-boom may still hold, so call it
- * before `process.exit` to be safe regardless of how the logger was built.
- */
+/** Writes out what the asynchronous sinks still hold; call it before the process exits. */
 export function flushLogger(logger: Logger): void {
   logger.flush();
 }
@@ -157,8 +155,16 @@ function ttyOf(stream: NodeJS.WritableStream): boolean {
   return (stream as { isTTY?: boolean }).isTTY === true;
 }
 
+/**
+ * Asynchronous writes: a synchronous write per line blocked the event loop for a visible share of
+ * every job under load. Lines written while one write is in flight are coalesced into the next; the
+ * buffer is bounded (lines beyond it are dropped rather than growing memory behind a stuck reader),
+ * and `flushLogger` writes what is left before the process exits.
+ */
+const ASYNC_SINK = { sync: false, minLength: 0, maxLength: 16 * 1024 * 1024 } as const;
+
 function stdoutSink(): Sink {
-  const dest = pino.destination({ dest: 1, sync: true });
+  const dest = pino.destination({ dest: 1, ...ASYNC_SINK });
   // A closed stdout (`… | head`) must not crash the coordinator; the log line is simply lost.
   dest.on('error', () => undefined);
   return dest;
@@ -168,7 +174,9 @@ function fileSink(filePath: string): Sink {
   const resolved = path.resolve(filePath);
   try {
     fs.mkdirSync(path.dirname(resolved), { recursive: true });
-    const dest = pino.destination({ dest: resolved, sync: true, append: true });
+    // Opened synchronously so a bad path fails at startup and flushLogger can always write.
+    const fd = fs.openSync(resolved, 'a');
+    const dest = pino.destination({ dest: fd, ...ASYNC_SINK });
     let reported = false;
     // A full disk must not take the coordinator down with it; say so once on stderr.
     dest.on('error', (err: Error) => {

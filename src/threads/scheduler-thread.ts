@@ -1,8 +1,9 @@
 /**
- * Entry point of the scheduler worker thread: exposes the core over comlink. Events arrive in
- * batches on one ordered channel; effects leave in batches through a callback proxy.
+ * Entry point of the scheduler worker thread. comlink carries the request/response calls (start,
+ * loop stats); the hot path is a dedicated MessagePort handed over at start: one message per batch
+ * of events in, one per batch of effects out, in order, with no reply traffic.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
@@ -12,28 +13,24 @@ import { CoreRunner } from './core-runner';
 import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
 
 export interface SchedulerThreadApi {
-  start(config: CoreConfig, onEffects: (effects: SchedulerEffect[]) => void): void;
-  push(events: SchedulerEvent[]): void;
+  /** `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back. */
+  start(config: CoreConfig, batches: MessagePort): void;
   loopStats(): LoopStats;
   snapshotCounts(): { workers: number; jobs: number };
 }
 
-let runner: CoreRunner | undefined;
 let core: SchedulerCore | undefined;
 const sampler = new LoopStatsSampler();
 sampler.start();
 
 const api: SchedulerThreadApi = {
-  start(config, onEffects) {
+  start(config, batches) {
+    if (core) throw new Error('scheduler thread already started');
     core = new SchedulerCore(config, { newId: randomUUID });
-    runner = new CoreRunner(core, (effects) => {
-      // Fire and forget: awaiting each batch would serialise the thread on main's event loop.
-      void onEffects(effects);
-    });
-  },
-  push(events) {
-    if (!runner) throw new Error('scheduler thread not started');
-    runner.push(events);
+    const runner = new CoreRunner(core, (effects: SchedulerEffect[]) => batches.postMessage(effects));
+    // A throw here (a bug in the core) is an uncaught exception: the thread dies and the main
+    // thread's supervisor stops the process, since the core's state can no longer be trusted.
+    batches.on('message', (events: SchedulerEvent[]) => runner.push(events));
   },
   loopStats() {
     return sampler.sample();

@@ -89,6 +89,17 @@ describe('results', () => {
     assert.equal(publicsLayout(undefined).length, 0);
   });
 
+  it('public outputs keep every uint64 bit-exact, across every varint length', () => {
+    let x = 0x9e3779b97f4a7c15n;
+    const values = Array.from({ length: 64 }, (_, i) => {
+      x = (x * 6364136223846793005n + 1442695040888963407n) & 0xffff_ffff_ffff_ffffn;
+      return x >> BigInt(i % 64); // 64 down to 1 significant bits: every varint length 1..10
+    });
+    const out = publicsLayout(packed(values));
+    assert.equal(out.length, 544);
+    values.forEach((v, i) => assert.equal(out.readBigUInt64LE(32 + 8 * i), v, `value ${i}`));
+  });
+
   it('prove results: stable fields, asked kind, VK, stats (uint64 as strings)', () => {
     const blobs = new BlobStore();
     const proofBlobId = blobs.put(Buffer.from('proof-bytes'));

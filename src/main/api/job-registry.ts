@@ -74,6 +74,7 @@ export class JobRegistry {
   startLocalSources(rec: JobRecord, parsed: ParsedJob): void {
     const start = (d: ParsedData, relay: JobRelay | undefined): void => {
       if (d.kind !== 'local' || !relay) return;
+      rec.sourceAbort ??= new AbortController();
       startLocalSource(d.path, d.source, relay, rec.sourceAbort.signal).catch((err: unknown) =>
         relay.fail(`${d.source} source ${d.path} failed: ${err instanceof Error ? err.message : String(err)}`),
       );
@@ -197,7 +198,7 @@ export class JobRegistry {
 
   /** Stops the job's sources and relays and answers its held WaitJobResult calls. */
   private detach(rec: JobRecord): void {
-    rec.sourceAbort.abort();
+    rec.sourceAbort?.abort();
     rec.relays.input?.abort();
     rec.relays.hints?.abort();
     for (const answer of [...rec.waiters]) answer();

@@ -1,0 +1,49 @@
+/**
+ * The scheduler thread host: batches reach the core in order and effects come back; when the thread
+ * dies, pending calls are rejected (comlink alone would leave them pending) and the death is reported.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Worker } from 'node:worker_threads';
+import { defaultConfig } from '../../src/shared/config/schema';
+import type { SchedulerEffect } from '../../src/shared/scheduler-protocol';
+import { ThreadSchedulerHost } from '../../src/main/scheduler-host';
+
+test('events go through the thread in order and effects come back in batches', async () => {
+  const effects: SchedulerEffect[] = [];
+  const host = ThreadSchedulerHost.spawn(defaultConfig().coordinator, (batch) => effects.push(...batch), () => undefined);
+  try {
+    await host.ready;
+    host.post({ type: 'linkOpened', linkId: 1 });
+    host.post({ type: 'workerHello', linkId: 1, workerId: 'w1', computeUnits: 2, reconnect: false });
+    host.post({ type: 'submitJob', requestId: 7, jobId: '00000000-0000-4000-8000-000000000001', spec: { kind: 'wrap', proofBlobId: 1, proofDest: 3 } });
+    const end = Date.now() + 5_000;
+    while (!effects.some((e) => e.type === 'submitResult') && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    const accepted = effects.findIndex((e) => e.type === 'acceptWorker');
+    const submitted = effects.findIndex((e) => e.type === 'submitResult');
+    assert.ok(accepted >= 0, 'the hello was accepted');
+    assert.ok(submitted > accepted, 'the submit was handled after the hello posted before it');
+    const result = effects[submitted];
+    assert.ok(result.type === 'submitResult' && result.ok && result.requestId === 7);
+    const stats = await host.loopStats();
+    assert.ok(stats && stats.utilization >= 0);
+  } finally {
+    await host.close();
+  }
+});
+
+test('a dead scheduler thread rejects pending calls and reports its death', async () => {
+  let death: Error | undefined;
+  const host = ThreadSchedulerHost.spawn(defaultConfig().coordinator, () => undefined, (err) => (death = err));
+  await host.ready;
+  const internals = host as unknown as { worker: Worker; remote: { loopStats: () => Promise<unknown> } };
+  // What comlink does for a call whose answer never comes (the thread died first): never settle.
+  internals.remote = { loopStats: () => new Promise(() => undefined) };
+  const pending = host.loopStats();
+  await internals.worker.terminate();
+  await assert.rejects(pending, /scheduler thread/);
+  assert.match(String(death?.message), /scheduler thread exited/);
+  assert.equal(await host.loopStats(), undefined, 'no figures from a dead thread');
+  host.post({ type: 'linkOpened', linkId: 1 }); // ignored, never throws
+  await new Promise((r) => setTimeout(r, 20));
+});
