@@ -1,0 +1,275 @@
+/**
+ * The bench's client of the public client API (`zisk_coordinator_api.proto`), as an SDK would use it:
+ * register, submit, WatchJob until a terminal event, PushJobInput, CancelJob. Works against the
+ * coordinator and the echo baseline alike.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { CLIENT_API_PROTO, loadProto } from '../../src/shared/proto';
+import { hostNow } from './proc';
+
+type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
+
+interface RawClient extends grpc.Client {
+  RegisterGuestProgram(req: object, opts: grpc.CallOptions, cb: Callback<{ hash_id: string }>): grpc.ClientUnaryCall;
+  JobRequest(req: object, opts: grpc.CallOptions, cb: Callback<{ job_id: string }>): grpc.ClientUnaryCall;
+  CancelJob(req: object, opts: grpc.CallOptions, cb: Callback<{ job_id: string; cancelled: boolean }>): grpc.ClientUnaryCall;
+  WatchJob(req: object, opts: grpc.CallOptions): grpc.ClientReadableStream<JobEventMsg>;
+  PushJobInput(opts: grpc.CallOptions, cb: Callback<object>): grpc.ClientWritableStream<object>;
+}
+
+export interface JobEventMsg {
+  event?: string;
+  completed?: { result?: { prove?: { proof?: { data?: Buffer } } } };
+  failed?: { failure?: Record<string, unknown> };
+}
+
+export type Terminal = 'completed' | 'failed' | 'cancelled';
+
+export interface WatchOutcome {
+  status: Terminal | 'stream-error';
+  /** hostNow() when the terminal event was received. */
+  at: number;
+  events: number;
+  /** Size of the proof in a completed prove result. */
+  proofBytes: number;
+  detail?: string;
+}
+
+export type InputSpec = { inline: Buffer } | { streamUri: string };
+
+export class ApiClient {
+  private readonly clients: RawClient[];
+  private next = 0;
+
+  /** `channels` separate HTTP/2 connections, used round-robin. */
+  constructor(address: string, channels = 1) {
+    const pkg = grpc.loadPackageDefinition(loadProto(CLIENT_API_PROTO)) as unknown as {
+      zisk: { coordinator: { v1: { ZiskCoordinatorApi: grpc.ServiceClientConstructor } } };
+    };
+    const Ctor = pkg.zisk.coordinator.v1.ZiskCoordinatorApi;
+    this.clients = [];
+    for (let i = 0; i < Math.max(1, channels); i++) {
+      this.clients.push(
+        new Ctor(address, grpc.credentials.createInsecure(), {
+          'grpc.max_receive_message_length': 128 << 20,
+          'grpc.max_send_message_length': 128 << 20,
+          'grpc.use_local_subchannel_pool': 1,
+        }) as unknown as RawClient,
+      );
+    }
+  }
+
+  private pick(): RawClient {
+    const c = this.clients[this.next];
+    this.next = (this.next + 1) % this.clients.length;
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+
+  registerProgram(elf: Buffer, deadlineMs = 120_000): Promise<string> {
+    return new Promise((resolve, reject) =>
+      this.pick().RegisterGuestProgram({ zisk_elf: elf }, { deadline: Date.now() + deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res.hash_id),
+      ),
+    );
+  }
+
+  submit(jobKind: object, deadlineMs = 30_000): Promise<string> {
+    return new Promise((resolve, reject) =>
+      this.pick().JobRequest({ job_kind: jobKind }, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res.job_id))),
+    );
+  }
+
+  submitProve(hashId: string, input: InputSpec, deadlineMs?: number): Promise<string> {
+    const inputKind = 'inline' in input ? { inline: { data: input.inline } } : { stream_uri: input.streamUri };
+    return this.submit({ prove: { hash_id: hashId, input: inputKind, proof_dest: 1 } }, deadlineMs);
+  }
+
+  submitSetup(hashId: string): Promise<string> {
+    return this.submit({ setup: { hash_id: hashId, with_hints: false, program_name: 'bench' } });
+  }
+
+  /** Follows a job until its terminal event (or the deadline). */
+  watch(jobId: string, deadlineMs = 60_000): Promise<WatchOutcome> {
+    return new Promise((resolve) => {
+      const call = this.pick().WatchJob({ job_id: jobId }, { deadline: Date.now() + deadlineMs });
+      let events = 0;
+      let settled = false;
+      const finish = (o: WatchOutcome): void => {
+        if (settled) return;
+        settled = true;
+        resolve(o);
+      };
+      call.on('data', (e: JobEventMsg) => {
+        events++;
+        const kind = e.event;
+        if (kind === 'completed' || kind === 'failed' || kind === 'cancelled') {
+          const proofBytes = e.completed?.result?.prove?.proof?.data?.length ?? 0;
+          finish({
+            status: kind,
+            at: hostNow(),
+            events,
+            proofBytes,
+            ...(kind === 'failed' ? { detail: JSON.stringify(e.failed?.failure ?? {}) } : {}),
+          });
+        }
+      });
+      call.on('error', (err: grpc.ServiceError) => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: err.message }));
+      call.on('end', () => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: 'stream ended without a terminal event' }));
+    });
+  }
+
+  cancel(jobId: string): Promise<boolean> {
+    return new Promise((resolve, reject) =>
+      this.pick().CancelJob({ job_id: jobId }, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res.cancelled))),
+    );
+  }
+
+  /**
+   * PushJobInput: writes `chunks` honouring the stream's backpressure, then half-closes. Resolves with
+   * the host time of the first write and of the server's answer.
+   */
+  pushInput(jobId: string, chunks: readonly Buffer[], deadlineMs = 120_000): Promise<{ firstWriteAt: number; answeredAt: number }> {
+    return new Promise((resolve, reject) => {
+      let firstWriteAt = 0;
+      const call = this.pick().PushJobInput({ deadline: Date.now() + deadlineMs }, (err) =>
+        err ? reject(err) : resolve({ firstWriteAt, answeredAt: hostNow() }),
+      );
+      let i = 0;
+      const writeMore = (): void => {
+        while (i < chunks.length) {
+          if (i === 0) firstWriteAt = hostNow();
+          const ok = call.write({ job_id: jobId, chunk: { data: chunks[i++] } });
+          if (!ok) {
+            call.once('drain', writeMore);
+            return;
+          }
+        }
+        call.end();
+      };
+      writeMore();
+    });
+  }
+}
+
+/** A fake ELF: the coordinator does not check its format. Distinct `tag`s give distinct hash ids. */
+export function fakeElf(tag: string, size = 4096): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = 0x9e3779b9 ^ tag.length;
+  for (let i = 0; i < tag.length; i++) x = Math.imul(x ^ tag.charCodeAt(i), 0x01000193) >>> 0;
+  // xorshift fill, 4 bytes at a time: fast enough for 100 MiB, and incompressible.
+  const words = size >>> 2;
+  for (let i = 0; i < words; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b.writeUInt32LE(x >>> 0, i * 4);
+  }
+  for (let i = words * 4; i < size; i++) b[i] = i & 0xff;
+  Buffer.from(`\x7fELF ${tag}`).copy(b);
+  return b;
+}
+
+// ------------------------------------------------------------------------------------------------
+// A lean client for the job loops: the same RPCs on the wire, but requests are encoded once and
+// responses are read at the byte level (job id, event kind), so the load generator spends as little
+// CPU as possible on a 2-core machine where it shares the cores with the system under test.
+// ------------------------------------------------------------------------------------------------
+
+const identity = (b: Buffer): Buffer => b;
+const API_PATH = '/zisk.coordinator.v1.ZiskCoordinatorApi';
+
+/** JobEvent oneof field numbers (zisk_coordinator_api.proto). */
+const EVENT_COMPLETED = 5;
+const EVENT_CANCELLED = 6;
+const EVENT_FAILED = 7;
+
+function readVarint(buf: Buffer, pos: number): [value: number, next: number] {
+  let v = 0;
+  let shift = 0;
+  for (;;) {
+    if (pos >= buf.length) throw new Error('truncated varint');
+    const b = buf[pos++];
+    v += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return [v, pos];
+    shift += 7;
+  }
+}
+
+function encodeVarint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** `{ job_id }` as a length-delimited field 1. */
+function jobIdRequest(jobId: string): Buffer {
+  const id = Buffer.from(jobId, 'utf8');
+  return Buffer.concat([Buffer.from([0x0a, ...encodeVarint(id.length)]), id]);
+}
+
+export class LeanJobClient {
+  private readonly clients: grpc.Client[] = [];
+  private next = 0;
+  private readonly proveRequest: Buffer;
+
+  constructor(address: string, channels: number, hashId: string, input: Buffer) {
+    for (let i = 0; i < Math.max(1, channels); i++) {
+      this.clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
+    }
+    // Encoded once with the public proto: every prove request of the loop is these same bytes.
+    const pkg = loadProto(CLIENT_API_PROTO)['zisk.coordinator.v1.ZiskCoordinatorApi'] as unknown as Record<string, { requestSerialize: (m: object) => Buffer }>;
+    this.proveRequest = pkg.JobRequest.requestSerialize({ job_kind: { prove: { hash_id: hashId, input: { inline: { data: input } }, proof_dest: 1 } } });
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+
+  private pick(): grpc.Client {
+    const c = this.clients[this.next];
+    this.next = (this.next + 1) % this.clients.length;
+    return c;
+  }
+
+  submitProve(deadlineMs = 30_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.pick().makeUnaryRequest(`${API_PATH}/JobRequest`, identity, identity, this.proveRequest, { deadline: Date.now() + deadlineMs }, (err, res) => {
+        if (err || !res) return reject(err ?? new Error('empty JobResponse'));
+        if (res[0] !== 0x0a) return reject(new Error('JobResponse without job_id'));
+        const [len, pos] = readVarint(res, 1);
+        resolve(res.toString('utf8', pos, pos + len));
+      });
+    });
+  }
+
+  /** WatchJob until the terminal event; reads only each event's oneof field number. */
+  watch(jobId: string, deadlineMs = 60_000): Promise<WatchOutcome> {
+    return new Promise((resolve) => {
+      const call = this.pick().makeServerStreamRequest(`${API_PATH}/WatchJob`, identity, identity, jobIdRequest(jobId), { deadline: Date.now() + deadlineMs });
+      let events = 0;
+      let settled = false;
+      const finish = (o: WatchOutcome): void => {
+        if (settled) return;
+        settled = true;
+        resolve(o);
+      };
+      call.on('data', (e: Buffer) => {
+        events++;
+        const field = e.length > 0 ? e[0] >> 3 : 0;
+        if (field === EVENT_COMPLETED) finish({ status: 'completed', at: hostNow(), events, proofBytes: 0 });
+        else if (field === EVENT_CANCELLED) finish({ status: 'cancelled', at: hostNow(), events, proofBytes: 0 });
+        else if (field === EVENT_FAILED) finish({ status: 'failed', at: hostNow(), events, proofBytes: 0, detail: `failed event (${e.length} bytes)` });
+      });
+      call.on('error', (err: grpc.ServiceError) => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: err.message }));
+      call.on('end', () => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: 'stream ended without a terminal event' }));
+    });
+  }
+}

@@ -1,0 +1,64 @@
+/** Glue used by every scenario: start a coordinator for a variant, the two scheduler placements. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CoordinatorProcess, type CoordinatorOptions } from './sut';
+import type { ScenarioContext } from './types';
+
+export interface SchedulerVariant {
+  name: 'thread' | 'main';
+  schedulerThread: boolean;
+  label: string;
+}
+
+/** `[coordinator] scheduler_thread = true` (the default) and `false`. */
+export const SCHEDULER_VARIANTS: readonly SchedulerVariant[] = [
+  { name: 'thread', schedulerThread: true, label: 'scheduler on its own thread' },
+  { name: 'main', schedulerThread: false, label: 'scheduler on the main thread' },
+];
+
+/** Starts the coordinator binary with the context's node flags (and a CPU profile dir when profiling). */
+export async function startCoordinator(ctx: ScenarioContext, label: string, opts: CoordinatorOptions = {}): Promise<CoordinatorProcess> {
+  const nodeArgs = [...ctx.coordinatorNodeArgs, ...(opts.nodeArgs ?? [])];
+  if (ctx.profileDir) {
+    const dir = path.join(ctx.profileDir, label);
+    fs.mkdirSync(dir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+  }
+  const c = await CoordinatorProcess.start({ ...opts, nodeArgs });
+  ctx.log(`  coordinator ${label}: pid ${c.pid}, serving in ${Math.round(c.startupMs)} ms`);
+  return c;
+}
+
+/** Coordinator CPU use (both threads) over a window, as a fraction of one core. */
+export class CpuMeter {
+  private t0 = 0;
+  private c0 = 0;
+
+  constructor(private readonly read: () => number | null) {}
+
+  start(): this {
+    this.t0 = performance.now();
+    this.c0 = this.read() ?? 0;
+    return this;
+  }
+
+  /** Cores used on average since `start()`. */
+  stop(): number | null {
+    const c1 = this.read();
+    const wall = performance.now() - this.t0;
+    if (c1 === null || wall <= 0) return null;
+    return (c1 - this.c0) / wall;
+  }
+}
+
+/** Runs one measurement; a failure becomes a note instead of losing the scenario's other variants. */
+export async function attempt<T>(ctx: ScenarioContext, what: string, fn: () => Promise<T>, failures: string[]): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    ctx.log(`  ${what} FAILED: ${text}`);
+    failures.push(`${what} failed: ${text.split('\n')[0].slice(0, 300)}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * `fanout`: a 64 MiB input relayed to the 16 workers of a job. Pushed: PushJobInput in 2 MiB chunks,
+ * the coordinator relaying each chunk to every worker as `input_stream_data`; inline (reported only):
+ * the input inside the JobRequest, so every worker's contribution task carries all of it. Measures
+ * aggregate egress (16 × input bytes / first byte pushed → last byte received by a worker, sim clocks)
+ * and the coordinator's RSS growth over the transfer (sampled every 10 ms from /proc). Baseline: the
+ * echo coordinator writing the same encoded chunk to the 16 streams with write()/'drain'.
+ */
+import { ApiClient } from '../lib/api';
+import { Cleanup, RssSampler, sleep, waitUntil } from '../lib/proc';
+import { attempt, startCoordinator } from '../lib/scenario-helpers';
+import { SimGroup } from '../lib/sims';
+import { MiB, mbPerSecond } from '../lib/stats';
+import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
+import { benchHashId, prepareProgram } from '../lib/workload';
+import { metric, type Scenario, type ScenarioContext } from '../lib/types';
+
+interface Sizes {
+  workers: number;
+  inputBytes: number;
+  chunkBytes: number;
+  simProcesses: number;
+}
+
+const FULL: Sizes = { workers: 16, inputBytes: 64 * MiB, chunkBytes: 2 * MiB, simProcesses: 2 };
+const SMOKE: Sizes = { workers: 2, inputBytes: 1 * MiB, chunkBytes: 256 * 1024, simProcesses: 1 };
+
+interface Transfer {
+  egressMBps: number | null;
+  elapsedMs: number | null;
+  rssGrowthBytes: number;
+  delivered: number;
+  mainMaxMs: number;
+}
+
+interface Measured {
+  pushed: Transfer;
+  inline: Transfer;
+}
+
+function makeInput(bytes: number): Buffer {
+  const b = Buffer.allocUnsafe(bytes);
+  for (let i = 0; i < bytes; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i);
+  return b;
+}
+
+async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
+  const hashId = await benchHashId();
+  const sims = await SimGroup.start({
+    coordinator: sut.clusterAddress,
+    workers: s.workers,
+    processes: s.simProcesses,
+    prefix: 'fan',
+    options: {
+      computeUnits: 1,
+      setupDelayMs: 0,
+      // The job stays in its contribution phase for the whole transfer; it is cancelled afterwards.
+      contributionDelayMs: 600_000,
+      recoveryDelayMs: 0,
+      preSetup: [{ hashId, withHints: false }],
+      maxLogEntries: 256,
+    },
+  });
+  cleanup.add('sims', () => sims.stop());
+  await sims.waitRegistered(60_000);
+  const api = new ApiClient(sut.apiAddress, 1);
+  cleanup.add('api client', () => api.close());
+  await prepareProgram(sut, api);
+  const input = makeInput(s.inputBytes);
+  const total = s.inputBytes * s.workers;
+
+  // ---- pushed
+  ctx.log(`  pushed: ${s.inputBytes / MiB} MiB in ${s.chunkBytes / MiB} MiB chunks to ${s.workers} workers`);
+  const pushedId = await api.submitProve(hashId, { streamUri: 'grpc://bench/fanout' });
+  await waitUntil(
+    async () => (await sims.count([{ dir: 'in', kind: 'execute_task', jobId: pushedId, taskType: 0 }]))[0] >= s.workers,
+    30_000,
+    'contribution tasks on every worker',
+  );
+  const chunks: Buffer[] = [];
+  for (let off = 0; off < s.inputBytes; off += s.chunkBytes) chunks.push(input.subarray(off, Math.min(s.inputBytes, off + s.chunkBytes)));
+  await sleep(200);
+  await sut.loop();
+  const rss0 = sut.memory()?.rssBytes ?? 0;
+  const sampler = new RssSampler(sut.pid, 10).start();
+  const { firstWriteAt } = await api.pushInput(pushedId, chunks);
+  await waitUntil(async () => (await sims.streamTotals(pushedId)).inputBytes >= total, 300_000, 'every input byte on every worker', 25);
+  const { maxRssBytes } = sampler.stop();
+  const pushedLoop = await sut.loop();
+  const [lastIn] = await sims.lastAt([{ dir: 'in', kind: 'input_stream_data', jobId: pushedId }]);
+  const pushedMs = lastIn !== null ? lastIn - firstWriteAt : null;
+  const delivered = (await sims.streamTotals(pushedId)).inputBytes;
+  await api.cancel(pushedId);
+  await api.watch(pushedId, 10_000);
+  const pushed: Transfer = {
+    egressMBps: mbPerSecond(total, pushedMs),
+    elapsedMs: pushedMs,
+    rssGrowthBytes: Math.max(0, maxRssBytes - rss0),
+    delivered,
+    mainMaxMs: pushedLoop.main.maxMs,
+  };
+  await sleep(500);
+
+  // ---- inline
+  ctx.log(`  inline: ${s.inputBytes / MiB} MiB inside the JobRequest`);
+  await sut.loop();
+  const rss1 = sut.memory()?.rssBytes ?? 0;
+  const sampler2 = new RssSampler(sut.pid, 10).start();
+  const t0 = performance.timeOrigin + performance.now();
+  const inlineId = await api.submitProve(hashId, { inline: input }, 120_000);
+  await waitUntil(
+    async () => (await sims.count([{ dir: 'in', kind: 'execute_task', jobId: inlineId, taskType: 0 }]))[0] >= s.workers,
+    300_000,
+    'the inline contribution task on every worker',
+    25,
+  );
+  const inlineMax = sampler2.stop().maxRssBytes;
+  const inlineLoop = await sut.loop();
+  const [lastTask] = await sims.lastAt([{ dir: 'in', kind: 'execute_task', jobId: inlineId, taskType: 0 }]);
+  const inlineMs = lastTask !== null ? lastTask - t0 : null;
+  await api.cancel(inlineId);
+  await api.watch(inlineId, 10_000);
+  return {
+    pushed,
+    inline: {
+      egressMBps: mbPerSecond(total, inlineMs),
+      elapsedMs: inlineMs,
+      rssGrowthBytes: Math.max(0, inlineMax - rss1),
+      delivered: total,
+      mainMaxMs: inlineLoop.main.maxMs,
+    },
+  };
+}
+
+async function run(ctx: ScenarioContext, sut: () => Promise<SystemUnderTest>, s: Sizes): Promise<Measured> {
+  const cleanup = new Cleanup();
+  try {
+    const system = await sut();
+    cleanup.add(system.kind, () => system.stop().then(() => undefined));
+    return await measure(ctx, system, s, cleanup);
+  } finally {
+    await cleanup.run(ctx.log);
+  }
+}
+
+export const fanout: Scenario = {
+  name: 'fanout',
+  summary: 'a 64 MiB input to 16 workers, pushed in 2 MiB chunks (and inline, reported only): egress MB/s, coordinator RSS growth',
+  async run(ctx) {
+    const s = ctx.smoke ? SMOKE : FULL;
+    const failures: string[] = [];
+    ctx.log('fanout: baseline');
+    const base = await attempt(ctx, 'baseline', () => run(ctx, () => EchoBaseline.start({ workersPerJob: 0 }), s), failures);
+    ctx.log('fanout: coordinator');
+    const c = await attempt(ctx, 'coordinator', () => run(ctx, () => startCoordinator(ctx, 'fanout'), s), failures);
+    const mib = (b: number | undefined): number | null => (b === undefined ? null : b / MiB);
+    const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(0));
+    return [
+      {
+        scenario: 'fanout',
+        variant: 'pushed',
+        metrics: [
+          metric('egress', 'MB/s', c?.pushed.egressMBps ?? null, { baseline: base?.pushed.egressMBps ?? null, target: { on: 'ratio', op: '>=', value: 0.8 } }),
+          metric('rss_growth', 'MiB', mib(c?.pushed.rssGrowthBytes), {
+            baseline: mib(base?.pushed.rssGrowthBytes),
+            target: { on: 'value', op: '<=', value: 2 * (s.inputBytes / MiB), text: `≤ ${2 * (s.inputBytes / MiB)} (2× input)` },
+          }),
+          metric('main_loop_max', 'ms', c?.pushed.mainMaxMs ?? null, { baseline: base?.pushed.mainMaxMs ?? null }),
+        ],
+        notes: [
+          `${s.inputBytes / MiB} MiB pushed in ${s.chunkBytes / MiB} MiB chunks to ${s.workers} workers (${s.simProcesses} sim processes, one connection per worker): ${(s.inputBytes * s.workers) / MiB} MiB of egress, clocked from the first chunk written by the client to the last byte received by a worker; elapsed ${f(c?.pushed.elapsedMs)} ms (baseline ${f(base?.pushed.elapsedMs)} ms).`,
+          `Delivered ${c?.pushed.delivered ?? '—'} bytes (expected ${s.inputBytes * s.workers}). RSS growth is the peak RSS during the transfer (sampled every 10 ms) minus the RSS right before it.`,
+          ...failures,
+        ],
+      },
+      {
+        scenario: 'fanout',
+        variant: 'inline',
+        metrics: [
+          metric('egress', 'MB/s', c?.inline.egressMBps ?? null, { baseline: base?.inline.egressMBps ?? null }),
+          metric('rss_growth', 'MiB', mib(c?.inline.rssGrowthBytes), { baseline: mib(base?.inline.rssGrowthBytes) }),
+          metric('main_loop_max', 'ms', c?.inline.mainMaxMs ?? null, { baseline: base?.inline.mainMaxMs ?? null }),
+        ],
+        notes: [
+          `Reported only. Clock from the JobRequest (which uploads the ${s.inputBytes / MiB} MiB) to the last worker receiving its contribution task; elapsed ${f(c?.inline.elapsedMs)} ms (baseline ${f(base?.inline.elapsedMs)} ms).`,
+        ],
+      },
+    ];
+  },
+};

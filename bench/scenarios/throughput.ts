@@ -1,0 +1,172 @@
+/**
+ * `throughput`: small prove jobs end to end. 64 simulated workers of 1 compute unit with instant
+ * tasks, `default_compute_units = 1` (one worker per job). Closed loop: 64 clients, each submitting a
+ * job and waiting on WatchJob for its end → jobs/s. Open loop: 500 jobs/s → p50/p99 latency from the
+ * scheduled send to the `completed` event. Baseline: the echo coordinator (one worker per job).
+ */
+import { ApiClient } from '../lib/api';
+import { Cleanup, procCpuMs } from '../lib/proc';
+import { SCHEDULER_VARIANTS, CpuMeter, attempt, startCoordinator } from '../lib/scenario-helpers';
+import { SimGroup } from '../lib/sims';
+import { summarize } from '../lib/stats';
+import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
+import { benchHashId, closedLoop, leanRunner, openLoop, prepareProgram } from '../lib/workload';
+import { metric, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/types';
+
+interface Sizes {
+  workers: number;
+  clients: number;
+  warmupMs: number;
+  closedMs: number;
+  openRate: number;
+  openMs: number;
+}
+
+const FULL: Sizes = { workers: 64, clients: 64, warmupMs: 1_500, closedMs: 8_000, openRate: 500, openMs: 8_000 };
+const SMOKE: Sizes = { workers: 4, clients: 4, warmupMs: 100, closedMs: 500, openRate: 40, openMs: 500 };
+
+interface Measured {
+  closedJobsPerS: number;
+  closedP50Ms: number | null;
+  closedFailed: number;
+  openP50Ms: number | null;
+  openP99Ms: number | null;
+  openCompleted: number;
+  openFailed: number;
+  openUnfinished: number;
+  openMainP99Ms: number;
+  closedCpuCores: number | null;
+  firstFailure?: string;
+  startupMs: number;
+}
+
+async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
+  const hashId = await benchHashId();
+  const sims = await SimGroup.start({
+    coordinator: sut.clusterAddress,
+    workers: s.workers,
+    processes: 1,
+    prefix: 'tp',
+    options: {
+      computeUnits: 1,
+      setupDelayMs: 0,
+      contributionDelayMs: 0,
+      proveDelayMs: 0,
+      aggregateDelayMs: 0,
+      proofValues: 16,
+      finalProofBytes: 256,
+      preSetup: [{ hashId, withHints: false }],
+      maxLogEntries: 16,
+    },
+  });
+  cleanup.add('sims', () => sims.stop());
+  await sims.waitRegistered(60_000);
+  const api = new ApiClient(sut.apiAddress, 1);
+  cleanup.add('api client', () => api.close());
+  await prepareProgram(sut, api);
+  const runner = leanRunner(sut.apiAddress, 8, hashId);
+  cleanup.add('job client', () => runner.close());
+
+  ctx.log(`  closed loop: ${s.clients} clients, ${s.closedMs} ms (+${s.warmupMs} ms warm-up)`);
+  const cpu = new CpuMeter(() => procCpuMs(sut.pid));
+  const cpuStart = setTimeout(() => cpu.start(), s.warmupMs);
+  const closed = await closedLoop(runner, s.clients, s.warmupMs, s.closedMs);
+  clearTimeout(cpuStart);
+  const closedCpuCores = cpu.stop();
+
+  ctx.log(`  open loop: ${s.openRate} jobs/s for ${s.openMs} ms`);
+  await sut.loop();
+  const open = await openLoop(runner, s.openRate, s.openMs);
+  const loop = await sut.loop();
+  const ol = summarize(open.latencies);
+  const m: Measured = {
+    closedJobsPerS: closed.completed / (s.closedMs / 1000),
+    closedP50Ms: summarize(closed.latencies).p50,
+    closedFailed: closed.failed,
+    openP50Ms: ol.p50,
+    openP99Ms: ol.p99,
+    openCompleted: open.completed,
+    openFailed: open.failed,
+    openUnfinished: open.unfinished,
+    openMainP99Ms: loop.main.p99Ms,
+    closedCpuCores,
+    startupMs: sut.startupMs,
+  };
+  const ff = closed.firstFailure ?? open.firstFailure;
+  if (ff) m.firstFailure = ff;
+  return m;
+}
+
+async function runBaseline(ctx: ScenarioContext, s: Sizes): Promise<Measured> {
+  const cleanup = new Cleanup();
+  try {
+    const b = await EchoBaseline.start({ workersPerJob: 1 });
+    cleanup.add('baseline', () => b.stop().then(() => undefined));
+    ctx.log(`  baseline: echo coordinator pid ${b.pid}`);
+    return await measure(ctx, b, s, cleanup);
+  } finally {
+    await cleanup.run(ctx.log);
+  }
+}
+
+export const throughput: Scenario = {
+  name: 'throughput',
+  summary: 'small prove jobs end to end: closed loop jobs/s (64 clients, 64 workers), open loop p50/p99 at 500 jobs/s',
+  async run(ctx) {
+    const s = ctx.smoke ? SMOKE : FULL;
+    const baseFailures: string[] = [];
+    ctx.log('throughput: baseline');
+    const base = await attempt(ctx, 'baseline', () => runBaseline(ctx, s), baseFailures);
+    const results: ScenarioResult[] = [];
+    for (const v of SCHEDULER_VARIANTS) {
+      ctx.log(`throughput: coordinator, ${v.label}`);
+      const notes: string[] = [...baseFailures];
+      const c = await attempt(
+        ctx,
+        `coordinator (${v.label})`,
+        async () => {
+          const cleanup = new Cleanup();
+          try {
+            const coord = await startCoordinator(ctx, `throughput-${v.name}`, {
+              schedulerThread: v.schedulerThread,
+              env: { ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: '1' },
+            });
+            cleanup.add('coordinator', () => coord.stop().then(() => undefined));
+            const m = await measure(ctx, coord, s, cleanup);
+            for (const l of coord.errorLines(3)) notes.push(`coordinator error log: ${l}`);
+            return m;
+          } finally {
+            await cleanup.run(ctx.log);
+          }
+        },
+        notes,
+      );
+      const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(2));
+      notes.unshift(
+        `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1; closed loop ${s.clients} clients for ${s.closedMs / 1000} s after ${s.warmupMs / 1000} s warm-up; open loop ${s.openRate} jobs/s for ${s.openMs / 1000} s. Clients use 8 HTTP/2 connections and pre-encoded requests; sims run in their own process.`,
+        `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(c && c.closedCpuCores !== null ? (c.closedCpuCores * 1000) / c.closedJobsPerS : null)} ms CPU per job (baseline ${f(base && base.closedCpuCores !== null ? (base.closedCpuCores * 1000) / base.closedJobsPerS : null)} ms).`,
+        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms during it (baseline ${f(base?.openMainP99Ms)} ms).`,
+      );
+      if (c?.firstFailure) notes.push(`first failure: ${c.firstFailure}`);
+      if (base?.firstFailure) notes.push(`baseline first failure: ${base.firstFailure}`);
+      const cpuPerJob = (m: Measured | undefined): number | null =>
+        m && m.closedCpuCores !== null && m.closedJobsPerS > 0 ? (m.closedCpuCores * 1000) / m.closedJobsPerS : null;
+      results.push({
+        scenario: 'throughput',
+        variant: v.name,
+        metrics: [
+          metric('closed_loop_throughput', 'jobs/s', c?.closedJobsPerS ?? null, {
+            baseline: base?.closedJobsPerS ?? null,
+            target: { on: 'value', op: '>=', value: 1000 },
+          }),
+          metric('server_cpu_per_job', 'ms', cpuPerJob(c), { baseline: cpuPerJob(base) }),
+          metric('open_loop_p50', 'ms', c?.openP50Ms ?? null, { baseline: base?.openP50Ms ?? null }),
+          metric('open_loop_p99', 'ms', c?.openP99Ms ?? null, { baseline: base?.openP99Ms ?? null, target: { on: 'value', op: '<=', value: 20 } }),
+          metric('open_loop_completed', 'jobs', c?.openCompleted ?? null, { baseline: base?.openCompleted ?? null }),
+        ],
+        notes,
+      });
+    }
+    return results;
+  },
+};
