@@ -68,6 +68,9 @@ function passThroughService(): { service: ServiceDefinition; encode: (m: Coordin
   return { service, encode };
 }
 
+const HEARTBEAT_SLICES = 20;
+const ALIVE_EVENT_MAX_GAP_MS = 1_000;
+
 const STATUS_BY_NAME = {
   OK: grpc.status.OK,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
@@ -88,12 +91,15 @@ export class ClusterService {
   private nextLinkId = 1;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly rejectTimers = new Set<NodeJS.Timeout>();
+  private readonly aliveGapMs: number;
 
   constructor(private readonly opts: ClusterServiceOptions) {
     const { service, encode } = passThroughService();
     this.service = service;
     this.encode = encode;
     this.egress = new EgressBudget(opts.maxEgressBytes);
+    // Liveness is at least one heartbeat interval, so half an interval of lag is always safe.
+    this.aliveGapMs = Math.min(ALIVE_EVENT_MAX_GAP_MS, opts.heartbeatIntervalMs / 2);
   }
 
   /** The grpc-js implementation object for `addService`. */
@@ -103,9 +109,18 @@ export class ClusterService {
     };
   }
 
+  /**
+   * Heartbeats go out in HEARTBEAT_SLICES slices spread over the interval (a link's slice is its id
+   * modulo the slice count): one burst to 10,000 workers, and the burst of acks it triggers, stalled
+   * the event loop for over 100 ms.
+   */
   startHeartbeats(): void {
     if (this.opts.heartbeatIntervalMs <= 0) return;
-    this.heartbeatTimer = setInterval(() => this.sendHeartbeats(), this.opts.heartbeatIntervalMs);
+    let slot = 0;
+    this.heartbeatTimer = setInterval(() => {
+      this.sendHeartbeats(slot);
+      slot = (slot + 1) % HEARTBEAT_SLICES;
+    }, this.opts.heartbeatIntervalMs / HEARTBEAT_SLICES);
     this.heartbeatTimer.unref();
   }
 
@@ -150,7 +165,16 @@ export class ClusterService {
       }
       if (!link.workerId) return; // rejected at the handshake: the stream is ending
       const c = classifyWorkerMessage(msg, link.id, link.workerId, this.opts.blobs);
-      if (c.kind === 'event') this.opts.post(c.event);
+      if (c.kind === 'event') {
+        // Liveness needs a fraction of a heartbeat interval of precision, not every ack: at most one
+        // alive event per link per gap crosses to the scheduler (10,000 workers ack every second).
+        if (c.event.type === 'workerAlive') {
+          const now = performance.now();
+          if (now - link.lastAlivePostedAt < this.aliveGapMs) return;
+          link.lastAlivePostedAt = now;
+        }
+        this.opts.post(c.event);
+      }
       else if (c.kind === 'ignore') this.ignored(link, c.reason, c.detail);
       else {
         this.opts.logger.warn({ worker_id: link.workerId, link: link.id }, `protocol error: ${c.message}`);
@@ -211,10 +235,10 @@ export class ClusterService {
     this.rejectTimers.add(timer);
   }
 
-  private sendHeartbeats(): void {
+  private sendHeartbeats(slot: number): void {
     let buf: Buffer | undefined;
     for (const link of this.links.values()) {
-      if (!link.registered) continue;
+      if (!link.registered || link.id % HEARTBEAT_SLICES !== slot) continue;
       buf ??= this.encode({ heartbeat: { timestamp: timestampNow() } });
       link.sendBuffer(buf, 'other');
     }

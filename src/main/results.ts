@@ -105,9 +105,13 @@ const PUBLICS_PREFIX_BYTES = 32;
  * followed by the 64 values as little-endian u64 (544 bytes); otherwise empty. `packed` is the
  * payload of a packed `repeated uint64` field, i.e. consecutive varints.
  */
+/** 2^(7·i): the weight of the i-th 7-bit group within each of the two halves decoded below. */
+const GROUP_WEIGHTS = [1, 2 ** 7, 2 ** 14, 2 ** 21, 2 ** 28];
+
 export function publicsLayout(packed: Buffer | undefined): Buffer {
   if (!packed || packed.length === 0) return Buffer.alloc(0);
-  const out = Buffer.alloc(PUBLICS_PREFIX_BYTES + 8 * PUBLICS_COUNT);
+  const out = Buffer.allocUnsafe(PUBLICS_PREFIX_BYTES + 8 * PUBLICS_COUNT);
+  out.fill(0, 0, PUBLICS_PREFIX_BYTES);
   let pos = 0;
   let count = 0;
   // Varints decoded as two exact doubles (bits 0–34 and 35–69) instead of BigInt: this runs for
@@ -120,9 +124,8 @@ export function publicsLayout(packed: Buffer | undefined): Buffer {
     for (;;) {
       if (pos >= packed.length || i === 10) return Buffer.alloc(0);
       const b = packed[pos++];
-      const bits = b & 0x7f;
-      if (i < 5) low += bits * 2 ** (7 * i);
-      else high += bits * 2 ** (7 * (i - 5));
+      if (i < 5) low += (b & 0x7f) * GROUP_WEIGHTS[i];
+      else high += (b & 0x7f) * GROUP_WEIGHTS[i - 5];
       i++;
       if ((b & 0x80) === 0) break;
     }

@@ -62,6 +62,8 @@ export class WorkerLink {
   registered = false;
   /** a delayed `accepted=false` response is pending; the stream ends after it */
   rejecting = false;
+  /** when this link's last `workerAlive` event went to the scheduler (performance.now() ms) */
+  lastAlivePostedAt = -Infinity;
   private readonly queue: OutboundMessage[] = [];
   private queuedBytes = 0;
   private inFlightBytes = 0;

@@ -23,9 +23,11 @@ export class CoreRunner {
     if (this.stopped) return;
     const now = this.clock();
     const out: SchedulerEffect[] = [];
-    // Timers due before this batch fire first, so an event never observes an overdue deadline.
-    appendAll(out, this.core.advance(now));
+    // Events first, then overdue timers: after a stall (a saturated main thread, a GC pause) the
+    // batch holds the heartbeats and results that arrived in time but could not be read; firing the
+    // timers first would disconnect live workers and fail jobs for our own delay.
     for (const event of events) appendAll(out, this.core.handle(event, now));
+    appendAll(out, this.core.advance(now));
     this.finish(out);
   }
 

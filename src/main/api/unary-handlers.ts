@@ -56,7 +56,7 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
     throw new ApiFailure({ code, message: outcome.error.message });
   }
   rec.accepted = true;
-  deps.logger.info({ job_id: jobId, kind: rec.kind, hash_id: meta.hashId || undefined }, `job ${jobId} accepted (${rec.kind})`);
+  deps.logger.debug({ job_id: jobId, kind: rec.kind, hash_id: meta.hashId || undefined }, `job ${jobId} accepted (${rec.kind})`);
   if (rec.terminal) jobs.afterTerminal(rec);
   else if (!ctx.mock) jobs.startLocalSources(rec, parsed);
   return { job_id: jobId };

@@ -277,7 +277,7 @@ function onContribution(
   }
   ctx.emit({ type: 'dispatchProve', jobId: job.id, targets, challengesBlobIds });
   setJobTimer(ctx, job);
-  ctx.log('info', 'prove phase started', { job_id: job.id, phase: 2 });
+  ctx.log('debug', 'prove phase started', { job_id: job.id, phase: 2 });
 }
 
 function sendAggregate(ctx: Ctx, job: JobRec, step: AggStep): void {
@@ -322,7 +322,7 @@ function onProofs(ctx: Ctx, job: JobRec, w: WorkerRec, r: Extract<TaskResultSumm
     ctx.jobEvent(job, { kind: 'progress', phase: 3 });
     // the aggregator's own partial proofs stay on the worker (agg_proofs is empty for it)
     ctx.releaseBlobs([r.proofsBlobId]);
-    ctx.log('info', `worker ${w.id} is the aggregator`, { job_id: job.id, worker_id: w.id, phase: 3 });
+    ctx.log('debug', `worker ${w.id} is the aggregator`, { job_id: job.id, worker_id: w.id, phase: 3 });
     queueAggregate(ctx, job, undefined, allIn);
   } else {
     job.blobs.add(r.proofsBlobId);
