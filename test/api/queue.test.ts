@@ -13,9 +13,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
+import { SimFleet } from '../../src/sim/fleet';
 import { TaskType } from '../../src/sim/messages';
-import { startTestCoordinator, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
+import { FAST_SIM, assertAllReady, startCluster, type Cluster, type ClusterOptions } from '../helpers/cluster';
+import { startTestCoordinator } from '../helpers/coordinator';
 import {
   apiClient,
   assertError,
@@ -36,47 +37,9 @@ import {
   type WatchHandle,
 } from './helpers';
 
-const SIM: Partial<SimFleetOptions> = {
-  setupDelayMs: 5,
-  contributionDelayMs: 20,
-  proveDelayMs: 20,
-  aggregateDelayMs: 10,
-  executeDelayMs: 20,
-  wrapDelayMs: 20,
-  recoveryDelayMs: 5,
-  reconnectIntervalMs: 100,
-};
-
-interface Cluster {
-  tc: TestCoordinator;
-  client: grpc.Client;
-  fleet: SimFleet;
-  hashId: string;
-  close(): Promise<void>;
-}
-
-/** A cluster whose program is set up with hints (the held jobs below carry a hints stream). */
-async function cluster(workers: number, opts: { coordinator?: ConfigOverrides['coordinator']; sim?: Partial<SimFleetOptions> } = {}): Promise<Cluster> {
-  const tc = await startTestCoordinator({ coordinator: { ...opts.coordinator } });
-  const client = apiClient(tc.apiAddress);
-  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...SIM, ...opts.sim }).start();
-  const close = async (): Promise<void> => {
-    await fleet.stop();
-    client.close();
-    await tc.stop();
-  };
-  try {
-    await fleet.waitAllRegistered(10_000);
-    const hashId = await register(client, fakeElf('queue'));
-    const setupId = await submit(client, { setup: { hash_id: hashId, with_hints: true, program_name: 'queue' } });
-    const r = await waitTerminal(client, setupId);
-    assert.equal(r.job_status.status, 'completed', `setup: ${JSON.stringify(r.job_status)}`);
-    return { tc, client, fleet, hashId, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
-}
+/** The program is set up with hints: the held jobs below carry a hints stream. */
+const cluster = (workers: number, opts: ClusterOptions = {}): Promise<Cluster> =>
+  startCluster(workers, { tag: 'queue', setups: [true], ...opts });
 
 const HINTS = { stream_uri: 'grpc://hints' };
 
@@ -123,20 +86,6 @@ async function until(what: string, pred: () => boolean | Promise<boolean>, limit
 
 async function queueDepth(c: Cluster): Promise<number> {
   return sample(await scrape(c.tc), 'coordinator_queue_depth');
-}
-
-async function assertAllReady(c: Cluster, live: number): Promise<void> {
-  let last = '';
-  await until(
-    `${live} workers ready`,
-    async () => {
-      const text = await scrape(c.tc);
-      const s = (state: string): number => sample(text, `coordinator_workers{state="${state}"}`);
-      last = JSON.stringify({ ready: s('ready'), computing: s('computing'), setting_up: s('setting_up') });
-      return s('ready') === live && s('computing') === 0 && s('setting_up') === 0;
-    },
-    5_000,
-  ).catch(() => assert.fail(`workers not all ready: ${last}`));
 }
 
 /** Job ids in the order the sims first received a task of this type for them. */
@@ -339,7 +288,7 @@ test('no worker connected and no setup done: UNAVAILABLE with the upstream texts
       assert.equal(e.apiError?.name, 'CLUSTER_UNAVAILABLE', name);
     }
 
-    fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 2, ...SIM }).start();
+    fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 2, ...FAST_SIM }).start();
     await fleet.waitAllRegistered(10_000);
     for (const [, kind] of kinds) {
       const e = await callError(client, 'JobRequest', { job_kind: kind });

@@ -9,18 +9,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
+import { SimFleet } from '../../src/sim/fleet';
 import { simFinalProof, simPublics, simVk, simWrapProof } from '../../src/sim/data';
-import { startTestCoordinator, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
+import { FAST_SIM, startCluster, type Cluster, type ClusterOptions } from '../helpers/cluster';
+import { startTestCoordinator } from '../helpers/coordinator';
 import {
   apiClient,
   assertError,
   callError,
-  fakeElf,
   inline,
   pushError,
   pushStream,
-  register,
   sample,
   scrape,
   sleep,
@@ -31,53 +30,6 @@ import {
   watch,
   type WaitResult,
 } from './helpers';
-
-const FAST: Partial<SimFleetOptions> = {
-  setupDelayMs: 5,
-  contributionDelayMs: 20,
-  proveDelayMs: 20,
-  aggregateDelayMs: 10,
-  executeDelayMs: 20,
-  wrapDelayMs: 20,
-  recoveryDelayMs: 5,
-  reconnectIntervalMs: 100,
-};
-
-interface Cluster {
-  tc: TestCoordinator;
-  client: grpc.Client;
-  fleet: SimFleet;
-  hashId: string;
-  close(): Promise<void>;
-}
-
-async function cluster(
-  workers: number,
-  opts: { overrides?: ConfigOverrides; sim?: Partial<SimFleetOptions>; setups?: boolean[]; elf?: string } = {},
-): Promise<Cluster> {
-  const tc = await startTestCoordinator(opts.overrides ?? {});
-  const client = apiClient(tc.apiAddress);
-  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST, ...opts.sim }).start();
-  const close = async (): Promise<void> => {
-    await fleet.stop();
-    client.close();
-    await tc.stop();
-  };
-  try {
-    await fleet.waitAllRegistered(10_000);
-    const hashId = await register(client, fakeElf(opts.elf ?? 'workers'));
-    for (const withHints of opts.setups ?? [false]) {
-      const id = await submit(client, { setup: { hash_id: hashId, with_hints: withHints, program_name: 'guest' } });
-      const r = await waitTerminal(client, id);
-      assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
-      assert.deepEqual((r.result?.setup as { vk: Buffer }).vk, simVk(hashId, withHints));
-    }
-    return { tc, client, fleet, hashId, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
-}
 
 function expectedPublics(jobId: string): Buffer {
   const out = Buffer.alloc(544);
@@ -98,6 +50,9 @@ function hintsWords(...words: bigint[]): Buffer {
 }
 const CTRL_START = 0n;
 const CTRL_END = 1n << 32n;
+
+const cluster = (workers: number, opts: ClusterOptions & { elf?: string } = {}): Promise<Cluster> =>
+  startCluster(workers, { ...opts, tag: opts.elf ?? 'workers' });
 
 describe('results and relays with workers', () => {
   let c: Cluster;
@@ -367,7 +322,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
 
       const tc = await startTestCoordinator({ coordinator: { cache_dir: cacheDir } });
       const client = apiClient(tc.apiAddress);
-      const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 1, ...FAST, prefix: 'fresh' }).start();
+      const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers: 1, ...FAST_SIM, prefix: 'fresh' }).start();
       try {
         await fleet.waitAllRegistered(10_000);
         await fleet.waitUntil(() => fleet.workers[0].setups.size > 0, 5_000, () => 'setup replayed on registration');

@@ -5,86 +5,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type * as grpc from '@grpc/grpc-js';
 import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
-import { startTestCoordinator, apiClient, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
-import { fakeElf, inline, register, submit, waitTerminal, watch, scrape, sample, sleep, type WaitResult } from '../api/helpers';
+import { startTestCoordinator } from '../helpers/coordinator';
+import { FAST_SIM, assertAllReady, failureOf, startCluster, workersState, type Cluster, type ClusterOptions } from '../helpers/cluster';
+import { inline, submit, waitTerminal, watch, sample, sleep } from '../api/helpers';
 
-interface Cluster {
-  tc: TestCoordinator;
-  client: grpc.Client;
-  fleet: SimFleet;
-  hashId: string;
-  close(): Promise<void>;
-}
-
-const FAST_SIM: Partial<SimFleetOptions> = {
-  setupDelayMs: 5,
-  contributionDelayMs: 10,
-  proveDelayMs: 10,
-  aggregateDelayMs: 5,
-  executeDelayMs: 10,
-  wrapDelayMs: 10,
-  recoveryDelayMs: 5,
-  heartbeatIntervalMs: 30_000,
-  reconnectIntervalMs: 100,
-};
-
-async function cluster(
-  workers: number,
-  opts: { coordinator?: ConfigOverrides['coordinator']; sim?: Partial<SimFleetOptions>; setup?: boolean } = {},
-): Promise<Cluster> {
-  const tc = await startTestCoordinator({ coordinator: { ...opts.coordinator } });
-  const client = apiClient(tc.apiAddress);
-  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST_SIM, ...opts.sim }).start();
-  const close = async (): Promise<void> => {
-    await fleet.stop();
-    client.close();
-    await tc.stop();
-  };
-  try {
-    await fleet.waitAllRegistered(10_000);
-    const hashId = await register(client, fakeElf('flows'));
-    if (opts.setup ?? true) {
-      const setupId = await submit(client, { setup: { hash_id: hashId, with_hints: false, program_name: 'flows' } });
-      const r = await waitTerminal(client, setupId);
-      assert.equal(r.job_status.status, 'completed', `setup: ${JSON.stringify(r.job_status)}`);
-    }
-    return { tc, client, fleet, hashId, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
-}
+const cluster = (workers: number, opts: ClusterOptions = {}): Promise<Cluster> => startCluster(workers, { tag: 'flows', ...opts });
 
 function prove(c: Cluster, extra: object = {}): Promise<string> {
   return submit(c.client, { prove: { hash_id: c.hashId, input: inline(Buffer.alloc(64, 1)), proof_dest: 1, ...extra } });
-}
-
-async function workersState(c: Cluster): Promise<Record<string, number>> {
-  const text = await scrape(c.tc);
-  const out: Record<string, number> = {};
-  for (const s of ['idle', 'setting_up', 'ready', 'computing', 'disconnected']) {
-    out[s] = sample(text, `coordinator_workers{state="${s}"}`);
-  }
-  return out;
-}
-
-/** No worker stays parked or computing once every job is over. */
-async function assertAllReady(c: Cluster, live: number): Promise<void> {
-  const end = Date.now() + 5_000;
-  let last: Record<string, number> = {};
-  while (Date.now() < end) {
-    last = await workersState(c);
-    if (last.ready === live && last.computing === 0 && last.setting_up === 0) return;
-    await sleep(50);
-  }
-  assert.fail(`workers not all ready: ${JSON.stringify(last)}`);
-}
-
-function failureOf(r: WaitResult): Record<string, unknown> {
-  assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
-  return r.job_status.failed!.failure;
 }
 
 for (const n of [1, 2, 5]) {

@@ -7,90 +7,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type * as grpc from '@grpc/grpc-js';
-import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
 import type { SimFaultAction } from '../../src/sim/options';
-import { startTestCoordinator, apiClient, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
-import { fakeElf, inline, register, submit, waitTerminal, watch, scrape, sample, sleep, type WaitResult } from '../api/helpers';
+import { assertAllReady, failureOf, startCluster, type Cluster, type ClusterOptions, type Failure } from '../helpers/cluster';
+import { fakeElf, inline, register, submit, waitTerminal, watch, type WaitResult } from '../api/helpers';
 
-interface Cluster {
-  tc: TestCoordinator;
-  client: grpc.Client;
-  fleet: SimFleet;
-  hashId: string;
-  close(): Promise<void>;
-}
-
-const FAST_SIM: Partial<SimFleetOptions> = {
-  setupDelayMs: 5,
-  contributionDelayMs: 20,
-  proveDelayMs: 20,
-  aggregateDelayMs: 10,
-  executeDelayMs: 20,
-  wrapDelayMs: 20,
-  recoveryDelayMs: 5,
-  reconnectIntervalMs: 100,
-};
-
-async function cluster(workers: number, opts: { coordinator?: ConfigOverrides['coordinator']; sim?: Partial<SimFleetOptions> } = {}): Promise<Cluster> {
-  const tc = await startTestCoordinator({ coordinator: { ...opts.coordinator } });
-  const client = apiClient(tc.apiAddress);
-  const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST_SIM, ...opts.sim }).start();
-  const close = async (): Promise<void> => {
-    await fleet.stop();
-    client.close();
-    await tc.stop();
-  };
-  try {
-    await fleet.waitAllRegistered(10_000);
-    const hashId = await register(client, fakeElf('timeouts'));
-    const setupId = await submit(client, { setup: { hash_id: hashId, with_hints: false, program_name: 'timeouts' } });
-    const r = await waitTerminal(client, setupId);
-    assert.equal(r.job_status.status, 'completed', `setup: ${JSON.stringify(r.job_status)}`);
-    return { tc, client, fleet, hashId, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
-}
-
-type Failure = {
-  kind: string;
-  timeout?: { phase?: number; limit?: { seconds: string; nanos: number } };
-  execution?: { reason: string };
-};
-
-function failureOf(r: WaitResult): Failure {
-  assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
-  return r.job_status.failed?.failure as Failure;
-}
+const cluster = (workers: number, opts: ClusterOptions = {}): Promise<Cluster> => startCluster(workers, { tag: 'timeouts', ...opts });
 
 /** A `timeout` failure with this phase (undefined: no phase at all) and a 1 s limit. */
 function assertTimeout(f: Failure, phase: number | undefined): void {
   assert.equal(f.kind, 'timeout', JSON.stringify(f));
   assert.equal(f.timeout?.phase, phase, `phase: ${JSON.stringify(f)}`);
   assert.deepEqual(f.timeout?.limit, { seconds: '1', nanos: 0 });
-}
-
-async function workersState(c: Cluster): Promise<Record<string, number>> {
-  const text = await scrape(c.tc);
-  const out: Record<string, number> = {};
-  for (const s of ['idle', 'setting_up', 'ready', 'computing', 'disconnected']) {
-    out[s] = sample(text, `coordinator_workers{state="${s}"}`);
-  }
-  return out;
-}
-
-/** Every worker back to Ready: none computing, none setting up or parked for recovery. */
-async function assertAllReady(c: Cluster, live: number): Promise<void> {
-  const end = Date.now() + 5_000;
-  let last: Record<string, number> = {};
-  while (Date.now() < end) {
-    last = await workersState(c);
-    if (last.ready === live && last.computing === 0 && last.setting_up === 0 && last.idle === 0) return;
-    await sleep(50);
-  }
-  assert.fail(`workers not all ready: ${JSON.stringify(last)}`);
 }
 
 /** Runs `submitJob`, waits for its terminal state and returns it with the time it took. */
