@@ -1,8 +1,12 @@
-/** Glue used by every scenario: start a coordinator for a variant, the two scheduler placements. */
+/** Glue used by the scenarios: coordinator per variant, the two scheduler placements, instant workers. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CoordinatorProcess, type CoordinatorOptions } from './sut';
+import { ApiClient } from './api';
+import type { Cleanup } from './proc';
+import { SimGroup } from './sims';
+import { CoordinatorProcess, type CoordinatorOptions, type SystemUnderTest } from './sut';
 import type { ScenarioContext } from './types';
+import { benchHashId, prepareProgram } from './workload';
 
 export interface SchedulerVariant {
   name: 'thread' | 'main';
@@ -61,4 +65,39 @@ export async function attempt<T>(ctx: ScenarioContext, what: string, fn: () => P
     failures.push(`${what} failed: ${text.split('\n')[0].slice(0, 300)}`);
     return undefined;
   }
+}
+
+/**
+ * One sim process of `workers` one-unit workers with instant tasks and the bench program already set
+ * up on them, plus a client that has registered and set up that program on the system under test.
+ */
+export async function instantWorkers(
+  sut: SystemUnderTest,
+  cleanup: Cleanup,
+  opts: { workers: number; prefix: string; maxLogEntries: number },
+): Promise<{ sims: SimGroup; api: ApiClient; hashId: string }> {
+  const hashId = await benchHashId();
+  const sims = await SimGroup.start({
+    coordinator: sut.clusterAddress,
+    workers: opts.workers,
+    processes: 1,
+    prefix: opts.prefix,
+    options: {
+      computeUnits: 1,
+      setupDelayMs: 0,
+      contributionDelayMs: 0,
+      proveDelayMs: 0,
+      aggregateDelayMs: 0,
+      proofValues: 16,
+      finalProofBytes: 256,
+      preSetup: [{ hashId, withHints: false }],
+      maxLogEntries: opts.maxLogEntries,
+    },
+  });
+  cleanup.add('sims', () => sims.stop());
+  await sims.waitRegistered(60_000);
+  const api = new ApiClient(sut.apiAddress, 1);
+  cleanup.add('api client', () => api.close());
+  await prepareProgram(sut, api);
+  return { sims, api, hashId };
 }

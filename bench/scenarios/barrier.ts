@@ -5,13 +5,11 @@
  * of 256 PROVE tasks that each carry all 256 challenges. Baseline: the echo coordinator, which waits
  * for the 256 contribution messages and then writes the 256 PROVE messages, and nothing else.
  */
-import { ApiClient } from '../lib/api';
 import { Cleanup, sleep } from '../lib/proc';
-import { SCHEDULER_VARIANTS, attempt, startCoordinator } from '../lib/scenario-helpers';
-import { SimGroup } from '../lib/sims';
+import { SCHEDULER_VARIANTS, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
 import { summarize, type Summary } from '../lib/stats';
 import { CoordinatorProcess, EchoBaseline, type SystemUnderTest } from '../lib/sut';
-import { SMALL_INPUT, benchHashId, prepareProgram } from '../lib/workload';
+import { SMALL_INPUT } from '../lib/workload';
 import { metric, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/types';
 
 interface Sizes {
@@ -32,29 +30,7 @@ interface Measured {
 }
 
 async function measure(_ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
-  const hashId = await benchHashId();
-  const sims = await SimGroup.start({
-    coordinator: sut.clusterAddress,
-    workers: s.workers,
-    processes: 1,
-    prefix: 'bar',
-    options: {
-      computeUnits: 1,
-      setupDelayMs: 0,
-      contributionDelayMs: 0,
-      proveDelayMs: 0,
-      aggregateDelayMs: 0,
-      proofValues: 16,
-      finalProofBytes: 256,
-      preSetup: [{ hashId, withHints: false }],
-      maxLogEntries: 32,
-    },
-  });
-  cleanup.add('sims', () => sims.stop());
-  await sims.waitRegistered(60_000);
-  const api = new ApiClient(sut.apiAddress, 1);
-  cleanup.add('api client', () => api.close());
-  await prepareProgram(sut, api);
+  const { sims, api, hashId } = await instantWorkers(sut, cleanup, { workers: s.workers, prefix: 'bar', maxLogEntries: 32 });
   const barrier: number[] = [];
   const job: number[] = [];
   let failed = 0;

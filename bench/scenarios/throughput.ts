@@ -4,13 +4,11 @@
  * job and waiting on WatchJob for its end → jobs/s. Open loop: 500 jobs/s → p50/p99 latency from the
  * scheduled send to the `completed` event. Baseline: the echo coordinator (one worker per job).
  */
-import { ApiClient } from '../lib/api';
 import { Cleanup, procCpuMs } from '../lib/proc';
-import { SCHEDULER_VARIANTS, CpuMeter, attempt, startCoordinator } from '../lib/scenario-helpers';
-import { SimGroup } from '../lib/sims';
+import { SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
 import { summarize } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
-import { benchHashId, closedLoop, leanRunner, openLoop, prepareProgram } from '../lib/workload';
+import { closedLoop, leanRunner, openLoop } from '../lib/workload';
 import { metric, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/types';
 
 interface Sizes {
@@ -41,29 +39,7 @@ interface Measured {
 }
 
 async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
-  const hashId = await benchHashId();
-  const sims = await SimGroup.start({
-    coordinator: sut.clusterAddress,
-    workers: s.workers,
-    processes: 1,
-    prefix: 'tp',
-    options: {
-      computeUnits: 1,
-      setupDelayMs: 0,
-      contributionDelayMs: 0,
-      proveDelayMs: 0,
-      aggregateDelayMs: 0,
-      proofValues: 16,
-      finalProofBytes: 256,
-      preSetup: [{ hashId, withHints: false }],
-      maxLogEntries: 16,
-    },
-  });
-  cleanup.add('sims', () => sims.stop());
-  await sims.waitRegistered(60_000);
-  const api = new ApiClient(sut.apiAddress, 1);
-  cleanup.add('api client', () => api.close());
-  await prepareProgram(sut, api);
+  const { hashId } = await instantWorkers(sut, cleanup, { workers: s.workers, prefix: 'tp', maxLogEntries: 16 });
   const runner = leanRunner(sut.apiAddress, 8, hashId);
   cleanup.add('job client', () => runner.close());
 
