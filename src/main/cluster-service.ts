@@ -59,13 +59,45 @@ function passThroughService(): { service: ServiceDefinition; encode: (m: Coordin
   const base = serviceDefinition(CLUSTER_VIEW_PROTO, CLUSTER_API_SERVICE);
   const method = base.WorkerStream;
   const encode = (m: CoordinatorMessageObject): Buffer => method.responseSerialize(m);
+  const decodeFull = method.requestDeserialize;
   const service: ServiceDefinition = {
     WorkerStream: {
       ...method,
       responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : encode(value as CoordinatorMessageObject)),
+      // Heartbeat acks are most of the inbound traffic of a large fleet; they skip protobufjs.
+      requestDeserialize: (buf: Buffer) => decodeHeartbeatAck(buf) ?? decodeFull(buf),
     },
   };
   return { service, encode };
+}
+
+/**
+ * Fast path for `WorkerMessage{heartbeat_ack{worker_id}}` (field 1 holding field 1): the same object
+ * proto-loader would produce, or undefined for anything else (which then takes the full decoder).
+ */
+export function decodeHeartbeatAck(buf: Buffer): WorkerMessageView | undefined {
+  if (buf.length < 2 || buf[0] !== 0x0a) return undefined;
+  const outer = readLength(buf, 1);
+  if (!outer || outer.next + outer.value !== buf.length) return undefined;
+  let workerId = '';
+  if (outer.value > 0) {
+    if (buf[outer.next] !== 0x0a) return undefined;
+    const inner = readLength(buf, outer.next + 1);
+    if (!inner || inner.next + inner.value !== buf.length) return undefined;
+    workerId = buf.toString('utf8', inner.next, inner.next + inner.value);
+  }
+  return { payload: 'heartbeat_ack', heartbeat_ack: { worker_id: workerId } };
+}
+
+/** A varint length at `pos` (at most 4 bytes: messages are far below 2^28 bytes). */
+function readLength(buf: Buffer, pos: number): { value: number; next: number } | undefined {
+  let value = 0;
+  for (let i = 0; i < 4 && pos + i < buf.length; i++) {
+    const b = buf[pos + i];
+    value += (b & 0x7f) * 2 ** (7 * i);
+    if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
+  }
+  return undefined;
 }
 
 const HEARTBEAT_SLICES = 20;
