@@ -4,7 +4,10 @@
  * it or end the stream. Nothing here throws on malformed input.
  */
 import type { BlobStore } from './blob-store';
+import { WORKER_PAYLOADS, type WorkerPayloadName } from '../shared/worker-payloads';
 import type { SchedulerEvent, TaskResultSummary, TaskType } from '../shared/scheduler-protocol';
+
+export type { WorkerPayloadName };
 
 /** The relay-view decoding of the fields we read (proto-loader objects; everything optional). */
 interface ComputeCapacityMsg {
@@ -48,26 +51,7 @@ export interface WorkerMessageView {
   recovery_complete?: { worker_id?: string };
 }
 
-export type WorkerPayloadName =
-  | 'heartbeat_ack'
-  | 'error'
-  | 'register'
-  | 'reconnect'
-  | 'execute_task_response'
-  | 'job_cancelled_ack'
-  | 'setup_program_ack'
-  | 'recovery_complete';
-
-const PAYLOADS: ReadonlySet<string> = new Set<WorkerPayloadName>([
-  'heartbeat_ack',
-  'error',
-  'register',
-  'reconnect',
-  'execute_task_response',
-  'job_cancelled_ack',
-  'setup_program_ack',
-  'recovery_complete',
-]);
+const PAYLOADS: ReadonlySet<string> = new Set<WorkerPayloadName>(WORKER_PAYLOADS);
 
 export type Hello =
   | { ok: true; workerId: string; computeUnits: number; reconnect: boolean; lastKnownJobId?: string }

@@ -4,6 +4,7 @@
  * decimal strings, bytes are Buffers, and the relayed uint64 arrays / sub-lists are opaque Buffers
  * (encoded with `src/sim/wire.ts`). Only the members the simulator reads or writes are typed.
  */
+import { WORKER_PAYLOADS, type WorkerPayloadName } from '../shared/worker-payloads';
 
 export const TaskType = {
   PARTIAL_CONTRIBUTION: 0,
@@ -178,15 +179,7 @@ export interface ExecuteTaskResponseOut {
   worker_in_recovery?: boolean;
 }
 
-export type WorkerPayloadKind =
-  | 'heartbeat_ack'
-  | 'error'
-  | 'register'
-  | 'reconnect'
-  | 'execute_task_response'
-  | 'job_cancelled_ack'
-  | 'setup_program_ack'
-  | 'recovery_complete';
+export type WorkerPayloadKind = WorkerPayloadName;
 
 /** Exactly one member should be set (it is a `oneof` on the wire). */
 export interface WorkerMessageOut {
@@ -207,18 +200,7 @@ export interface WorkerMessageOut {
   recovery_complete?: { worker_id: string };
 }
 
-const WORKER_KINDS: readonly WorkerPayloadKind[] = [
-  'heartbeat_ack',
-  'error',
-  'register',
-  'reconnect',
-  'execute_task_response',
-  'job_cancelled_ack',
-  'setup_program_ack',
-  'recovery_complete',
-];
-
 export function workerPayloadKind(msg: WorkerMessageOut): WorkerPayloadKind | undefined {
-  for (const k of WORKER_KINDS) if (msg[k] !== undefined) return k;
+  for (const k of WORKER_PAYLOADS) if (msg[k] !== undefined) return k;
   return undefined;
 }
