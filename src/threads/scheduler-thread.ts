@@ -16,7 +16,6 @@ export interface SchedulerThreadApi {
   /** `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back. */
   start(config: CoreConfig, batches: MessagePort): void;
   loopStats(): LoopStats;
-  snapshotCounts(): { workers: number; jobs: number };
 }
 
 let core: SchedulerCore | undefined;
@@ -34,10 +33,6 @@ const api: SchedulerThreadApi = {
   },
   loopStats() {
     return sampler.sample();
-  },
-  snapshotCounts() {
-    const snap = core?.snapshot();
-    return { workers: snap?.workers.length ?? 0, jobs: snap?.jobs.length ?? 0 };
   },
 };
 
