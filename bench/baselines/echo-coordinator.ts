@@ -11,7 +11,7 @@
  * - client API (public proto): JobRequest (prove; setup answers at once), WatchJob (the same six
  *   events: queued, started, progress ×3, completed), WaitJobResult, CancelJob, PushJobInput (each
  *   chunk cut at 4 MiB, encoded once, written to every worker of the job with write()/'drain'
- *   backpressure) and RegisterGuestProgram (BLAKE3 with hash-wasm on the main thread, then the file).
+ *   backpressure) and RegisterGuestProgram (BLAKE3 with the coordinator's hasher on the main thread, then the file).
  * - an HTTP `/health` listener, so startup binds the same three listeners.
  *
  * Forked with IPC by the bench (`EchoApi`), or `--standalone` (prints one JSON line when serving,
@@ -27,8 +27,8 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
-import { createBLAKE3, type IHasher } from 'hash-wasm';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../../src/shared/proto';
+import { loadBlake3 } from '../../src/shared/blake3';
 import { LoopStatsSampler, type LoopStats } from '../../src/shared/loop-stats';
 import { serveIpc } from '../lib/ipc';
 
@@ -148,7 +148,6 @@ const queue: Job[] = [];
 const jobs = new Map<string, Job>();
 let nextLinkId = 1;
 let jobsCompleted = 0;
-let hasher: IHasher | undefined;
 /** Duration of the last RegisterGuestProgram's BLAKE3 (on this thread). */
 let lastHashMs = 0;
 
@@ -524,11 +523,9 @@ function pushJobInput(call: grpc.ServerReadableStream<PushMsg, object>, cb: Call
 function registerProgram(call: grpc.ServerUnaryCall<{ zisk_elf?: Buffer }, object>, cb: Callback<object>): void {
   const elf = call.request.zisk_elf ?? Buffer.alloc(0);
   (async () => {
-    const h = (hasher ??= await createBLAKE3(256));
+    const blake3 = await loadBlake3();
     const t0 = performance.now();
-    h.init();
-    h.update(elf);
-    const hashId = h.digest('hex');
+    const hashId = blake3.hex(elf);
     lastHashMs = performance.now() - t0;
     await fs.promises.writeFile(path.join(config.cacheDir, `${hashId}.elf`), elf);
     return hashId;

@@ -5,7 +5,7 @@
  * structured-cloned in either direction and the main thread can still write it to the cache.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { createBLAKE3, type IHasher } from 'hash-wasm';
+import { loadBlake3 } from '../shared/blake3';
 
 export interface HashTask {
   buffer: ArrayBuffer;
@@ -20,14 +20,12 @@ export interface HashTaskResult {
   buffer: ArrayBuffer;
 }
 
-let hasher: Promise<IHasher> | undefined;
-
 export default async function hashTask(task: HashTask): Promise<HashTaskResult> {
-  // One WASM instance per pool thread; init() resets it between tasks.
-  const h = await (hasher ??= createBLAKE3(256));
-  h.init();
-  h.update(new Uint8Array(task.buffer, task.byteOffset, task.byteLength));
-  const result: HashTaskResult = { hash: h.digest('hex'), buffer: task.buffer };
+  const blake3 = await loadBlake3();
+  const result: HashTaskResult = {
+    hash: blake3.hex(new Uint8Array(task.buffer, task.byteOffset, task.byteLength)),
+    buffer: task.buffer,
+  };
   return move({
     [transferableSymbol]: [task.buffer],
     [valueSymbol]: result,

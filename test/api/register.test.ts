@@ -30,6 +30,11 @@ describe('RegisterGuestProgram', () => {
         const hashed = tc.logs.filter((l) => l.msg === 'guest program hashed' && l.hash_id === bigHash);
         assert.ok(hashed.length >= 1);
         assert.ok(hashed.every((l) => l.moved === true), JSON.stringify(hashed));
+        assert.ok(hashed.every((l) => typeof l.main_loop_max_ms === 'number'), JSON.stringify(hashed));
+        // a small program is hashed inline when the native hasher is there, never copied to a thread
+        const smallHashed = tc.logs.filter((l) => l.msg === 'guest program hashed' && l.hash_id === smallHash);
+        assert.ok(smallHashed.length >= 1);
+        assert.ok(smallHashed.every((l) => (l.hasher === 'native') === (l.inline === true)), JSON.stringify(smallHashed));
       });
 
       await withCoordinator({ coordinator: { cache_dir: cacheDir } }, async (tc, client) => {
