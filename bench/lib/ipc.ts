@@ -80,11 +80,15 @@ export class IpcChild<A extends ApiShape> {
     });
   }
 
-  static fork<A extends ApiShape>(modulePath: string, opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): IpcChild<A> {
+  /** `niceness`: run the child under nice(1), every thread of it (a load generator must not take the CPU from what it measures). */
+  static fork<A extends ApiShape>(modulePath: string, opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; niceness?: number } = {}): IpcChild<A> {
+    const nodeArgs = opts.nodeArgs ?? [];
     const child = fork(modulePath, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      execArgv: opts.nodeArgs ?? [],
+      ...(opts.niceness
+        ? { execPath: 'nice', execArgv: ['-n', String(opts.niceness), process.execPath, ...nodeArgs] }
+        : { execArgv: nodeArgs }),
       env: { ...process.env, ...opts.env },
     });
     trackChild(child);

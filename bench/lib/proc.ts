@@ -188,6 +188,17 @@ export function benchModule(rel: string): string {
   return path.resolve(__dirname, '..', rel);
 }
 
+/**
+ * The Node flags on the launcher's shebang (`#!/usr/bin/env -S node <flags>`), so the bench, which
+ * spawns `node bin/zisk-coordinator`, runs the coordinator as the launcher itself does.
+ */
+export function launcherNodeFlags(): string[] {
+  const first = fs.readFileSync(path.join(repoRoot(), 'bin', 'zisk-coordinator'), 'utf8').split('\n', 1)[0];
+  const m = /^#!\S*env -S node(?<flags>(?:\s+\S+)*)\s*$/.exec(first);
+  if (!m) throw new Error(`unexpected launcher shebang: ${first}`);
+  return (m.groups?.flags ?? '').split(/\s+/).filter((f) => f.length > 0);
+}
+
 /** The repository root (holds bin/zisk-coordinator), from dist/bench/lib or bench/lib. */
 export function repoRoot(): string {
   let dir = __dirname;

@@ -10,8 +10,8 @@ export class SimProcess {
   private constructor(readonly ipc: IpcChild<SimApi>, readonly config: SimHostConfig) {}
 
   /** Forks a sim host and starts its workers (they connect at once). */
-  static async start(config: SimHostConfig, nodeArgs: string[] = []): Promise<SimProcess> {
-    const ipc = IpcChild.fork<SimApi>(benchModule('lib/sim-host.js'), { nodeArgs });
+  static async start(config: SimHostConfig, nodeArgs: string[] = [], niceness = 0): Promise<SimProcess> {
+    const ipc = IpcChild.fork<SimApi>(benchModule('lib/sim-host.js'), { nodeArgs, niceness });
     const p = new SimProcess(ipc, config);
     try {
       await ipc.call('start', config, 120_000);
@@ -78,6 +78,8 @@ export class SimGroup {
     perWorker?: Record<number, SimJsonOptions>;
     startStaggerMs?: number;
     startBatch?: number;
+    /** nice(1) level of the sim processes (0 = as the bench). */
+    niceness?: number;
   }): Promise<SimGroup> {
     const n = Math.max(1, Math.min(opts.processes, opts.workers || 1));
     const per = Math.ceil(opts.workers / n);
@@ -106,7 +108,7 @@ export class SimGroup {
             ...(perWorker ? { perWorker } : {}),
             ...(opts.startStaggerMs !== undefined ? { startStaggerMs: opts.startStaggerMs } : {}),
             ...(opts.startBatch !== undefined ? { startBatch: opts.startBatch } : {}),
-          }),
+          }, [], opts.niceness ?? 0),
         );
       }
     } catch (err) {

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { LoopStats } from '../../src/shared/loop-stats';
 import { IpcChild } from './ipc';
 import { scrape, sampleValue, type Sample } from './prom';
-import { benchModule, exited, procMemory, removeDir, repoRoot, tempDir, trackChild, type ProcMemory } from './proc';
+import { benchModule, exited, launcherNodeFlags, procMemory, removeDir, repoRoot, tempDir, trackChild, type ProcMemory } from './proc';
 import type { EchoApi, EchoConfig } from '../baselines/echo-coordinator';
 
 export interface LoopFigures {
@@ -92,6 +92,7 @@ export class CoordinatorProcess implements SystemUnderTest {
       ...opts.env,
     };
     const args = [
+      ...launcherNodeFlags(),
       ...(opts.nodeArgs ?? []),
       path.join(repoRoot(), 'bin', 'zisk-coordinator'),
       // Port 0 on all three: the OS picks free ports (no race with other sockets), and the

@@ -312,6 +312,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       startup_ms: Math.round(performance.now() - startedAt),
       environment: config.service.environment,
       version: config.service.version,
+      // The launcher's V8 flags matter for memory at scale: say whether they are in effect.
+      node_flags: process.execArgv.join(' '),
     },
     'zisk-coordinator serving',
   );

@@ -119,6 +119,8 @@ export class ClusterService {
   readonly service: ServiceDefinition;
   private readonly encode: (m: CoordinatorMessageObject) => Buffer;
   private readonly links = new Map<LinkId, WorkerLink>();
+  /** Links by heartbeat slice (id modulo HEARTBEAT_SLICES), so a slice tick visits only its own. */
+  private readonly heartbeatSlices: Set<WorkerLink>[] = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
   private readonly egress: EgressBudget;
   private nextLinkId = 1;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -175,6 +177,7 @@ export class ClusterService {
     call.sendMetadata(new grpc.Metadata());
     const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics);
     this.links.set(link.id, link);
+    this.heartbeatSlices[link.id % HEARTBEAT_SLICES].add(link);
     this.opts.post({ type: 'linkOpened', linkId: link.id });
     let handshakeDone = false;
     let closed = false;
@@ -183,6 +186,7 @@ export class ClusterService {
       closed = true;
       link.markClosed();
       this.links.delete(link.id);
+      this.heartbeatSlices[link.id % HEARTBEAT_SLICES].delete(link);
       this.opts.post({ type: 'workerClosed', linkId: link.id });
       if (link.workerId) this.opts.logger.debug({ worker_id: link.workerId, link: link.id }, 'worker stream closed');
     };
@@ -196,15 +200,19 @@ export class ClusterService {
         return;
       }
       if (!link.workerId) return; // rejected at the handshake: the stream is ending
+      // Liveness needs a fraction of a heartbeat interval of precision, not every ack: at most one
+      // alive event per link per gap crosses to the scheduler (10,000 workers ack every second), and
+      // an ack inside the gap allocates nothing.
+      if (name === 'heartbeat_ack' && msg.heartbeat_ack?.worker_id === link.workerId) {
+        const now = performance.now();
+        if (now - link.lastAlivePostedAt < this.aliveGapMs) return;
+        link.lastAlivePostedAt = now;
+        this.opts.post({ type: 'workerAlive', linkId: link.id });
+        return;
+      }
       const c = classifyWorkerMessage(msg, link.id, link.workerId, this.opts.blobs);
       if (c.kind === 'event') {
-        // Liveness needs a fraction of a heartbeat interval of precision, not every ack: at most one
-        // alive event per link per gap crosses to the scheduler (10,000 workers ack every second).
-        if (c.event.type === 'workerAlive') {
-          const now = performance.now();
-          if (now - link.lastAlivePostedAt < this.aliveGapMs) return;
-          link.lastAlivePostedAt = now;
-        }
+        if (c.event.type === 'workerAlive') link.lastAlivePostedAt = performance.now();
         this.opts.post(c.event);
       }
       else if (c.kind === 'ignore') this.ignored(link, c.reason, c.detail);
@@ -269,8 +277,8 @@ export class ClusterService {
 
   private sendHeartbeats(slot: number): void {
     let buf: Buffer | undefined;
-    for (const link of this.links.values()) {
-      if (!link.registered || link.id % HEARTBEAT_SLICES !== slot) continue;
+    for (const link of this.heartbeatSlices[slot]) {
+      if (!link.registered) continue;
       buf ??= this.encode({ heartbeat: { timestamp: timestampNow() } });
       link.sendBuffer(buf, 'other');
     }

@@ -59,7 +59,8 @@ export async function spawnCoordinator(opts: SpawnOptions = {}): Promise<Spawned
   const home = tempDir('zisk-home-');
   const cwd = opts.cwd ?? home;
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    // The launcher runs through its shebang (`env -S node …`) as users run it: find this same node.
+    PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter),
     HOME: home,
     XDG_CONFIG_HOME: path.join(home, '.config'),
     ZISK_COORDINATOR_LOGGING_FORMAT: 'json',
@@ -67,7 +68,7 @@ export async function spawnCoordinator(opts: SpawnOptions = {}): Promise<Spawned
     ...opts.env,
   };
   const t0 = performance.now();
-  const child = spawn(process.execPath, [binPath(), ...(opts.args ?? [])], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binPath(), opts.args ?? [], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: LogLine[] = [];
   const watchers: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = '';

@@ -62,6 +62,9 @@ test('starts on its listeners, serves /health, /metrics and gRPC health, then st
   t.after(() => stopCoordinator(c));
   t.diagnostic(`startup to serving: ${c.startupMs.toFixed(0)} ms (spawn included)`);
   assert.ok(c.ports.api && c.ports.cluster && c.ports.metrics, `all three listener lines logged: ${JSON.stringify(c.ports)}`);
+  // Run through its shebang, the launcher applies its V8 flags, and the serving line says so.
+  const servingLine = c.lines.find((l) => l.msg === 'zisk-coordinator serving');
+  assert.match(String(servingLine?.node_flags), /(^| )--max-semi-space-size=64( |$)/, JSON.stringify(servingLine));
 
   const health = await httpGet(c.ports.metrics!, '/health');
   assert.equal(health.status, 200);
