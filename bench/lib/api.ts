@@ -174,20 +174,19 @@ export function fakeElf(tag: string, size = 4096): Buffer {
 }
 
 // ------------------------------------------------------------------------------------------------
-// A lean client for the job loops: the same RPCs on the wire, but requests are encoded once and
+// Byte-level pieces of the job loops' client (wire-client.ts): requests are encoded once and
 // responses are read at the byte level (job id, event kind), so the load generator spends as little
 // CPU as possible on a 2-core machine where it shares the cores with the system under test.
 // ------------------------------------------------------------------------------------------------
 
-const identity = (b: Buffer): Buffer => b;
-const API_PATH = '/zisk.coordinator.v1.ZiskCoordinatorApi';
+export const API_PATH = '/zisk.coordinator.v1.ZiskCoordinatorApi';
 
 /** JobEvent oneof field numbers (zisk_coordinator_api.proto). */
-const EVENT_COMPLETED = 5;
-const EVENT_CANCELLED = 6;
-const EVENT_FAILED = 7;
+export const EVENT_COMPLETED = 5;
+export const EVENT_CANCELLED = 6;
+export const EVENT_FAILED = 7;
 
-function readVarint(buf: Buffer, pos: number): [value: number, next: number] {
+export function readVarint(buf: Buffer, pos: number): [value: number, next: number] {
   let v = 0;
   let shift = 0;
   for (;;) {
@@ -210,66 +209,13 @@ function encodeVarint(n: number): number[] {
 }
 
 /** `{ job_id }` as a length-delimited field 1. */
-function jobIdRequest(jobId: string): Buffer {
+export function jobIdRequest(jobId: string): Buffer {
   const id = Buffer.from(jobId, 'utf8');
   return Buffer.concat([Buffer.from([0x0a, ...encodeVarint(id.length)]), id]);
 }
 
-export class LeanJobClient {
-  private readonly clients: grpc.Client[] = [];
-  private next = 0;
-  private readonly proveRequest: Buffer;
-
-  constructor(address: string, channels: number, hashId: string, input: Buffer) {
-    for (let i = 0; i < Math.max(1, channels); i++) {
-      this.clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
-    }
-    // Encoded once with the public proto: every prove request of the loop is these same bytes.
-    const pkg = loadProto(CLIENT_API_PROTO)['zisk.coordinator.v1.ZiskCoordinatorApi'] as unknown as Record<string, { requestSerialize: (m: object) => Buffer }>;
-    this.proveRequest = pkg.JobRequest.requestSerialize({ job_kind: { prove: { hash_id: hashId, input: { inline: { data: input } }, proof_dest: 1 } } });
-  }
-
-  close(): void {
-    for (const c of this.clients) c.close();
-  }
-
-  private pick(): grpc.Client {
-    const c = this.clients[this.next];
-    this.next = (this.next + 1) % this.clients.length;
-    return c;
-  }
-
-  submitProve(deadlineMs = 30_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.pick().makeUnaryRequest(`${API_PATH}/JobRequest`, identity, identity, this.proveRequest, { deadline: Date.now() + deadlineMs }, (err, res) => {
-        if (err || !res) return reject(err ?? new Error('empty JobResponse'));
-        if (res[0] !== 0x0a) return reject(new Error('JobResponse without job_id'));
-        const [len, pos] = readVarint(res, 1);
-        resolve(res.toString('utf8', pos, pos + len));
-      });
-    });
-  }
-
-  /** WatchJob until the terminal event; reads only each event's oneof field number. */
-  watch(jobId: string, deadlineMs = 60_000): Promise<WatchOutcome> {
-    return new Promise((resolve) => {
-      const call = this.pick().makeServerStreamRequest(`${API_PATH}/WatchJob`, identity, identity, jobIdRequest(jobId), { deadline: Date.now() + deadlineMs });
-      let events = 0;
-      let settled = false;
-      const finish = (o: WatchOutcome): void => {
-        if (settled) return;
-        settled = true;
-        resolve(o);
-      };
-      call.on('data', (e: Buffer) => {
-        events++;
-        const field = e.length > 0 ? e[0] >> 3 : 0;
-        if (field === EVENT_COMPLETED) finish({ status: 'completed', at: hostNow(), events, proofBytes: 0 });
-        else if (field === EVENT_CANCELLED) finish({ status: 'cancelled', at: hostNow(), events, proofBytes: 0 });
-        else if (field === EVENT_FAILED) finish({ status: 'failed', at: hostNow(), events, proofBytes: 0, detail: `failed event (${e.length} bytes)` });
-      });
-      call.on('error', (err: grpc.ServiceError) => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: err.message }));
-      call.on('end', () => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: 'stream ended without a terminal event' }));
-    });
-  }
+/** An encoded prove JobRequest (public proto): every prove request of a loop is these same bytes. */
+export function encodeProveRequest(hashId: string, input: Buffer): Buffer {
+  const pkg = loadProto(CLIENT_API_PROTO)['zisk.coordinator.v1.ZiskCoordinatorApi'] as unknown as Record<string, { requestSerialize: (m: object) => Buffer }>;
+  return pkg.JobRequest.requestSerialize({ job_kind: { prove: { hash_id: hashId, input: { inline: { data: input } }, proof_dest: 1 } } });
 }

@@ -34,6 +34,12 @@ export async function startCoordinator(ctx: ScenarioContext, label: string, opts
 }
 
 /** Coordinator CPU use (both threads) over a window, as a fraction of one core. */
+/**
+ * nice(1) level for load generators that must not preempt the process they measure (in production
+ * workers and clients run on other machines). Applied to the baseline and the coordinator alike.
+ */
+export const LOAD_GENERATOR_NICENESS = 10;
+
 export class CpuMeter {
   private t0 = 0;
   private c0 = 0;
@@ -74,7 +80,7 @@ export async function attempt<T>(ctx: ScenarioContext, what: string, fn: () => P
 export async function instantWorkers(
   sut: SystemUnderTest,
   cleanup: Cleanup,
-  opts: { workers: number; prefix: string; maxLogEntries: number },
+  opts: { workers: number; prefix: string; maxLogEntries: number; niceness?: number },
 ): Promise<{ sims: SimGroup; api: ApiClient; hashId: string }> {
   const hashId = await benchHashId();
   const sims = await SimGroup.start({
@@ -93,6 +99,7 @@ export async function instantWorkers(
       preSetup: [{ hashId, withHints: false }],
       maxLogEntries: opts.maxLogEntries,
     },
+    niceness: opts.niceness ?? 0,
   });
   cleanup.add('sims', () => sims.stop());
   await sims.waitRegistered(60_000);

@@ -1,6 +1,7 @@
 /** Client workloads shared by scenarios: program setup, closed and open loops of small prove jobs. */
 import { blake3 } from 'hash-wasm';
-import { ApiClient, LeanJobClient, fakeElf, type WatchOutcome } from './api';
+import { ApiClient, encodeProveRequest, fakeElf, type WatchOutcome } from './api';
+import { WireJobClient } from './wire-client';
 import { hostNow, sleep } from './proc';
 import type { SystemUnderTest } from './sut';
 
@@ -55,8 +56,8 @@ export function fullRunner(api: ApiClient, hashId: string): JobRunner {
 }
 
 /** The lean byte-level client as a JobRunner. */
-export function leanRunner(address: string, channels: number, hashId: string): LeanJobClient {
-  return new LeanJobClient(address, channels, hashId, SMALL_INPUT);
+export function leanRunner(address: string, connections: number, hashId: string): WireJobClient {
+  return new WireJobClient(address, connections, encodeProveRequest(hashId, SMALL_INPUT));
 }
 
 async function runJob(runner: JobRunner, watchDeadlineMs: number): Promise<WatchOutcome> {

@@ -6,7 +6,7 @@
  */
 import { ApiClient } from '../lib/api';
 import { Cleanup, RssSampler, sleep } from '../lib/proc';
-import { SCHEDULER_VARIANTS, attempt, startCoordinator } from '../lib/scenario-helpers';
+import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, attempt, startCoordinator } from '../lib/scenario-helpers';
 import { SimGroup } from '../lib/sims';
 import { MiB, summarize } from '../lib/stats';
 import { EchoBaseline, type LoopFigures, type SystemUnderTest } from '../lib/sut';
@@ -23,9 +23,6 @@ interface Sizes {
   scrapeMs: number;
   jobsPerSecond: number;
 }
-
-/** nice(1) level of the sim processes, for the coordinator and the baseline alike. */
-const SIM_NICENESS = 10;
 
 const FULL: Sizes = { workers: 10_000, simProcesses: 4, workersPerChannel: 100, settleMs: 6_000, windowMs: 20_000, scrapeMs: 5_000, jobsPerSecond: 1 };
 const SMOKE: Sizes = { workers: 40, simProcesses: 1, workersPerChannel: 10, settleMs: 200, windowMs: 1_000, scrapeMs: 500, jobsPerSecond: 2 };
@@ -71,8 +68,7 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cle
     },
     startStaggerMs: 25,
     startBatch: 50,
-    // In production the workers run on other machines: here they must not preempt what is measured.
-    niceness: SIM_NICENESS,
+    niceness: LOAD_GENERATOR_NICENESS,
   });
   cleanup.add('sims', () => sims.stop());
   await sims.waitRegistered(180_000);
@@ -202,7 +198,7 @@ export const scale: Scenario = {
         variant: v.name,
         metrics,
         notes: [
-          `${s.workers} workers over ${s.simProcesses} sim processes at nice ${SIM_NICENESS}, ${s.workersPerChannel > 0 ? `${s.workersPerChannel} workers per shared HTTP/2 connection (${Math.ceil(s.workers / s.workersPerChannel)} connections; see bench/README.md for why)` : 'one HTTP/2 connection per worker (as real workers)'}; heartbeat_interval_seconds = 1 and sim heartbeats every 1 s; ${s.windowMs / 1000} s window after ${s.settleMs / 1000} s settling; loop figures are the worst ${s.scrapeMs / 1000} s interval (main: since the previous scrape; scheduler: its latest 5 s report).`,
+          `${s.workers} workers over ${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS}, ${s.workersPerChannel > 0 ? `${s.workersPerChannel} workers per shared HTTP/2 connection (${Math.ceil(s.workers / s.workersPerChannel)} connections; see bench/README.md for why)` : 'one HTTP/2 connection per worker (as real workers)'}; heartbeat_interval_seconds = 1 and sim heartbeats every 1 s; ${s.windowMs / 1000} s window after ${s.settleMs / 1000} s settling; loop figures are the worst ${s.scrapeMs / 1000} s interval (main: since the previous scrape; scheduler: its latest 5 s report).`,
           `Registration of all workers took ${f((c?.registerMs ?? NaN) / 1000, 1)} s (baseline ${f((base?.registerMs ?? NaN) / 1000, 1)} s). Peak RSS over the process lifetime (VmHWM): ${f(mib(c?.hwmBytes))} MiB (baseline ${f(mib(base?.hwmBytes))} MiB).`,
           `Trickle: ${c?.jobsCompleted ?? '—'} jobs completed, ${c?.jobsFailed ?? '—'} failed (${s.jobsPerSecond}/s, 4 workers each). Worker reconnects in the window: ${c?.reconnects ?? '—'} (baseline ${base?.reconnects ?? '—'}); coordinator heartbeats received per worker per second: ${f(c?.heartbeatsReceivedPerWorkerPerS, 2)}.`,
           ...baseFailures,

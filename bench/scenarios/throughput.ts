@@ -5,7 +5,7 @@
  * scheduled send to the `completed` event. Baseline: the echo coordinator (one worker per job).
  */
 import { Cleanup, procCpuMs } from '../lib/proc';
-import { SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
+import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
 import { summarize } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
 import { closedLoop, leanRunner, openLoop } from '../lib/workload';
@@ -34,21 +34,28 @@ interface Measured {
   openUnfinished: number;
   openMainP99Ms: number;
   closedCpuCores: number | null;
+  /** Cores used by the load generators over the closed loop: this process (the clients) and the sims. */
+  clientCpuCores: number | null;
+  simCpuCores: number | null;
   firstFailure?: string;
   startupMs: number;
 }
 
 async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
-  const { hashId } = await instantWorkers(sut, cleanup, { workers: s.workers, prefix: 'tp', maxLogEntries: 16 });
+  const { hashId, sims } = await instantWorkers(sut, cleanup, { workers: s.workers, prefix: 'tp', maxLogEntries: 16, niceness: LOAD_GENERATOR_NICENESS });
   const runner = leanRunner(sut.apiAddress, 8, hashId);
   cleanup.add('job client', () => runner.close());
 
   ctx.log(`  closed loop: ${s.clients} clients, ${s.closedMs} ms (+${s.warmupMs} ms warm-up)`);
   const cpu = new CpuMeter(() => procCpuMs(sut.pid));
-  const cpuStart = setTimeout(() => cpu.start(), s.warmupMs);
+  const clientCpu = new CpuMeter(() => procCpuMs(process.pid));
+  const simCpu = new CpuMeter(() => sumOrNull(sims.pids.map(procCpuMs)));
+  const cpuStart = setTimeout(() => [cpu, clientCpu, simCpu].forEach((m) => m.start()), s.warmupMs);
   const closed = await closedLoop(runner, s.clients, s.warmupMs, s.closedMs);
   clearTimeout(cpuStart);
   const closedCpuCores = cpu.stop();
+  const clientCpuCores = clientCpu.stop();
+  const simCpuCores = simCpu.stop();
 
   ctx.log(`  open loop: ${s.openRate} jobs/s for ${s.openMs} ms`);
   await sut.loop();
@@ -66,11 +73,17 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cle
     openUnfinished: open.unfinished,
     openMainP99Ms: loop.main.p99Ms,
     closedCpuCores,
+    clientCpuCores,
+    simCpuCores,
     startupMs: sut.startupMs,
   };
   const ff = closed.firstFailure ?? open.firstFailure;
   if (ff) m.firstFailure = ff;
   return m;
+}
+
+function sumOrNull(values: Array<number | null>): number | null {
+  return values.some((v) => v === null) ? null : values.reduce<number>((a, v) => a + (v ?? 0), 0);
 }
 
 async function runBaseline(ctx: ScenarioContext, s: Sizes): Promise<Measured> {
@@ -118,15 +131,17 @@ export const throughput: Scenario = {
         notes,
       );
       const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(2));
+      const perJob = (m: Measured | undefined, cores: number | null | undefined): number | null =>
+        m && cores !== null && cores !== undefined && m.closedJobsPerS > 0 ? (cores * 1000) / m.closedJobsPerS : null;
       notes.unshift(
         `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1; closed loop ${s.clients} clients for ${s.closedMs / 1000} s after ${s.warmupMs / 1000} s warm-up; open loop ${s.openRate} jobs/s for ${s.openMs / 1000} s. Clients use 8 HTTP/2 connections and pre-encoded requests; sims run in their own process.`,
-        `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(c && c.closedCpuCores !== null ? (c.closedCpuCores * 1000) / c.closedJobsPerS : null)} ms CPU per job (baseline ${f(base && base.closedCpuCores !== null ? (base.closedCpuCores * 1000) / base.closedJobsPerS : null)} ms).`,
+        `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(perJob(c, c?.closedCpuCores))} ms CPU per job (baseline ${f(perJob(base, base?.closedCpuCores))} ms).`,
+        `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline run): clients (the bench process) ${f(perJob(c, c?.clientCpuCores))} / ${f(perJob(base, base?.clientCpuCores))}, sims ${f(perJob(c, c?.simCpuCores))} / ${f(perJob(base, base?.simCpuCores))}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
         `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms during it (baseline ${f(base?.openMainP99Ms)} ms).`,
       );
       if (c?.firstFailure) notes.push(`first failure: ${c.firstFailure}`);
       if (base?.firstFailure) notes.push(`baseline first failure: ${base.firstFailure}`);
-      const cpuPerJob = (m: Measured | undefined): number | null =>
-        m && m.closedCpuCores !== null && m.closedJobsPerS > 0 ? (m.closedCpuCores * 1000) / m.closedJobsPerS : null;
+      const cpuPerJob = (m: Measured | undefined): number | null => perJob(m, m?.closedCpuCores);
       results.push({
         scenario: 'throughput',
         variant: v.name,

@@ -110,9 +110,9 @@ const STATUS_BY_NAME = {
   DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
 } as const;
 
-function timestampNow(): { seconds: string; nanos: number } {
+function timestampNow(): { seconds: number; nanos: number } {
   const ms = Date.now();
-  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
 }
 
 export class ClusterService {

@@ -68,14 +68,33 @@ export interface RenderedMetrics {
   body: string;
 }
 
-/** Bound series handles (prom-client `labels(...)`) skip the label hashing of every update. */
-function child<T>(cache: Map<string, unknown>, key: string, make: () => T): T {
-  let handle = cache.get(key) as T | undefined;
-  if (handle === undefined) {
-    handle = make();
-    cache.set(key, handle);
+/**
+ * Bound series handles (prom-client `labels(...)`) by their label values, so an update neither hashes
+ * labels nor builds a key string: a map per label, nested in label order.
+ */
+class Handles<T> {
+  private readonly root = new Map<string, unknown>();
+
+  constructor(private readonly make: (...values: string[]) => T) {}
+
+  get(...values: string[]): T {
+    let map = this.root;
+    for (let i = 0; i < values.length - 1; i++) {
+      let next = map.get(values[i]) as Map<string, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        map.set(values[i], next);
+      }
+      map = next;
+    }
+    const last = values[values.length - 1];
+    let handle = map.get(last) as T | undefined;
+    if (handle === undefined) {
+      handle = this.make(...values);
+      map.set(last, handle);
+    }
+    return handle;
   }
-  return handle;
 }
 
 /**
@@ -97,8 +116,6 @@ class Tally {
 
 export class CoordinatorMetrics {
   private readonly registry = new Registry();
-  /** Bound series handles by metric and label values; hot paths update them per message. */
-  private readonly children = new Map<string, unknown>();
   private readonly mainLoop = new LoopStatsSampler(10);
   /** One main-loop sample per scrape, shared by the delay and utilization collectors. */
   private scrapeSample: LoopStats | undefined;
@@ -120,6 +137,13 @@ export class CoordinatorMetrics {
   private readonly recoveryTimeouts: Counter;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
+  private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
+  private readonly requestDurationHandles = new Handles((method) => this.requestDuration.labels(method));
+  private readonly jobHandles = new Handles((kind, outcome) => this.jobs.labels(kind, outcome));
+  private readonly jobDurationHandles = new Handles((kind, outcome) => this.jobDuration.labels(kind, outcome));
+  private readonly workerJobHandles = new Handles((workerId, outcome) => this.workerJobs.labels(workerId, outcome));
+  private readonly workerStateHandles = new Handles((state) => this.workers.labels(state));
+  private readonly phaseDurationHandles = new Handles((phase) => this.phaseDuration.labels(phase));
   private readonly workerMessageTally = new Tally();
   private readonly ignoredWorkerMessageTally = new Tally();
   private readonly bytesTally = new Tally();
@@ -249,8 +273,8 @@ export class CoordinatorMetrics {
   /** One finished client API call; `status` is a grpc-js status code or its name. */
   recordRequest(method: string, status: GrpcStatusName | number, seconds: number): void {
     const name = statusName(status);
-    child(this.children, `req|${method}|${name}`, () => this.requests.labels(method, name)).inc();
-    child(this.children, `reqd|${method}`, () => this.requestDuration.labels(method)).observe(duration(seconds));
+    this.requestHandles.get(method, name).inc();
+    this.requestDurationHandles.get(method).observe(duration(seconds));
   }
 
   /** A job was dispatched to workers (left the queue or started directly). */
@@ -264,8 +288,8 @@ export class CoordinatorMetrics {
    */
   jobFinished(kind: JobKindLabel, outcome: JobOutcomeLabel, seconds: number, opts: { wasStarted?: boolean } = {}): void {
     if (opts.wasStarted !== false) this.setActiveJobs(this.activeJobCount - 1);
-    child(this.children, `jobs|${kind}|${outcome}`, () => this.jobs.labels(kind, outcome)).inc();
-    child(this.children, `jobd|${kind}|${outcome}`, () => this.jobDuration.labels(kind, outcome)).observe(duration(seconds));
+    this.jobHandles.get(kind, outcome).inc();
+    this.jobDurationHandles.get(kind, outcome).observe(duration(seconds));
   }
 
   /** Overrides the running count from the scheduler's own table, which is the source of truth. */
@@ -276,7 +300,7 @@ export class CoordinatorMetrics {
 
   /** Per worker that took part in a job, when that job ends. */
   workerJob(workerId: string, outcome: JobOutcomeLabel): void {
-    child(this.children, `wj|${outcome}|${workerId}`, () => this.workerJobs.labels(workerId, outcome)).inc();
+    this.workerJobHandles.get(workerId, outcome).inc();
   }
 
   /** A new guest program was stored by this process. */
@@ -293,7 +317,7 @@ export class CoordinatorMetrics {
     let connected = 0;
     for (const state of WORKER_STATES) {
       const n = count(counts[state]);
-      child(this.children, `ws|${state}`, () => this.workers.labels(state)).set(n);
+      this.workerStateHandles.get(state).set(n);
       if (state !== 'disconnected') connected += n;
     }
     this.workersConnected.set(connected);
@@ -304,7 +328,7 @@ export class CoordinatorMetrics {
   }
 
   phaseFinished(phase: PhaseLabel, seconds: number): void {
-    child(this.children, `ph|${phase}`, () => this.phaseDuration.labels(phase)).observe(duration(seconds));
+    this.phaseDurationHandles.get(phase).observe(duration(seconds));
   }
 
   /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */

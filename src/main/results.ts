@@ -10,13 +10,17 @@ import { randomUUID } from 'node:crypto';
 import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../shared/scheduler-protocol';
 import type { BlobStore } from './blob-store';
 
+/**
+ * `seconds` is an int64 on the wire; a number encodes exactly up to 2^53 s and skips the decimal
+ * string round trip (`long.fromString`) that a string costs on every event of every job.
+ */
 export interface TimestampWire {
-  seconds: string;
+  seconds: number;
   nanos: number;
 }
 
 export interface DurationWire {
-  seconds: string;
+  seconds: number;
   nanos: number;
 }
 
@@ -85,7 +89,7 @@ export interface BuiltResult {
 
 export function timestampOf(ms: EpochMs): TimestampWire {
   const seconds = Math.floor(ms / 1000);
-  return { seconds: String(seconds), nanos: Math.round((ms - seconds * 1000) * 1_000_000) };
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1_000_000) };
 }
 
 const ZERO_COSTS: CostPerTypeWire = { main: '0', opcode: '0', memory: '0', precompile: '0', tables: '0', other: '0' };
@@ -221,7 +225,7 @@ function blobIdsOf(...ids: (BlobId | undefined)[]): BlobId[] {
 export function failureWire(f: JobFailure): JobFailureWire {
   switch (f.kind) {
     case 'timeout': {
-      const limit: DurationWire = { seconds: String(Math.max(0, Math.round(f.limitSeconds))), nanos: 0 };
+      const limit: DurationWire = { seconds: Math.max(0, Math.round(f.limitSeconds)), nanos: 0 };
       return { timeout: f.phase !== undefined ? { phase: f.phase, limit } : { limit } };
     }
     case 'input':

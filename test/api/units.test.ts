@@ -116,7 +116,7 @@ describe('results', () => {
     assert.equal(proof.proof_kind, 2);
     assert.deepEqual(proof.verification_key, Buffer.from([10, 11]));
     assert.deepEqual(proof.started_at, timestampOf(1_000));
-    assert.deepEqual(proof.completed_at, { seconds: '3', nanos: 500_000_000 });
+    assert.deepEqual(proof.completed_at, { seconds: 3, nanos: 500_000_000 });
     assert.equal(stats.steps, '18446744073709551615');
     assert.equal(stats.duration_nanos, '2500000000');
     assert.deepEqual(built.blobIds, [proofBlobId]);
