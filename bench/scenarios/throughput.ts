@@ -33,6 +33,8 @@ interface Measured {
   openFailed: number;
   openUnfinished: number;
   openMainP99Ms: number;
+  openMainMaxMs: number;
+  openSchedulerMaxMs: number | null;
   closedCpuCores: number | null;
   /** Cores used by the load generators over the closed loop: this process (the clients) and the sims. */
   clientCpuCores: number | null;
@@ -72,6 +74,8 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cle
     openFailed: open.failed,
     openUnfinished: open.unfinished,
     openMainP99Ms: loop.main.p99Ms,
+    openMainMaxMs: loop.main.maxMs,
+    openSchedulerMaxMs: loop.scheduler?.maxMs ?? null,
     closedCpuCores,
     clientCpuCores,
     simCpuCores,
@@ -137,7 +141,7 @@ export const throughput: Scenario = {
         `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1; closed loop ${s.clients} clients for ${s.closedMs / 1000} s after ${s.warmupMs / 1000} s warm-up; open loop ${s.openRate} jobs/s for ${s.openMs / 1000} s. Clients use 8 HTTP/2 connections and pre-encoded requests; sims run in their own process.`,
         `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(perJob(c, c?.closedCpuCores))} ms CPU per job (baseline ${f(perJob(base, base?.closedCpuCores))} ms).`,
         `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline run): clients (the bench process) ${f(perJob(c, c?.clientCpuCores))} / ${f(perJob(base, base?.clientCpuCores))}, sims ${f(perJob(c, c?.simCpuCores))} / ${f(perJob(base, base?.simCpuCores))}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
-        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms during it (baseline ${f(base?.openMainP99Ms)} ms).`,
+        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms, max ${f(c?.openMainMaxMs)} ms during it (baseline ${f(base?.openMainP99Ms)} / ${f(base?.openMainMaxMs)} ms); scheduler thread max ${f(c?.openSchedulerMaxMs)} ms (its latest 5 s report).`,
       );
       if (c?.firstFailure) notes.push(`first failure: ${c.firstFailure}`);
       if (base?.firstFailure) notes.push(`baseline first failure: ${base.firstFailure}`);

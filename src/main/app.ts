@@ -84,7 +84,7 @@ function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
 }
 
 function coreConfigOf(config: Config): CoreConfig {
-  return config.coordinator;
+  return { ...config.coordinator, log_level: config.logging.level };
 }
 
 export interface RunningCoordinator {

@@ -16,6 +16,7 @@ import {
   only,
   terminalEvent,
 } from './harness';
+import type { CoreConfig } from '../../src/threads/core/context';
 
 describe('prove flow', () => {
   it('1 worker: one final aggregation step with an empty agg_proofs list', () => {
@@ -44,6 +45,24 @@ describe('prove flow', () => {
       'completed',
     ]);
     assert.equal(h.state('w0'), 'ready');
+  });
+
+  it('log effects below the configured level are never emitted (they would cross the thread for nothing)', () => {
+    const logsOf = (level: CoreConfig['log_level']): Array<[string, string]> => {
+      const h = new Harness({ log_level: level });
+      h.cluster(1);
+      const { jobId } = h.prove();
+      h.contribute('w0', jobId);
+      h.proofs('w0', jobId);
+      h.finalProof('w0', jobId);
+      return only(h.all, 'log').map((l) => [l.level, l.msg]);
+    };
+    const all = logsOf(undefined);
+    assert.ok(all.some(([level]) => level === 'debug'), JSON.stringify(all));
+    assert.ok(all.some(([level]) => level === 'info'), JSON.stringify(all));
+    assert.deepEqual(logsOf('debug'), all);
+    assert.deepEqual(logsOf('info'), all.filter(([level]) => level !== 'debug'));
+    assert.deepEqual(logsOf('error'), all.filter(([level]) => level === 'error'));
   });
 
   it('2 workers: ranks, allocation, phase-2 fan-out and aggregation in order', () => {

@@ -3,7 +3,7 @@
  * queue) are plain functions over one `Ctx`, so every state change funnels through the few helpers
  * here: `sync` (derived worker state, counts, liveness), `park`/`unpark`, and the effect emitters.
  */
-import type { CoordinatorConfig } from '../../shared/config/types';
+import type { CoordinatorConfig, LogLevel } from '../../shared/config/types';
 import type {
   BlobId,
   JobEventBody,
@@ -40,7 +40,12 @@ export type CoreConfig = Pick<
   | 'handshake_timeout_seconds'
   | 'recovery_timeout_seconds'
   | 'wrap_timeout_seconds'
->;
+> & {
+  /** The process's log level: lines below it are not emitted at all (undefined: every line). */
+  log_level?: LogLevel;
+};
+
+const LOG_LEVEL_RANK: Readonly<Record<LogLevel, number>> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
 
 export interface CoreDeps {
   /** UUID v4; injected so the core stays deterministic. */
@@ -62,6 +67,7 @@ export class Ctx {
 
   /** Liveness threshold; 0 disables the check. */
   readonly livenessMs: number;
+  private readonly minLogRank: number;
 
   now = 0;
   out: SchedulerEffect[] = [];
@@ -77,6 +83,7 @@ export class Ctx {
     readonly deps: CoreDeps,
   ) {
     this.livenessMs = cfg.heartbeat_interval_seconds * cfg.heartbeat_max_missed * 1000;
+    this.minLogRank = cfg.log_level === undefined ? 0 : LOG_LEVEL_RANK[cfg.log_level];
   }
 
   emit(effect: SchedulerEffect): void {
@@ -84,6 +91,8 @@ export class Ctx {
   }
 
   log(level: LogLevelName, msg: string, fields: LogFields = {}): void {
+    // A log effect crosses the thread boundary: debug lines a production level drops never leave.
+    if (LOG_LEVEL_RANK[level] < this.minLogRank) return;
     this.out.push({ type: 'log', level, msg, fields });
   }
 
