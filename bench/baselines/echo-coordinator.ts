@@ -583,6 +583,8 @@ async function startServers(cfg: EchoConfig): Promise<Running> {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // The coordinator's transport settings, so the ratio compares logic, not grpc-js options.
+    'grpc.enable_channelz': 0,
   };
   const cluster = new grpc.Server(options);
   cluster.addService(clusterService(), { WorkerStream: acceptWorker });

@@ -4,6 +4,7 @@
  * job and waiting on WatchJob for its end → jobs/s. Open loop: 500 jobs/s → p50/p99 latency from the
  * scheduled send to the `completed` event. Baseline: the echo coordinator (one worker per job).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cleanup, procCpuMs } from '../lib/proc';
 import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
 import { summarize } from '../lib/stats';
@@ -35,6 +36,9 @@ interface Measured {
   openMainP99Ms: number;
   openMainMaxMs: number;
   openSchedulerMaxMs: number | null;
+  /** The bench process's (the clients') event-loop delay over the open loop. */
+  openClientP99Ms: number;
+  openClientMaxMs: number;
   closedCpuCores: number | null;
   /** Cores used by the load generators over the closed loop: this process (the clients) and the sims. */
   clientCpuCores: number | null;
@@ -61,7 +65,11 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cle
 
   ctx.log(`  open loop: ${s.openRate} jobs/s for ${s.openMs} ms`);
   await sut.loop();
+  // The clients' own loop delay lands in every latency they measure: report it beside the server's.
+  const clientLoop = monitorEventLoopDelay({ resolution: 5 });
+  clientLoop.enable();
   const open = await openLoop(runner, s.openRate, s.openMs);
+  clientLoop.disable();
   const loop = await sut.loop();
   const ol = summarize(open.latencies);
   const m: Measured = {
@@ -76,6 +84,8 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cle
     openMainP99Ms: loop.main.p99Ms,
     openMainMaxMs: loop.main.maxMs,
     openSchedulerMaxMs: loop.scheduler?.maxMs ?? null,
+    openClientP99Ms: clientLoop.percentile(99) / 1e6,
+    openClientMaxMs: clientLoop.max / 1e6,
     closedCpuCores,
     clientCpuCores,
     simCpuCores,
@@ -141,7 +151,7 @@ export const throughput: Scenario = {
         `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1; closed loop ${s.clients} clients for ${s.closedMs / 1000} s after ${s.warmupMs / 1000} s warm-up; open loop ${s.openRate} jobs/s for ${s.openMs / 1000} s. Clients speak gRPC over bare node:http2 (8 connections, pre-encoded requests); sims run in their own process at nice ${LOAD_GENERATOR_NICENESS}.`,
         `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(perJob(c, c?.closedCpuCores))} ms CPU per job (baseline ${f(perJob(base, base?.closedCpuCores))} ms).`,
         `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline run): clients (the bench process) ${f(perJob(c, c?.clientCpuCores))} / ${f(perJob(base, base?.clientCpuCores))}, sims ${f(perJob(c, c?.simCpuCores))} / ${f(perJob(base, base?.simCpuCores))}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
-        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms, max ${f(c?.openMainMaxMs)} ms during it (baseline ${f(base?.openMainP99Ms)} / ${f(base?.openMainMaxMs)} ms); scheduler thread max ${f(c?.openSchedulerMaxMs)} ms (its latest 5 s report).`,
+        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms, max ${f(c?.openMainMaxMs)} ms during it (baseline ${f(base?.openMainP99Ms)} / ${f(base?.openMainMaxMs)} ms); scheduler thread max ${f(c?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(c?.openClientP99Ms)} / ${f(c?.openClientMaxMs)} ms (baseline run ${f(base?.openClientP99Ms)} / ${f(base?.openClientMaxMs)} ms).`,
       );
       if (c?.firstFailure) notes.push(`first failure: ${c.firstFailure}`);
       if (base?.firstFailure) notes.push(`baseline first failure: ${base.firstFailure}`);

@@ -4,8 +4,6 @@
  * (~0.4 GB/s). Both give the same digest; the binding ships as an npm optional dependency, so a
  * platform without one silently falls back instead of failing to install.
  */
-import { createBLAKE3 } from 'hash-wasm';
-
 export interface Blake3 {
   readonly kind: 'native' | 'wasm';
   /** lowercase hex, 64 chars */
@@ -23,6 +21,8 @@ async function load(): Promise<Blake3> {
     const native = await import('@napi-rs/blake-hash');
     return { kind: 'native', hex: (bytes) => native.blake3(bytes).toString('hex') };
   } catch {
+    // Loaded only on this path: the coordinator's startup never pays for the WASM module.
+    const { createBLAKE3 } = await import('hash-wasm');
     const wasm = await createBLAKE3(256);
     return {
       kind: 'wasm',
