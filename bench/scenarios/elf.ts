@@ -7,7 +7,7 @@
 import { blake3 } from 'hash-wasm';
 import { ApiClient, fakeElf } from '../lib/api';
 import { Cleanup, hostNow, sleep } from '../lib/proc';
-import { attempt, startCoordinator } from '../lib/scenario-helpers';
+import { LOAD_GENERATOR_NICENESS, attempt, startCoordinator } from '../lib/scenario-helpers';
 import { SimGroup } from '../lib/sims';
 import { MB, MiB, mbPerSecond, median } from '../lib/stats';
 import { CoordinatorProcess, EchoBaseline, type SystemUnderTest } from '../lib/sut';
@@ -49,6 +49,7 @@ async function measure(ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, elv
     options: { computeUnits: 1, heartbeatIntervalMs: 1000, maxLogEntries: 8 },
     startStaggerMs: 20,
     startBatch: 100,
+    niceness: LOAD_GENERATOR_NICENESS,
   });
   cleanup.add('sims', () => sims.stop());
   await sims.waitRegistered(120_000);
@@ -145,7 +146,7 @@ export const elf: Scenario = {
           metric('main_loop_p99', 'ms', c?.mainP99Ms ?? null, { baseline: base?.mainP99Ms ?? null }),
         ],
         notes: [
-          `${s.elfBytes / MiB} MiB ELF (distinct per repetition), median of ${s.reps}; ${s.workers} workers heartbeating every 1 s (${s.simProcesses} sim processes, one connection each); the coordinator runs at log level debug here. main_loop_max is the worst main-thread delay over each RegisterGuestProgram call (upload, decode, hash, write); main_loop_max_while_hashing only over the hash (coordinator: a delay histogram enabled while its hashing thread works, from the log line; baseline: its hash blocks the main loop for its whole duration).`,
+          `${s.elfBytes / MiB} MiB ELF (distinct per repetition), median of ${s.reps}; ${s.workers} workers heartbeating every 1 s (${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS}, one connection each); the coordinator runs at log level debug here. main_loop_max is the worst main-thread delay over each RegisterGuestProgram call (upload, decode, hash, write); main_loop_max_while_hashing only over the hash (coordinator: a delay histogram enabled while its hashing thread works, from the log line; baseline: its hash blocks the main loop for its whole duration).`,
           `Most of main_loop_max is grpc-js assembling the 100 MiB message with one Buffer.concat into fresh memory: ~65-100 ms on this VM, almost all page faults (the same copy into already-touched memory takes ~5-10 ms). The raw transport pays it too; the client API has no chunked upload to avoid it.`,
           `hash_throughput is BLAKE3 alone as each server timed it: the coordinator's 'guest program hashed' debug line (piscina round trip included; bytes moved to the hashing thread without a copy: ${c?.moved ?? '—'}), the baseline's call to the same hasher on its main thread. register_throughput is what the client sees. Reference: hash-wasm BLAKE3 in the bench process: ${rawHashMBps.toFixed(0)} MB/s.`,
           `Hash ids match the bench's own BLAKE3: coordinator ${c?.hashOk ?? '—'}, baseline ${base?.hashOk ?? '—'}. Worker reconnects during the registrations: coordinator ${c?.reconnects ?? '—'}, baseline ${base?.reconnects ?? '—'}.`,

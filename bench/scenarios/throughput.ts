@@ -6,7 +6,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cleanup, procCpuMs } from '../lib/proc';
-import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator } from '../lib/scenario-helpers';
+import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, CpuMeter, attempt, instantWorkers, startCoordinator, type SchedulerVariant } from '../lib/scenario-helpers';
 import { summarize } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
 import { closedLoop, leanRunner, openLoop } from '../lib/workload';
@@ -100,6 +100,19 @@ function sumOrNull(values: Array<number | null>): number | null {
   return values.some((v) => v === null) ? null : values.reduce<number>((a, v) => a + (v ?? 0), 0);
 }
 
+/** Field-wise mean of the runs that succeeded (a field missing in one run takes the other's). */
+function meanOf(runs: Array<Measured | undefined>): Measured | undefined {
+  const ok = runs.filter((r): r is Measured => r !== undefined);
+  if (ok.length <= 1) return ok[0];
+  const out: Record<string, unknown> = { ...ok[0] };
+  for (const key of Object.keys(out)) {
+    const values = ok.map((r) => (r as unknown as Record<string, unknown>)[key]);
+    if (values.every((x): x is number => typeof x === 'number')) out[key] = values.reduce((a, b) => a + b, 0) / values.length;
+    else out[key] = values.find((x) => x !== null && x !== undefined) ?? out[key];
+  }
+  return out as unknown as Measured;
+}
+
 async function runBaseline(ctx: ScenarioContext, s: Sizes): Promise<Measured> {
   const cleanup = new Cleanup();
   try {
@@ -118,12 +131,14 @@ export const throughput: Scenario = {
   async run(ctx) {
     const s = ctx.smoke ? SMOKE : FULL;
     const baseFailures: string[] = [];
-    ctx.log('throughput: baseline');
-    const base = await attempt(ctx, 'baseline', () => runBaseline(ctx, s), baseFailures);
-    const results: ScenarioResult[] = [];
+    // The machine's speed drifts by tens of percent within minutes: the baseline runs before and
+    // after the coordinator variants, and its figures are the mean of the two.
+    ctx.log('throughput: baseline (before)');
+    const baseBefore = await attempt(ctx, 'baseline (before)', () => runBaseline(ctx, s), baseFailures);
+    const runs: Array<{ v: SchedulerVariant; c: Measured | undefined; notes: string[] }> = [];
     for (const v of SCHEDULER_VARIANTS) {
       ctx.log(`throughput: coordinator, ${v.label}`);
-      const notes: string[] = [...baseFailures];
+      const notes: string[] = [];
       const c = await attempt(
         ctx,
         `coordinator (${v.label})`,
@@ -144,18 +159,28 @@ export const throughput: Scenario = {
         },
         notes,
       );
-      const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(2));
-      const perJob = (m: Measured | undefined, cores: number | null | undefined): number | null =>
-        m && cores !== null && cores !== undefined && m.closedJobsPerS > 0 ? (cores * 1000) / m.closedJobsPerS : null;
+      runs.push({ v, c, notes });
+    }
+    ctx.log('throughput: baseline (after)');
+    const baseAfter = await attempt(ctx, 'baseline (after)', () => runBaseline(ctx, s), baseFailures);
+    const base = meanOf([baseBefore, baseAfter]);
+
+    const results: ScenarioResult[] = [];
+    const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(2));
+    const perJob = (m: Measured | undefined, cores: number | null | undefined): number | null =>
+      m && cores !== null && cores !== undefined && m.closedJobsPerS > 0 ? (cores * 1000) / m.closedJobsPerS : null;
+    const cpuPerJob = (m: Measured | undefined): number | null => perJob(m, m?.closedCpuCores);
+    for (const { v, c, notes } of runs) {
       notes.unshift(
         `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1; closed loop ${s.clients} clients for ${s.closedMs / 1000} s after ${s.warmupMs / 1000} s warm-up; open loop ${s.openRate} jobs/s for ${s.openMs / 1000} s. Clients speak gRPC over bare node:http2 (8 connections, pre-encoded requests); sims run in their own process at nice ${LOAD_GENERATOR_NICENESS}.`,
-        `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(perJob(c, c?.closedCpuCores))} ms CPU per job (baseline ${f(perJob(base, base?.closedCpuCores))} ms).`,
-        `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline run): clients (the bench process) ${f(perJob(c, c?.clientCpuCores))} / ${f(perJob(base, base?.clientCpuCores))}, sims ${f(perJob(c, c?.simCpuCores))} / ${f(perJob(base, base?.simCpuCores))}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
-        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms, max ${f(c?.openMainMaxMs)} ms during it (baseline ${f(base?.openMainP99Ms)} / ${f(base?.openMainMaxMs)} ms); scheduler thread max ${f(c?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(c?.openClientP99Ms)} / ${f(c?.openClientMaxMs)} ms (baseline run ${f(base?.openClientP99Ms)} / ${f(base?.openClientMaxMs)} ms).`,
+        `Baseline: the mean of a run before the coordinator variants and one after (closed loop ${f(baseBefore?.closedJobsPerS)} and ${f(baseAfter?.closedJobsPerS)} jobs/s, ${f(cpuPerJob(baseBefore))} and ${f(cpuPerJob(baseAfter))} ms CPU per job; open loop p99 ${f(baseBefore?.openP99Ms)} and ${f(baseAfter?.openP99Ms)} ms): the gap between the two is this machine's drift.`,
+        `Closed loop: coordinator ${c?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(base?.closedP50Ms)} ms); CPU of the server process ${f(c?.closedCpuCores)} cores (baseline ${f(base?.closedCpuCores)}), i.e. ${f(cpuPerJob(c))} ms CPU per job (baseline ${f(cpuPerJob(base))} ms).`,
+        `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline): clients (the bench process) ${f(perJob(c, c?.clientCpuCores))} / ${f(perJob(base, base?.clientCpuCores))}, sims ${f(perJob(c, c?.simCpuCores))} / ${f(perJob(base, base?.simCpuCores))}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
+        `Open loop: coordinator ${c?.openCompleted ?? '—'} completed, ${c?.openFailed ?? '—'} failed, ${c?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 ${f(c?.openMainP99Ms)} ms, max ${f(c?.openMainMaxMs)} ms during it (baseline ${f(base?.openMainP99Ms)} / ${f(base?.openMainMaxMs)} ms); scheduler thread max ${f(c?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(c?.openClientP99Ms)} / ${f(c?.openClientMaxMs)} ms (baseline ${f(base?.openClientP99Ms)} / ${f(base?.openClientMaxMs)} ms).`,
+        ...baseFailures,
       );
       if (c?.firstFailure) notes.push(`first failure: ${c.firstFailure}`);
-      if (base?.firstFailure) notes.push(`baseline first failure: ${base.firstFailure}`);
-      const cpuPerJob = (m: Measured | undefined): number | null => perJob(m, m?.closedCpuCores);
+      for (const b of [baseBefore, baseAfter]) if (b?.firstFailure) notes.push(`baseline first failure: ${b.firstFailure}`);
       results.push({
         scenario: 'throughput',
         variant: v.name,
