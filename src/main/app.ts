@@ -320,6 +320,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     },
     'zisk-coordinator serving',
   );
+  // Supervisors and scripts wait for this line: it must not sit in the log batch for 100 ms.
+  flushLogger(logger);
 
   let skipWait: (() => void) | undefined;
   let stopping: Promise<void> | undefined;

@@ -175,6 +175,14 @@ test('worker, message, byte and program counters', () =>
     assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="task"}'), 10);
     assert.equal(sample(body, 'coordinator_bytes_sent_total{kind="input"}'), 0);
     assert.equal(sample(body, 'coordinator_registered_programs_total'), 2);
+    // Per-message counts are tallied between scrapes: a second scrape neither loses nor repeats them.
+    m.workerMessage('heartbeat_ack');
+    m.bytesSent('task', 5);
+    const again = (await m.render()).body;
+    assert.equal(sample(again, 'coordinator_worker_messages_total{type="heartbeat_ack"}'), 3);
+    assert.equal(sample(again, 'coordinator_worker_messages_total{type="execute_task_response"}'), 1);
+    assert.equal(sample(again, 'coordinator_bytes_sent_total{kind="task"}'), 15);
+    assert.equal(sample((await m.render()).body, 'coordinator_worker_messages_total{type="heartbeat_ack"}'), 3);
     m.setRegisteredPrograms(5);
     assert.equal(sample((await m.render()).body, 'coordinator_registered_programs_total'), 5);
   }));
