@@ -3,7 +3,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import type { SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
+import type { LinkId, SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
 import type { SchedulerThreadApi } from '../threads/scheduler-thread';
 import { SchedulerCore, type CoreConfig } from '../threads/scheduler-core';
 import { CoreRunner } from '../threads/core-runner';
@@ -24,10 +24,18 @@ export interface SchedulerHost {
 
 abstract class BatchingHost implements SchedulerHost {
   private pending: SchedulerEvent[] = [];
+  /**
+   * `workerAlive` events of the turn, sent as one `workersAlive` at the end of the batch: 10,000
+   * heartbeating workers make them most of the traffic, and a list of numbers crosses the thread far
+   * cheaper than as many objects. Liveness only needs "seen in this batch", so their place in it
+   * does not matter (an alive for a link closed earlier in the batch is ignored either way).
+   */
+  private aliveLinks: LinkId[] = [];
   private flushScheduled = false;
 
   post(event: SchedulerEvent): void {
-    this.pending.push(event);
+    if (event.type === 'workerAlive') this.aliveLinks.push(event.linkId);
+    else this.pending.push(event);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -38,6 +46,10 @@ abstract class BatchingHost implements SchedulerHost {
     this.flushScheduled = false;
     const batch = this.pending;
     this.pending = [];
+    if (this.aliveLinks.length > 0) {
+      batch.push({ type: 'workersAlive', linkIds: this.aliveLinks });
+      this.aliveLinks = [];
+    }
     if (batch.length > 0) this.deliver(batch);
   };
 

@@ -113,6 +113,8 @@ export type SchedulerEvent =
   | { type: 'workerClosed'; linkId: LinkId }
   /** heartbeat_ack, job_cancelled_ack and every other message that proves liveness */
   | { type: 'workerAlive'; linkId: LinkId }
+  /** Several `workerAlive` at once (how the main thread batches them) */
+  | { type: 'workersAlive'; linkIds: LinkId[] }
   | {
       type: 'taskResult';
       linkId: LinkId;

@@ -95,6 +95,12 @@ export class SchedulerCore {
         if (w) w.lastSeen = now;
         break;
       }
+      case 'workersAlive':
+        for (const linkId of event.linkIds) {
+          const w = ctx.pool.workerOfLink(linkId);
+          if (w) w.lastSeen = now;
+        }
+        break;
       case 'taskResult':
         onTaskResult(ctx, event);
         break;

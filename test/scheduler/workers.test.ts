@@ -300,6 +300,23 @@ describe('liveness (D5)', () => {
     none(h.all, 'closeWorker');
   });
 
+  it('one workersAlive keeps every listed worker alive and ignores links it does not know', () => {
+    const h = new Harness();
+    h.registerAll(['w0', 'w1', 'w2']);
+    for (let i = 0; i < 4; i++) {
+      h.advance(30_000);
+      const stranger = h.open();
+      assert.deepEqual(h.send({ type: 'workersAlive', linkIds: [h.link('w0'), stranger, h.link('w2'), 9_999] }), []);
+    }
+    assert.equal(h.state('w0'), 'idle');
+    assert.equal(h.state('w2'), 'idle');
+    // w1 was never listed: its 90 s ran out
+    assert.equal(h.state('w1'), 'disconnected');
+    const registered = ['w0', 'w1', 'w2'].map((w) => h.link(w));
+    const closed = only(h.all, 'closeWorker').filter((c) => registered.includes(c.linkId));
+    assert.deepEqual(closed.map((c) => [c.linkId, c.message]), [[h.link('w1'), 'heartbeat timeout']]);
+  });
+
   it('B8 stale worker is not put back to Ready', () => {
     const h = new Harness();
     h.cluster(2);

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Worker } from 'node:worker_threads';
 import { defaultConfig } from '../../src/shared/config/schema';
-import type { SchedulerEffect } from '../../src/shared/scheduler-protocol';
-import { ThreadSchedulerHost } from '../../src/main/scheduler-host';
+import type { SchedulerEffect, SchedulerEvent } from '../../src/shared/scheduler-protocol';
+import { InlineSchedulerHost, ThreadSchedulerHost } from '../../src/main/scheduler-host';
 
 test('events go through the thread in order and effects come back in batches', async () => {
   const effects: SchedulerEffect[] = [];
@@ -46,4 +46,35 @@ test('a dead scheduler thread rejects pending calls and reports its death', asyn
   assert.equal(await host.loopStats(), undefined, 'no figures from a dead thread');
   host.post({ type: 'linkOpened', linkId: 1 }); // ignored, never throws
   await new Promise((r) => setTimeout(r, 20));
+});
+
+test("a turn's workerAlive events leave as one workersAlive at the end of its batch, the rest in order", async () => {
+  const batches: SchedulerEvent[][] = [];
+  class RecordingHost extends InlineSchedulerHost {
+    protected override deliver(batch: SchedulerEvent[]): void {
+      batches.push(batch);
+      super.deliver(batch);
+    }
+  }
+  const host = new RecordingHost(defaultConfig().coordinator, () => undefined);
+  try {
+    host.post({ type: 'linkOpened', linkId: 1 });
+    host.post({ type: 'workerAlive', linkId: 1 });
+    host.post({ type: 'linkOpened', linkId: 2 });
+    host.post({ type: 'workerAlive', linkId: 2 });
+    host.post({ type: 'workerAlive', linkId: 1 });
+    await new Promise((r) => setImmediate(r));
+    host.post({ type: 'workerClosed', linkId: 2 });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(batches, [
+      [
+        { type: 'linkOpened', linkId: 1 },
+        { type: 'linkOpened', linkId: 2 },
+        { type: 'workersAlive', linkIds: [1, 2, 1] },
+      ],
+      [{ type: 'workerClosed', linkId: 2 }],
+    ]);
+  } finally {
+    await host.close();
+  }
 });
