@@ -1,8 +1,9 @@
 /**
- * BLAKE3-256 (the program id, client-api.md §2.1): the napi-rs binding where its prebuilt binary
- * exists for this platform (Rust `blake3` with SIMD: ~2.4 GB/s on the bench machine), else hash-wasm
- * (~0.4 GB/s). Both give the same digest; the binding ships as an npm optional dependency, so a
- * platform without one silently falls back instead of failing to install.
+ * BLAKE3-256 (the program id, client-api.md §2.1): the prebuilt Rust binding of @napi-rs/blake-hash
+ * (SIMD: ~2.4 GB/s on the bench machine) where it exists, else hash-wasm (~0.4 GB/s). Both give the
+ * same digest. The binding is an optional dependency on its platform package alone, linux-x64
+ * (glibc): the registry this project installs from has no other platform's build, and the umbrella
+ * package would make `npm ci` fail on the missing ones. Other platforms fall back.
  */
 export interface Blake3 {
   readonly kind: 'native' | 'wasm';
@@ -18,7 +19,7 @@ export function loadBlake3(): Promise<Blake3> {
 
 async function load(): Promise<Blake3> {
   try {
-    const native = await import('@napi-rs/blake-hash');
+    const native = await import('@napi-rs/blake-hash-linux-x64-gnu');
     return { kind: 'native', hex: (bytes) => native.blake3(bytes).toString('hex') };
   } catch {
     // Loaded only on this path: the coordinator's startup never pays for the WASM module.
