@@ -5,7 +5,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { HASH_THREAD_NICENESS } from '../../src/threads/hash-task';
 import { assertError, blake3Hex, callError, fakeElf, register, sample, scrape, withCoordinator } from './helpers';
+
+/** The nice value of every thread of this process, by thread id (Linux). */
+function threadNiceValues(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // field 19 (nice), counted after the parenthesised command name
+    out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
+}
 
 describe('RegisterGuestProgram', () => {
   it('answers the BLAKE3 of the exact bytes, stores <hash>.elf once, and stays idempotent across a restart', async () => {
@@ -31,6 +43,12 @@ describe('RegisterGuestProgram', () => {
         assert.ok(hashed.length >= 1);
         assert.ok(hashed.every((l) => l.moved === true), JSON.stringify(hashed));
         assert.ok(hashed.every((l) => typeof l.main_loop_max_ms === 'number'), JSON.stringify(hashed));
+        // the hashing thread runs below the main thread's priority (Linux: nice is per thread)
+        if (process.platform === 'linux') {
+          const nice = threadNiceValues();
+          assert.equal(nice.get(process.pid), 0, 'the main thread keeps its priority');
+          assert.ok([...nice.values()].includes(HASH_THREAD_NICENESS), JSON.stringify([...nice]));
+        }
         // a small program is hashed inline when the native hasher is there, never copied to a thread
         const smallHashed = tc.logs.filter((l) => l.msg === 'guest program hashed' && l.hash_id === smallHash);
         assert.ok(smallHashed.length >= 1);
