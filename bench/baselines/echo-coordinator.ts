@@ -21,7 +21,6 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -31,6 +30,7 @@ import { CLIENT_API_PROTO, CLIENT_API_SERVICE, CLUSTER_API_SERVICE, CLUSTER_VIEW
 import { loadBlake3 } from '../../src/shared/blake3';
 import { LoopStatsSampler, type LoopStats } from '../../src/shared/loop-stats';
 import { serveIpc } from '../lib/ipc';
+import { patchReceiveWindow } from './window-probe';
 
 export interface EchoConfig {
   /** Workers per prove job; 0 = every registered worker. */
@@ -549,17 +549,6 @@ function apiImplementation(): grpc.UntypedServiceImplementation {
 }
 
 // ------------------------------------------------------------------ servers
-
-function patchReceiveWindow(bytes: number): void {
-  const original = http2.createServer;
-  const patched = (options: http2.ServerOptions, listener?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void): http2.Http2Server => {
-    const server = original({ ...options, settings: { ...options?.settings, initialWindowSize: bytes } }, listener);
-    server.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(bytes));
-    return server;
-  };
-  // grpc-js looks `http2.createServer` up on the module object when it binds.
-  Reflect.set(http2, 'createServer', patched);
-}
 
 function bind(server: grpc.Server): Promise<number> {
   return new Promise((resolve, reject) =>

@@ -1,6 +1,5 @@
 /** Process-level helpers: memory of a pid, ports, temp dirs, bounded waits, child cleanup. */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -73,18 +72,6 @@ export class RssSampler {
     this.samples++;
     if (m.rssBytes > this.maxRss) this.maxRss = m.rssBytes;
   }
-}
-
-/** A loopback port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export function tempDir(prefix: string): string {

@@ -5,29 +5,18 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_API_PROTO, loadProto } from '../shared/proto';
 import { SimFleet } from '../sim/fleet';
+import { freePort } from '../shared/free-port';
 
 const WORKERS = 3;
 const PHASE_NAMES: Record<number, string> = { 1: 'CONTRIBUTIONS', 2: 'PROVE', 3: 'AGGREGATE' };
 
 function say(text: string): void {
   process.stdout.write(`${text}\n`);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitHealthy(url: string, ms: number): Promise<void> {

@@ -4,10 +4,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { binPath } from './run-cli';
+
+export { freePort } from '../../src/shared/free-port';
 
 export interface LogLine {
   level?: string;
@@ -41,18 +42,6 @@ export interface SpawnOptions {
 
 export function tempDir(prefix = 'zisk-proc-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
-/** A port that was free a moment ago (bind 0, read, close). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export async function spawnCoordinator(opts: SpawnOptions = {}): Promise<SpawnedCoordinator> {
