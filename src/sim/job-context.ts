@@ -8,7 +8,8 @@ export type Phase = Exclude<SimPhase, 'setup'>;
 
 export interface Running {
   phase: Phase;
-  timer: NodeJS.Timeout | undefined;
+  /** Stops the pending computation; undefined once it has fired. */
+  cancel: (() => void) | undefined;
   /** Timer elapsed but waiting on something (hints END). */
   waiting: boolean;
   finish: () => void;
@@ -45,7 +46,7 @@ export class JobSlot {
     if (!c) return false;
     this.current = null;
     const wasRunning = c.running !== null || c.aggQueue.length > 0;
-    if (c.running?.timer) clearTimeout(c.running.timer);
+    c.running?.cancel?.();
     c.running = null;
     c.aggQueue.length = 0;
     return wasRunning;

@@ -127,7 +127,7 @@ export class TaskRunner {
     const delay = f?.delayMs ?? this.rt.options[DELAY_OF_PHASE[phase]];
     const run: Running = {
       phase,
-      timer: undefined,
+      cancel: undefined,
       waiting: false,
       finish: () => {
         if (ctx.running !== run) return;
@@ -149,12 +149,21 @@ export class TaskRunner {
     };
     ctx.running = run;
     this.faults.applyToConnection(f);
-    run.timer = setTimeout(() => {
-      run.timer = undefined;
+    const elapsed = (): void => {
+      run.cancel = undefined;
       if (this.rt.silent) return; // a hung worker: the computation never ends
       if (this.mustWaitForHints(ctx, phase)) run.waiting = true;
       else run.finish();
-    }, delay);
+    };
+    // An instant task answers on the next turn: setTimeout(0) waits for the timers phase (≥ 1 ms),
+    // which would put ~1 ms per phase into every latency the bench measures.
+    if (delay > 0) {
+      const t = setTimeout(elapsed, delay);
+      run.cancel = () => clearTimeout(t);
+    } else {
+      const t = setImmediate(elapsed);
+      run.cancel = () => clearImmediate(t);
+    }
   }
 
   private mustWaitForHints(ctx: JobCtx, phase: Phase): boolean {

@@ -132,7 +132,7 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
     this.rt.state = 'stopped';
     this.rt.clearTimers();
     this.connection.stop();
-    if (this.slot.current?.running?.timer) clearTimeout(this.slot.current.running.timer);
+    this.slot.current?.running?.cancel?.();
   }
 
   // ------------------------------------------------------------------ test hooks

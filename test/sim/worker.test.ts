@@ -392,6 +392,21 @@ describe('sim worker: cancellation', () => {
     assert.equal(s.received.filter(responseOf(job)).length, 0);
   });
 
+  test('an instant task (delay 0) answers, and job_cancelled in the same turn stops it before it answers', async () => {
+    const s = await server();
+    await worker(s, { contributionDelayMs: 0, recoveryDelayMs: 0 });
+    s.send('w1', contributionTask('w1', 'job-i1', 0, 1));
+    await s.waitFor(responseOf('job-i1'));
+    // Written in one turn, the two arrive in one read. An instant computation still ends on a later
+    // turn (as a real one does), so the cancel handled first stops it and no result follows.
+    s.send('w1', contributionTask('w1', 'job-i2', 0, 1));
+    s.send('w1', jobCancelled('job-i2'));
+    await s.waitFor((r) => r.msg.job_cancelled_ack?.job_id === 'job-i2');
+    await s.waitFor((r) => r.msg.recovery_complete !== undefined);
+    await sleep(50);
+    assert.equal(s.received.filter(responseOf('job-i2')).length, 0);
+  });
+
   test('job_cancelled holding an idle context → immediate recovery_complete; other job → ack only', async () => {
     const s = await server();
     const w = await worker(s, { recoveryDelayMs: 1000 });
