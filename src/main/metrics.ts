@@ -9,7 +9,8 @@
  * use. Callers get intention-named methods; prom-client objects stay inside this file so the
  * bookkeeping rules (what goes up, what goes down, what is clamped) live in one place.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { LeanHistogram } from './lean-histogram';
 
 export type JobKindLabel = 'setup' | 'prove' | 'execute' | 'wrap';
 export type JobOutcomeLabel = 'success' | 'failure' | 'cancelled';
@@ -122,28 +123,25 @@ export class CoordinatorMetrics {
   private activeJobCount = 0;
 
   private readonly requests: Counter<'method' | 'status'>;
-  private readonly requestDuration: Histogram<'method'>;
+  private readonly requestDuration: LeanHistogram<'method'>;
   private readonly activeJobs: Gauge<never>;
   private readonly jobs: Counter<'kind' | 'outcome'>;
-  private readonly jobDuration: Histogram<'kind' | 'outcome'>;
+  private readonly jobDuration: LeanHistogram<'kind' | 'outcome'>;
   private readonly workerJobs: Counter<'worker_id' | 'outcome'>;
   private readonly registeredPrograms: Gauge<never>;
   private readonly workersConnected: Gauge<never>;
   private readonly queueDepth: Gauge<never>;
   private readonly workers: Gauge<'state'>;
-  private readonly phaseDuration: Histogram<'phase'>;
+  private readonly phaseDuration: LeanHistogram<'phase'>;
   private readonly workerMessages: Counter<'type'>;
   private readonly ignoredWorkerMessages: Counter<'reason'>;
   private readonly recoveryTimeouts: Counter;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
-  private readonly requestDurationHandles = new Handles((method) => this.requestDuration.labels(method));
   private readonly jobHandles = new Handles((kind, outcome) => this.jobs.labels(kind, outcome));
-  private readonly jobDurationHandles = new Handles((kind, outcome) => this.jobDuration.labels(kind, outcome));
   private readonly workerJobHandles = new Handles((workerId, outcome) => this.workerJobs.labels(workerId, outcome));
   private readonly workerStateHandles = new Handles((state) => this.workers.labels(state));
-  private readonly phaseDurationHandles = new Handles((phase) => this.phaseDuration.labels(phase));
   private readonly workerMessageTally = new Tally();
   private readonly ignoredWorkerMessageTally = new Tally();
   private readonly bytesTally = new Tally();
@@ -158,13 +156,13 @@ export class CoordinatorMetrics {
       labelNames: ['method', 'status'],
       registers,
     });
-    this.requestDuration = new Histogram({
-      name: 'coordinator_request_duration_seconds',
-      help: 'Client API call duration by RPC method, from arrival to final status (whole stream for PushJobInput/PushJobHintsInput, stream setup for WatchJob).',
-      labelNames: ['method'],
-      buckets: [...REQUEST_DURATION_BUCKETS],
-      registers,
-    });
+    this.requestDuration = new LeanHistogram(
+      'coordinator_request_duration_seconds',
+      'Client API call duration by RPC method, from arrival to final status (whole stream for PushJobInput/PushJobHintsInput, stream setup for WatchJob).',
+      ['method'],
+      REQUEST_DURATION_BUCKETS,
+      this.registry,
+    );
     this.activeJobs = new Gauge({
       name: 'coordinator_active_jobs',
       help: 'Jobs dispatched to workers and not yet terminal (queued jobs are in coordinator_queue_depth).',
@@ -176,13 +174,13 @@ export class CoordinatorMetrics {
       labelNames: ['kind', 'outcome'],
       registers,
     });
-    this.jobDuration = new Histogram({
-      name: 'coordinator_job_duration_seconds',
-      help: 'Job duration from acceptance to terminal state, by job kind and outcome.',
-      labelNames: ['kind', 'outcome'],
-      buckets: [...DURATION_BUCKETS],
-      registers,
-    });
+    this.jobDuration = new LeanHistogram(
+      'coordinator_job_duration_seconds',
+      'Job duration from acceptance to terminal state, by job kind and outcome.',
+      ['kind', 'outcome'],
+      DURATION_BUCKETS,
+      this.registry,
+    );
     this.workerJobs = new Counter({
       name: 'coordinator_worker_jobs_total',
       help: 'Jobs each worker took part in, counted when the job ends, by worker id and job outcome.',
@@ -210,13 +208,13 @@ export class CoordinatorMetrics {
       labelNames: ['state'],
       registers,
     });
-    this.phaseDuration = new Histogram({
-      name: 'coordinator_phase_duration_seconds',
-      help: 'Duration of each proving phase (contributions, prove, aggregate) of a job, observed when the phase ends.',
-      labelNames: ['phase'],
-      buckets: [...DURATION_BUCKETS],
-      registers,
-    });
+    this.phaseDuration = new LeanHistogram(
+      'coordinator_phase_duration_seconds',
+      'Duration of each proving phase (contributions, prove, aggregate) of a job, observed when the phase ends.',
+      ['phase'],
+      DURATION_BUCKETS,
+      this.registry,
+    );
     this.workerMessages = new Counter({
       name: 'coordinator_worker_messages_total',
       help: 'Messages received from workers, by WorkerMessage payload name.',
@@ -274,7 +272,7 @@ export class CoordinatorMetrics {
   recordRequest(method: string, status: GrpcStatusName | number, seconds: number): void {
     const name = statusName(status);
     this.requestHandles.get(method, name).inc();
-    this.requestDurationHandles.get(method).observe(duration(seconds));
+    this.requestDuration.labels(method).observe(duration(seconds));
   }
 
   /** A job was dispatched to workers (left the queue or started directly). */
@@ -289,7 +287,7 @@ export class CoordinatorMetrics {
   jobFinished(kind: JobKindLabel, outcome: JobOutcomeLabel, seconds: number, opts: { wasStarted?: boolean } = {}): void {
     if (opts.wasStarted !== false) this.setActiveJobs(this.activeJobCount - 1);
     this.jobHandles.get(kind, outcome).inc();
-    this.jobDurationHandles.get(kind, outcome).observe(duration(seconds));
+    this.jobDuration.labels(kind, outcome).observe(duration(seconds));
   }
 
   /** Overrides the running count from the scheduler's own table, which is the source of truth. */
@@ -328,7 +326,7 @@ export class CoordinatorMetrics {
   }
 
   phaseFinished(phase: PhaseLabel, seconds: number): void {
-    this.phaseDurationHandles.get(phase).observe(duration(seconds));
+    this.phaseDuration.labels(phase).observe(duration(seconds));
   }
 
   /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */
