@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
-import { createLogger, flushLogger, formatCompact } from '../../src/shared/logging';
+import { createLogger, flushLogger, formatCompact, isoTimeAt } from '../../src/shared/logging';
 import type { LoggingConfig } from '../../src/shared/config/types';
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -192,4 +192,14 @@ test('file_path: an unopenable path fails loudly at creation', () => {
     () => createLogger(cfg('json', { file_path: path.join(blocker, 'x.log') }), { destination: capture().stream }),
     /cannot open log file/,
   );
+});
+
+test('isoTimeAt matches Date.toISOString across second, minute and year boundaries', () => {
+  const points = [0, 1, 9, 10, 99, 100, 999, 1000, 59_999, 60_000, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1), 1_764_236_141_007];
+  for (const t of points) {
+    assert.equal(isoTimeAt(t), new Date(t).toISOString(), `at ${t}`);
+    // Out of order, so the cached second must be replaced, not only advanced.
+    assert.equal(isoTimeAt(t + 1), new Date(t + 1).toISOString(), `at ${t + 1}`);
+  }
+  for (let t = 1_764_236_140_000; t < 1_764_236_143_000; t += 37) assert.equal(isoTimeAt(t), new Date(t).toISOString());
 });
