@@ -30,8 +30,22 @@ export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_M
 /** Webhook deliveries in flight get this long at shutdown before they are abandoned. */
 const WEBHOOK_CLOSE_GRACE_MS = 2_000;
 
+/**
+ * The client API definition with one change: WatchJob writes hand-encoded events as Buffers
+ * (job-event-encoding.ts), which its serializer passes through. The shared definition is not mutated.
+ */
+function apiServiceDefinition(): ServiceDefinition {
+  const def = serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE);
+  const watch = def.WatchJob;
+  const encode = watch.responseSerialize;
+  return {
+    ...def,
+    WatchJob: { ...watch, responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : encode(value)) },
+  };
+}
+
 export class ApiService implements TaskDataSource, ElfSource {
-  readonly service: ServiceDefinition = serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE);
+  readonly service: ServiceDefinition = apiServiceDefinition();
 
   private readonly programs: ProgramRegistry;
   private readonly webhook: WebhookNotifier | undefined;

@@ -3,10 +3,12 @@ import * as grpc from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
 import { toServiceError } from '../grpc-errors';
 import { JobWatcher, type JobEventWire, type JobRecord } from '../jobs';
+import { encodeSmallJobEvent } from '../job-event-encoding';
 import type { ApiContext } from './context';
 import type { JobIdMsg } from './messages';
 
-type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire>;
+/** The API service's WatchJob serializer passes pre-encoded events (Buffers) through as they are. */
+type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire | Buffer>;
 
 export class WatchStreams {
   private readonly watchers = new Map<JobWatcher, WatchCall>();
@@ -35,7 +37,7 @@ export class WatchStreams {
     const watcher: JobWatcher = new JobWatcher(
       {
         write: (event, written) => {
-          call.write(event, () => written());
+          call.write(encodeSmallJobEvent(event) ?? event, () => written());
         },
         end: () => call.end(),
       },
