@@ -4,7 +4,7 @@
  * sim worker can recompute the expected bytes independently.
  */
 import { createHash } from 'node:crypto';
-import { encodeChallenges, packUint64, packUint64From } from './wire';
+import { encodeChallenges, packUint64From, varintSize64, writeVarint64 } from './wire';
 
 export const U64_MAX = 0xffffffffffffffffn;
 
@@ -14,14 +14,41 @@ function sha256(...parts: string[]): Buffer {
   return h.digest();
 }
 
-/** `count` uint64 words from a sha256 chain of `seed`. */
-function hashWords(seed: string, count: number): bigint[] {
+/**
+ * `count` uint64 words (8 little-endian bytes each) of SHAKE256(`seed`): one hash call whatever the
+ * count. A sha256 chain cost a hash object per 4 words, the largest share of a sim's CPU per job.
+ */
+function hashWordBytes(seed: string, count: number): Buffer {
+  return createHash('shake256', { outputLength: count * 8 }).update(seed).digest();
+}
+
+function wordsOf(bytes: Buffer): bigint[] {
   const out: bigint[] = [];
-  for (let block = 0; out.length < count; block++) {
-    const d = sha256(seed, String(block));
-    for (let o = 0; o + 8 <= d.length && out.length < count; o += 8) out.push(d.readBigUInt64LE(o));
-  }
+  for (let o = 0; o + 8 <= bytes.length; o += 8) out.push(bytes.readBigUInt64LE(o));
   return out;
+}
+
+/** Packs the words of `bytes` as uint32 halves (no BigInt), with some words replaced by `fixed`. */
+function packWords(bytes: Buffer, fixed: ReadonlyMap<number, readonly [number, number]>): Buffer {
+  const n = bytes.length / 8;
+  const his = new Uint32Array(n);
+  const los = new Uint32Array(n);
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const f = fixed.get(i);
+    his[i] = f ? f[0] : bytes.readUInt32LE(8 * i + 4);
+    los[i] = f ? f[1] : bytes.readUInt32LE(8 * i);
+    size += varintSize64(his[i], los[i]);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (let i = 0; i < n; i++) pos = writeVarint64(out, pos, his[i], los[i]);
+  return out;
+}
+
+/** uint32 halves of a uint64. */
+function halves(v: bigint): readonly [number, number] {
+  return [Number(v >> 32n), Number(v & 0xffffffffn)];
 }
 
 function mix32(x: number): number {
@@ -72,7 +99,7 @@ export function packedProofStarkValues(k: number): Buffer {
 
 /** The 4 challenge words of rank `rank` in job `jobId`; word 0 is 2^64−1−rank (2^64−1 for rank 0). */
 export function simChallenges(jobId: string, rank: number): bigint[] {
-  const w = hashWords(`challenge:${jobId}:${rank}`, 4);
+  const w = wordsOf(hashWordBytes(`challenge:${jobId}:${rank}`, 4));
   w[0] = U64_MAX - BigInt(rank);
   return w;
 }
@@ -81,19 +108,40 @@ export function encodedSimChallenges(jobId: string, rank: number): Buffer {
   return encodeChallenges(rank, 0, simChallenges(jobId, rank));
 }
 
+const PUBLICS_COUNT = 64;
+const PUBLICS_FIXED = new Map([
+  [0, halves(U64_MAX)],
+  [1, halves(0n)],
+]);
+const PROOF_VALUES_COUNT = 8;
+const PROOF_VALUES_FIXED = new Map([[7, halves(U64_MAX - 1n)]]);
+
+/** Where each per-job value sits in the job's derived bytes (one SHAKE256 call per job feeds them all). */
+const PUBLICS_AT = 0;
+const PROOF_VALUES_AT = PUBLICS_AT + 8 * PUBLICS_COUNT;
+const STEPS_AT = PROOF_VALUES_AT + 8 * PROOF_VALUES_COUNT;
+const INSTANCES_AT = STEPS_AT + 8;
+const FINAL_PROOF_SEED_AT = INSTANCES_AT + 8;
+const JOB_BYTES = FINAL_PROOF_SEED_AT + 32;
+
+const jobBytes: (jobId: string) => Buffer = memo((jobId) => createHash('shake256', { outputLength: JOB_BYTES }).update(`job:${jobId}`).digest());
+
+const publicsBytes = (jobId: string): Buffer => jobBytes(jobId).subarray(PUBLICS_AT, PROOF_VALUES_AT);
+const proofValuesBytes = (jobId: string): Buffer => jobBytes(jobId).subarray(PROOF_VALUES_AT, STEPS_AT);
+
+function withFixed(words: bigint[], fixed: ReadonlyMap<number, readonly [number, number]>): bigint[] {
+  for (const [i, [hi, lo]] of fixed) words[i] = (BigInt(hi) << 32n) | BigInt(lo);
+  return words;
+}
+
 /** 64 publics, identical for every worker of the job; the first is 2^64−1, the second 0. */
 export function simPublics(jobId: string): bigint[] {
-  const w = hashWords(`publics:${jobId}`, 64);
-  w[0] = U64_MAX;
-  w[1] = 0n;
-  return w;
+  return withFixed(wordsOf(publicsBytes(jobId)), PUBLICS_FIXED);
 }
 
 /** 8 witness proof values, identical for every worker of the job. */
 export function simWitnessProofValues(jobId: string): bigint[] {
-  const w = hashWords(`proof_values:${jobId}`, 8);
-  w[7] = U64_MAX - 1n;
-  return w;
+  return withFixed(wordsOf(proofValuesBytes(jobId)), PROOF_VALUES_FIXED);
 }
 
 /** Per-job values every worker of the job computes alike: memoised so a 1 000-worker fleet hashes once. */
@@ -110,9 +158,9 @@ function memo<T>(fn: (jobId: string) => T): (jobId: string) => T {
   };
 }
 
-export const packedSimPublics: (jobId: string) => Buffer = memo((jobId) => packUint64(simPublics(jobId)));
+export const packedSimPublics: (jobId: string) => Buffer = memo((jobId) => packWords(publicsBytes(jobId), PUBLICS_FIXED));
 
-export const packedSimWitnessProofValues: (jobId: string) => Buffer = memo((jobId) => packUint64(simWitnessProofValues(jobId)));
+export const packedSimWitnessProofValues: (jobId: string) => Buffer = memo((jobId) => packWords(proofValuesBytes(jobId), PROOF_VALUES_FIXED));
 
 /** Program VK: sha256 of the setup identity, 32 bytes (4 little-endian u64 words). */
 export function simVk(hashId: string, withHints: boolean): Buffer {
@@ -132,7 +180,7 @@ function fill(seed: Buffer, size: number): Buffer {
 
 /** Final aggregated proof bytes of a job. */
 export function simFinalProof(jobId: string, size: number): Buffer {
-  return fill(sha256('final-proof', jobId), size);
+  return fill(jobBytes(jobId).subarray(FINAL_PROOF_SEED_AT, JOB_BYTES), size);
 }
 
 /** Wrapped proof bytes for a wrap input. */
@@ -142,7 +190,7 @@ export function simWrapProof(input: Buffer, proofDest: number, size: number): Bu
 }
 
 /** Executed steps reported for a job (identical for every worker of the job). */
-export const simExecutedSteps: (jobId: string) => bigint = memo((jobId) => 1_000_000n + (hashWords(`steps:${jobId}`, 1)[0] % 1_000_000_000n));
+export const simExecutedSteps: (jobId: string) => bigint = memo((jobId) => 1_000_000n + (jobBytes(jobId).readBigUInt64LE(STEPS_AT) % 1_000_000_000n));
 
 /** Instances reported for a job (identical for every worker of the job). */
-export const simInstances: (jobId: string) => bigint = memo((jobId) => 1n + (hashWords(`instances:${jobId}`, 1)[0] % 1000n));
+export const simInstances: (jobId: string) => bigint = memo((jobId) => 1n + (jobBytes(jobId).readBigUInt64LE(INSTANCES_AT) % 1000n));

@@ -103,6 +103,19 @@ describe('sim wire codec', () => {
     assert.equal(c.witness_info.total_instances, '7');
   });
 
+  test('packed publics and proof values are the packed words of simPublics / simWitnessProofValues', () => {
+    for (const job of ['job-x', 'job-y', '0b6f0e8e-7a0c-4a59-9f5c-2b1f7a3c9d10']) {
+      const publics = simPublics(job);
+      assert.equal(publics[0], U64_MAX);
+      assert.equal(publics[1], 0n);
+      assert.ok(packedSimPublics(job).equals(packUint64(publics)), job);
+      const values = simWitnessProofValues(job);
+      assert.equal(values[7], U64_MAX - 1n);
+      assert.ok(packedSimWitnessProofValues(job).equals(packUint64(values)), job);
+    }
+    assert.notDeepEqual(simPublics('job-x'), simPublics('job-y'));
+  });
+
   test('a million proof values are built as packed bytes, fast, and walk back without decoding', () => {
     const k = 1_000_000;
     const t0 = performance.now();
