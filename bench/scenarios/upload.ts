@@ -29,7 +29,7 @@ interface Sizes {
   probeReps: number;
 }
 
-const FULL: Sizes = { values: 1 << 20, finalBytes: 8 * MiB, reps: 5, probeSizes: [8 * MiB, 32 * MiB], probeReps: 4 };
+const FULL: Sizes = { values: 1 << 20, finalBytes: 8 * MiB, reps: 9, probeSizes: [8 * MiB, 32 * MiB], probeReps: 4 };
 const SMOKE: Sizes = { values: 1000, finalBytes: 64 * 1024, reps: 1, probeSizes: [256 * 1024], probeReps: 1 };
 
 const BIG_WINDOW = 16 * MiB;
@@ -45,13 +45,26 @@ interface Measured {
   relayedBytes: number;
 }
 
-async function measure(_ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Measured> {
+/** One system with its two sims and a client, ready to run upload jobs. */
+interface Rig {
+  label: string;
+  api: ApiClient;
+  sims: SimGroup;
+  hashId: string;
+  relayMs: number[];
+  finalMs: number[];
+  intact: boolean;
+  proofBytes: number;
+  broken?: string;
+}
+
+async function rigUp(label: string, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Rig> {
   const hashId = await benchHashId();
   const sims = await SimGroup.start({
     coordinator: sut.clusterAddress,
     workers: 2,
     processes: 2,
-    prefix: 'up',
+    prefix: `up-${label}`,
     options: {
       computeUnits: 1,
       setupDelayMs: 0,
@@ -67,59 +80,68 @@ async function measure(_ctx: ScenarioContext, sut: SystemUnderTest, s: Sizes, cl
     // arrive and the relay is not queued behind the aggregator's first step.
     perWorker: { 1: { proveDelayMs: 400 } },
   });
-  cleanup.add('sims', () => sims.stop());
+  cleanup.add(`${label} sims`, () => sims.stop());
   await sims.waitRegistered(60_000);
   const api = new ApiClient(sut.apiAddress, 1);
-  cleanup.add('api client', () => api.close());
+  cleanup.add(`${label} api client`, () => api.close());
   await prepareProgram(sut, api);
-  const relayMs: number[] = [];
-  const finalMs: number[] = [];
-  let intact = true;
-  let completed = 0;
-  let proofBytes = 0;
-  for (let rep = 0; rep < s.reps + 1; rep++) {
-    const id = await api.submitProve(hashId, { inline: SMALL_INPUT });
-    const o = await api.watch(id, 120_000);
-    if (o.status !== 'completed') throw new Error(`upload job ${id} ended ${o.status}: ${o.detail ?? ''}`);
-    const [proveOut, aggIn, finalOut] = await sims.lastAt([
-      { dir: 'out', kind: 'execute_task_response', jobId: id, taskType: 1 },
-      { dir: 'in', kind: 'execute_task', jobId: id, taskType: 2 },
-      { dir: 'out', kind: 'execute_task_response', jobId: id, taskType: 2 },
-    ]);
-    const agg = await sims.aggTasks(id);
-    const relayed = agg.filter((a) => a.proofCount > 0);
-    if (relayed.length === 0 || relayed.some((a) => !a.valuesIntact || a.valueCount !== s.values)) intact = false;
-    if (rep === 0) continue; // warm-up
-    completed++;
-    proofBytes = o.proofBytes;
-    if (proveOut !== null && aggIn !== null) relayMs.push(aggIn - proveOut);
-    if (finalOut !== null) finalMs.push(o.at - finalOut);
-    await sleep(50);
-  }
+  return { label, api, sims, hashId, relayMs: [], finalMs: [], intact: true, proofBytes: 0 };
+}
+
+/** One prove job: relay and final-proof latencies from the sims' and the client's clocks. */
+async function oneJob(rig: Rig, s: Sizes, record: boolean): Promise<void> {
+  const id = await rig.api.submitProve(rig.hashId, { inline: SMALL_INPUT });
+  const o = await rig.api.watch(id, 120_000);
+  if (o.status !== 'completed') throw new Error(`upload job ${id} ended ${o.status}: ${o.detail ?? ''}`);
+  const [proveOut, aggIn, finalOut] = await rig.sims.lastAt([
+    { dir: 'out', kind: 'execute_task_response', jobId: id, taskType: 1 },
+    { dir: 'in', kind: 'execute_task', jobId: id, taskType: 2 },
+    { dir: 'out', kind: 'execute_task_response', jobId: id, taskType: 2 },
+  ]);
+  const agg = await rig.sims.aggTasks(id);
+  const relayed = agg.filter((a) => a.proofCount > 0);
+  if (relayed.length === 0 || relayed.some((a) => !a.valuesIntact || a.valueCount !== s.values)) rig.intact = false;
+  if (!record) return;
+  rig.proofBytes = o.proofBytes;
+  if (proveOut !== null && aggIn !== null) rig.relayMs.push(aggIn - proveOut);
+  if (finalOut !== null) rig.finalMs.push(o.at - finalOut);
+}
+
+function measuredOf(rig: Rig | undefined, s: Sizes): Measured | undefined {
+  if (!rig || rig.broken) return undefined;
   // The relayed ProofList: one ProofStark (worker_idx, airgroup_id, packed values) inside field 1.
   const relayedBytes = packedProofStarkValues(s.values).length + 16;
-  const r = median(relayMs);
-  const f = median(finalMs);
+  const r = median(rig.relayMs);
+  const f = median(rig.finalMs);
   return {
     relayMs: r,
     relayMBps: mbPerSecond(relayedBytes, r),
     finalMs: f,
     finalMBps: mbPerSecond(s.finalBytes, f),
-    intact,
-    completed,
-    proofBytes,
+    intact: rig.intact,
+    completed: rig.relayMs.length,
+    proofBytes: rig.proofBytes,
     relayedBytes,
   };
 }
 
-async function run(ctx: ScenarioContext, start: () => Promise<SystemUnderTest>, s: Sizes): Promise<Measured> {
-  const cleanup = new Cleanup();
-  try {
-    const sut = await start();
-    cleanup.add(sut.kind, () => sut.stop().then(() => undefined));
-    return await measure(ctx, sut, s, cleanup);
-  } finally {
-    await cleanup.run(ctx.log);
+/**
+ * The systems run side by side and take turns job by job (rotating order), so the machine's drift
+ * lands on all of them alike; the first job of each is a warm-up.
+ */
+async function interleavedJobs(ctx: ScenarioContext, rigs: Rig[], s: Sizes): Promise<void> {
+  for (let rep = 0; rep <= s.reps; rep++) {
+    for (let i = 0; i < rigs.length; i++) {
+      const rig = rigs[(i + rep) % rigs.length];
+      if (rig.broken) continue;
+      try {
+        await oneJob(rig, s, rep > 0);
+      } catch (err) {
+        rig.broken = err instanceof Error ? err.message : String(err);
+        ctx.log(`  ${rig.label} FAILED: ${rig.broken}`);
+      }
+      await sleep(50);
+    }
   }
 }
 
@@ -158,12 +180,36 @@ export const upload: Scenario = {
   async run(ctx) {
     const s = ctx.smoke ? SMOKE : FULL;
     const failures: string[] = [];
-    ctx.log('upload: baseline');
-    const base = await attempt(ctx, 'baseline', () => run(ctx, () => EchoBaseline.start({ workersPerJob: 2 }), s), failures);
-    ctx.log('upload: baseline with 16 MiB receive windows');
-    const bigBase = await attempt(ctx, 'baseline (16 MiB windows)', () => run(ctx, () => EchoBaseline.start({ workersPerJob: 2, recvWindowBytes: BIG_WINDOW }), s), failures);
-    ctx.log('upload: coordinator');
-    const c = await attempt(ctx, 'coordinator', () => run(ctx, () => startCoordinator(ctx, 'upload'), s), failures);
+    const cleanup = new Cleanup();
+    let base: Measured | undefined;
+    let bigBase: Measured | undefined;
+    let c: Measured | undefined;
+    try {
+      const start = async (label: string, sut: () => Promise<SystemUnderTest>): Promise<Rig | undefined> =>
+        attempt(
+          ctx,
+          label,
+          async () => {
+            ctx.log(`upload: starting ${label}`);
+            const system = await sut();
+            cleanup.add(label, () => system.stop().then(() => undefined));
+            return rigUp(label.replace(/[^a-z0-9]+/gi, '-'), system, s, cleanup);
+          },
+          failures,
+        );
+      const baseRig = await start('baseline', () => EchoBaseline.start({ workersPerJob: 2 }));
+      const bigRig = await start('baseline (16 MiB windows)', () => EchoBaseline.start({ workersPerJob: 2, recvWindowBytes: BIG_WINDOW }));
+      const coordRig = await start('coordinator', () => startCoordinator(ctx, 'upload'));
+      const rigs = [baseRig, bigRig, coordRig].filter((r): r is Rig => r !== undefined);
+      ctx.log(`upload: ${s.reps} jobs each after a warm-up, interleaved`);
+      await interleavedJobs(ctx, rigs, s);
+      for (const r of rigs) if (r.broken) failures.push(`${r.label} failed: ${r.broken.split('\n')[0].slice(0, 300)}`);
+      base = measuredOf(baseRig, s);
+      bigBase = measuredOf(bigRig, s);
+      c = measuredOf(coordRig, s);
+    } finally {
+      await cleanup.run(ctx.log);
+    }
     ctx.log('upload: window probe');
     const p = (await attempt(ctx, 'window probe', () => probe(ctx, s), failures)) ?? { metrics: [], notes: [] };
     const f = (n: number | null | undefined, d = 0): string => (n === null || n === undefined ? '—' : n.toFixed(d));
@@ -180,7 +226,7 @@ export const upload: Scenario = {
           }),
         ],
         notes: [
-          `ProofStark of ${s.values} uint64 values: ${(packedProofStarkValues(s.values).length / MB).toFixed(2)} MB relayed worker → server → aggregator, from the prover's send to the aggregator's receipt; median of ${c?.completed ?? '—'} jobs (after 1 warm-up); 2 workers in 2 sim processes.`,
+          `ProofStark of ${s.values} uint64 values: ${(packedProofStarkValues(s.values).length / MB).toFixed(2)} MB relayed worker → server → aggregator, from the prover's send to the aggregator's receipt; median of ${c?.completed ?? '—'} jobs (after 1 warm-up); 2 workers in 2 sim processes per system. The baseline, the 16 MiB-window baseline and the coordinator run side by side and take turns job by job.`,
           `values_bit_exact: the aggregator found every relayed value equal to the sim derivation (the relay view keeps ProofStark.values packed bytes; no uint64 is decoded on the way).`,
           `Baseline with 16 MiB HTTP/2 receive windows on the server: ${f(bigBase?.relayMBps)} MB/s (${f(bigBase?.relayMs, 1)} ms), vs ${f(base?.relayMBps)} MB/s with grpc-js's fixed 64 KiB.`,
           ...failures,
