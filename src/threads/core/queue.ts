@@ -105,6 +105,10 @@ export function pump(ctx: Ctx): void {
 
 /** Whether a new job would start at once, given the queue (which is settled: nothing in it can start). */
 export function wouldStartNow(ctx: Ctx, job: JobRec): boolean {
+  // This runs for each submit while the queue is full, i.e. under overload, when usually no worker
+  // is free at all: answer that in O(1) rather than plan every queued job against every worker.
+  const counts = ctx.pool.counts;
+  if (counts.idle + counts.ready === 0) return false;
   const claimed = new Set<WorkerRec>();
   for (const queued of ctx.queue) {
     const plan = planJob(ctx, queued, claimed);
