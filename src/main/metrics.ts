@@ -120,7 +120,12 @@ export class CoordinatorMetrics {
   private readonly mainLoop = new LoopStatsSampler(10);
   /** One main-loop sample per scrape, shared by the delay and utilization collectors. */
   private scrapeSample: LoopStats | undefined;
+  // Gauges fed by the scheduler's snapshots, which arrive with nearly every effect batch: kept as plain
+  // numbers and set on the prom-client gauges when they are scraped.
   private activeJobCount = 0;
+  private connectedCount = 0;
+  private queueDepthCount = 0;
+  private readonly workerStateCounts: Record<WorkerStateLabel, number> = { idle: 0, setting_up: 0, ready: 0, computing: 0, disconnected: 0 };
 
   private readonly requests: Counter<'method' | 'status'>;
   private readonly requestDuration: LeanHistogram<'method'>;
@@ -167,6 +172,7 @@ export class CoordinatorMetrics {
       name: 'coordinator_active_jobs',
       help: 'Jobs dispatched to workers and not yet terminal (queued jobs are in coordinator_queue_depth).',
       registers,
+      collect: () => this.activeJobs.set(this.activeJobCount),
     });
     this.jobs = new Counter({
       name: 'coordinator_jobs_total',
@@ -196,17 +202,22 @@ export class CoordinatorMetrics {
       name: 'coordinator_workers_connected',
       help: 'Workers with a live stream (every state except disconnected).',
       registers,
+      collect: () => this.workersConnected.set(this.connectedCount),
     });
     this.queueDepth = new Gauge({
       name: 'coordinator_queue_depth',
       help: 'Jobs accepted and waiting in the queue for worker capacity.',
       registers,
+      collect: () => this.queueDepth.set(this.queueDepthCount),
     });
     this.workers = new Gauge({
       name: 'coordinator_workers',
       help: 'Known workers by state (idle, setting_up, ready, computing, disconnected).',
       labelNames: ['state'],
       registers,
+      collect: () => {
+        for (const state of WORKER_STATES) this.workerStateHandles.get(state).set(this.workerStateCounts[state]);
+      },
     });
     this.phaseDuration = new LeanHistogram(
       'coordinator_phase_duration_seconds',
@@ -293,7 +304,6 @@ export class CoordinatorMetrics {
   /** Overrides the running count from the scheduler's own table, which is the source of truth. */
   setActiveJobs(n: number): void {
     this.activeJobCount = count(n);
-    this.activeJobs.set(this.activeJobCount);
   }
 
   /** Per worker that took part in a job, when that job ends. */
@@ -315,14 +325,14 @@ export class CoordinatorMetrics {
     let connected = 0;
     for (const state of WORKER_STATES) {
       const n = count(counts[state]);
-      this.workerStateHandles.get(state).set(n);
+      this.workerStateCounts[state] = n;
       if (state !== 'disconnected') connected += n;
     }
-    this.workersConnected.set(connected);
+    this.connectedCount = connected;
   }
 
   setQueueDepth(n: number): void {
-    this.queueDepth.set(count(n));
+    this.queueDepthCount = count(n);
   }
 
   phaseFinished(phase: PhaseLabel, seconds: number): void {
