@@ -95,7 +95,14 @@ class FieldWriter {
   }
 }
 
+/**
+ * One-byte varints (0–127: every tag and most lengths and counts here) as shared buffers: parts are
+ * only ever read (`finish` copies them), and a task message has a dozen of them.
+ */
+const ONE_BYTE_VARINTS: readonly Buffer[] = Array.from({ length: 128 }, (_, i) => Buffer.from([i]));
+
 function varint(value: number): Buffer {
+  if (value >= 0 && value < 128 && Number.isInteger(value)) return ONE_BYTE_VARINTS[value];
   if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
     throw new RangeError(`varint out of range: ${value}`);
   }
