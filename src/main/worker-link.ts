@@ -12,6 +12,8 @@ export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';
 export const LARGE_MESSAGE_BYTES = 1 << 20;
 /** Bytes handed to grpc-js per stream before we wait for its write callbacks. */
 const WRITE_WINDOW_BYTES = 4 << 20;
+/** Large-message bytes handed to grpc-js in one event-loop turn, across all streams (one message if bigger). */
+export const TURN_LARGE_BYTES = 16 << 20;
 
 type Waiter = () => void;
 
@@ -19,8 +21,43 @@ type Waiter = () => void;
 export class EgressBudget {
   private used = 0;
   private readonly waiters: Waiter[] = [];
+  private turnBytes = 0;
+  private turnResetScheduled = false;
+  private readonly nextTurnWaiters: Waiter[] = [];
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly perTurnBytes = TURN_LARGE_BYTES,
+  ) {}
+
+  /**
+   * grpc-js copies a message when it is written, and a large one is encoded just before: this bounds
+   * what one turn of the event loop copies, so fanning out a 100 MiB ELF or a 64 MiB inline input lets
+   * heartbeats and client calls through between messages instead of stalling the loop for seconds.
+   */
+  tryTakeTurn(bytes: number): boolean {
+    if (this.turnBytes > 0 && this.turnBytes + bytes > this.perTurnBytes) return false;
+    this.turnBytes += bytes;
+    this.scheduleTurnReset();
+    return true;
+  }
+
+  /** Runs `waiter` on the next turn, when `tryTakeTurn` starts from zero again. */
+  onNextTurn(waiter: Waiter): void {
+    this.nextTurnWaiters.push(waiter);
+    this.scheduleTurnReset();
+  }
+
+  private scheduleTurnReset(): void {
+    if (this.turnResetScheduled) return;
+    this.turnResetScheduled = true;
+    setImmediate(() => {
+      this.turnResetScheduled = false;
+      this.turnBytes = 0;
+      const ready = this.nextTurnWaiters.splice(0);
+      for (const w of ready) w();
+    });
+  }
 
   /** Reserve now if possible; a message bigger than the whole budget passes when nothing else is out. */
   tryAcquire(bytes: number): boolean {
@@ -70,6 +107,7 @@ export class WorkerLink {
   /** Large messages handed to grpc-js whose budget share is still held. */
   private readonly inFlightLarge = new Set<OutboundMessage>();
   private waitingForBudget = false;
+  private waitingForTurn = false;
   private closedFlag = false;
   private readonly roomWaiters: Waiter[] = [];
 
@@ -144,6 +182,16 @@ export class WorkerLink {
       if (this.inFlightBytes > 0 && this.inFlightBytes >= WRITE_WINDOW_BYTES) return;
       const head = this.queue[0];
       const large = head.bytes >= LARGE_MESSAGE_BYTES;
+      if (large && !this.egress.tryTakeTurn(head.bytes)) {
+        if (!this.waitingForTurn) {
+          this.waitingForTurn = true;
+          this.egress.onNextTurn(() => {
+            this.waitingForTurn = false;
+            this.pump();
+          });
+        }
+        return;
+      }
       if (large && !this.egress.tryAcquire(head.bytes)) {
         if (!this.waitingForBudget) {
           this.waitingForBudget = true;

@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { EgressBudget, WorkerLink } from '../../src/main/worker-link';
+
+const MiB = 1 << 20;
+
+/** The part of a grpc-js stream WorkerLink writes to; write callbacks run when `complete` is called. */
+class FakeCall {
+  readonly writes: Array<{ link: number; bytes: number }> = [];
+  private readonly pending: Array<() => void> = [];
+
+  constructor(private readonly link: number) {}
+
+  write(buf: Buffer, cb: () => void): boolean {
+    this.writes.push({ link: this.link, bytes: buf.length });
+    this.pending.push(cb);
+    return true;
+  }
+
+  complete(): void {
+    for (const cb of this.pending.splice(0)) cb();
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function links(n: number, budget: EgressBudget): Array<{ link: WorkerLink; call: FakeCall }> {
+  return Array.from({ length: n }, (_, i) => {
+    const call = new FakeCall(i);
+    const link = new WorkerLink(i, call as unknown as ServerDuplexStream<unknown, Buffer>, 1 << 30, budget, { bytesSent: () => undefined });
+    return { link, call };
+  });
+}
+
+const message = (bytes: number) => ({ bytes, kind: 'input' as const, encode: () => Buffer.alloc(bytes) });
+
+test('large messages are handed to grpc-js at most perTurnBytes per event-loop turn, across streams', async () => {
+  const budget = new EgressBudget(1 << 30, 4 * MiB);
+  const ls = links(5, budget);
+  for (const { link } of ls) link.send(message(2 * MiB));
+  const written = () => ls.reduce((n, { call }) => n + call.writes.length, 0);
+  assert.equal(written(), 2, 'first turn: 2 × 2 MiB');
+  await nextTurn();
+  assert.equal(written(), 4, 'second turn: 2 more');
+  await nextTurn();
+  assert.equal(written(), 5);
+  // Small messages are not paced.
+  for (const { link, call } of ls) {
+    call.complete();
+    link.send(message(1000));
+  }
+  assert.equal(written(), 10);
+});
+
+test('a message bigger than a turn goes alone in its turn, and each stream keeps its order', async () => {
+  const budget = new EgressBudget(1 << 30, 4 * MiB);
+  const [a, b] = links(2, budget);
+  a.link.send(message(6 * MiB));
+  a.link.send(message(1 * MiB));
+  b.link.send(message(1 * MiB));
+  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB]);
+  assert.equal(b.call.writes.length, 0);
+  await nextTurn();
+  assert.deepEqual(b.call.writes.map((w) => w.bytes), [1 * MiB]);
+  // a's next message also waits for its own write window (6 MiB in flight) to drain.
+  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB]);
+  a.call.complete();
+  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB, 1 * MiB]);
+});
+
+test('a stream closed while waiting for its turn writes nothing more', async () => {
+  const budget = new EgressBudget(1 << 30, 2 * MiB);
+  const [a, b] = links(2, budget);
+  a.link.send(message(2 * MiB));
+  b.link.send(message(2 * MiB));
+  assert.equal(b.call.writes.length, 0);
+  b.link.markClosed();
+  await nextTurn();
+  await nextTurn();
+  assert.equal(b.call.writes.length, 0);
+  assert.equal(a.call.writes.length, 1);
+});
