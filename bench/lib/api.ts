@@ -37,6 +37,16 @@ export interface WatchOutcome {
 
 export type InputSpec = { inline: Buffer } | { streamUri: string };
 
+/** A watch ends once: the first of terminal event, stream error or stream end decides its outcome. */
+export function settleOnce<T>(resolve: (value: T) => void): (value: T) => void {
+  let settled = false;
+  return (value) => {
+    if (settled) return;
+    settled = true;
+    resolve(value);
+  };
+}
+
 export class ApiClient {
   private readonly clients: RawClient[];
   private next = 0;
@@ -97,12 +107,7 @@ export class ApiClient {
     return new Promise((resolve) => {
       const call = this.pick().WatchJob({ job_id: jobId }, { deadline: Date.now() + deadlineMs });
       let events = 0;
-      let settled = false;
-      const finish = (o: WatchOutcome): void => {
-        if (settled) return;
-        settled = true;
-        resolve(o);
-      };
+      const finish = settleOnce(resolve);
       call.on('data', (e: JobEventMsg) => {
         events++;
         const kind = e.event;

@@ -74,6 +74,31 @@ export async function attempt<T>(ctx: ScenarioContext, what: string, fn: () => P
 }
 
 /**
+ * Starts a system for a side-by-side scenario and sets up its rig (sims, clients); `cleanup` stops it.
+ * A failure becomes a note and `undefined`, so the other systems are still measured.
+ */
+export function startRig<S extends SystemUnderTest, R>(
+  ctx: ScenarioContext,
+  cleanup: Cleanup,
+  failures: string[],
+  label: string,
+  start: () => Promise<S>,
+  rigUp: (sut: S) => Promise<R>,
+): Promise<R | undefined> {
+  return attempt(
+    ctx,
+    label,
+    async () => {
+      const sut = await start();
+      ctx.log(`  ${label}: pid ${sut.pid}`);
+      cleanup.add(label, () => sut.stop().then(() => undefined));
+      return rigUp(sut);
+    },
+    failures,
+  );
+}
+
+/**
  * One sim process of `workers` one-unit workers with instant tasks and the bench program already set
  * up on them, plus a client that has registered and set up that program on the system under test.
  */

@@ -7,7 +7,7 @@
  */
 import http2 from 'node:http2';
 import { hostNow } from './proc';
-import { API_PATH, EVENT_CANCELLED, EVENT_COMPLETED, EVENT_FAILED, jobIdRequest, readVarint, type WatchOutcome } from './api';
+import { API_PATH, EVENT_CANCELLED, EVENT_COMPLETED, EVENT_FAILED, jobIdRequest, readVarint, settleOnce, type WatchOutcome } from './api';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE } = http2.constants;
 
@@ -84,12 +84,7 @@ export class WireJobClient {
   watch(jobId: string, deadlineMs = 60_000): Promise<WatchOutcome> {
     return new Promise((resolve) => {
       let events = 0;
-      let settled = false;
-      const finish = (o: WatchOutcome): void => {
-        if (settled) return;
-        settled = true;
-        resolve(o);
-      };
+      const finish = settleOnce(resolve);
       this.call(
         'WatchJob',
         frame(jobIdRequest(jobId)),

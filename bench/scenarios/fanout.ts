@@ -8,7 +8,7 @@
  */
 import { ApiClient } from '../lib/api';
 import { Cleanup, RssSampler, sleep, waitUntil } from '../lib/proc';
-import { attempt, startCoordinator } from '../lib/scenario-helpers';
+import { startCoordinator, startRig } from '../lib/scenario-helpers';
 import { SimGroup } from '../lib/sims';
 import { MiB, mbPerSecond } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
@@ -182,17 +182,7 @@ export const fanout: Scenario = {
     let c: Measured | undefined;
     try {
       const start = (label: string, sut: () => Promise<SystemUnderTest>): Promise<Rig | undefined> =>
-        attempt(
-          ctx,
-          label,
-          async () => {
-            ctx.log(`fanout: starting ${label}`);
-            const system = await sut();
-            cleanup.add(label, () => system.stop().then(() => undefined));
-            return rigUp(label, system, s, cleanup);
-          },
-          failures,
-        );
+        startRig(ctx, cleanup, failures, label, sut, (system) => rigUp(label, system, s, cleanup));
       const baseRig = await start('baseline', () => EchoBaseline.start({ workersPerJob: 0 }));
       const coordRig = await start('coordinator', () => startCoordinator(ctx, 'fanout'));
       const rigs = [baseRig, coordRig].filter((r): r is Rig => r !== undefined);

@@ -10,7 +10,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cleanup, procCpuMs } from '../lib/proc';
-import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, attempt, instantWorkers, startCoordinator, type SchedulerVariant } from '../lib/scenario-helpers';
+import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, instantWorkers, startCoordinator, startRig, type SchedulerVariant } from '../lib/scenario-helpers';
 import { summarize } from '../lib/stats';
 import { EchoBaseline, type LoopReport, type SystemUnderTest } from '../lib/sut';
 import { closedLoop, leanRunner, openLoop } from '../lib/workload';
@@ -203,32 +203,23 @@ export const throughput: Scenario = {
     const cleanup = new Cleanup();
     const setupFailures: string[] = [];
     try {
-      ctx.log('throughput: starting the baseline and both coordinator variants, side by side');
-      const base = await attempt(
-        ctx,
-        'baseline',
-        async () => {
-          const b = await EchoBaseline.start({ workersPerJob: 1 });
-          cleanup.add('baseline', () => b.stop().then(() => undefined));
-          ctx.log(`  baseline: echo coordinator pid ${b.pid}`);
-          return rigUp('baseline', b, s, cleanup);
-        },
-        setupFailures,
+      ctx.log('throughput: the baseline and both coordinator variants, side by side');
+      const base = await startRig(ctx, cleanup, setupFailures, 'baseline', () => EchoBaseline.start({ workersPerJob: 1 }), (b) =>
+        rigUp('baseline', b, s, cleanup),
       );
       const variants: Array<{ v: SchedulerVariant; rig: Rig | undefined }> = [];
       for (const v of SCHEDULER_VARIANTS) {
-        const rig = await attempt(
+        const rig = await startRig(
           ctx,
+          cleanup,
+          setupFailures,
           `coordinator (${v.label})`,
-          async () => {
-            const coord = await startCoordinator(ctx, `throughput-${v.name}`, {
+          () =>
+            startCoordinator(ctx, `throughput-${v.name}`, {
               schedulerThread: v.schedulerThread,
               env: { ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: '1' },
-            });
-            cleanup.add(`coordinator ${v.name}`, () => coord.stop().then(() => undefined));
-            return rigUp(v.name, coord, s, cleanup, () => coord.errorLines(3));
-          },
-          setupFailures,
+            }),
+          (coord) => rigUp(v.name, coord, s, cleanup, () => coord.errorLines(3)),
         );
         variants.push({ v, rig });
       }

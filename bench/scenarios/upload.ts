@@ -12,7 +12,7 @@
 import { ApiClient } from '../lib/api';
 import { IpcChild } from '../lib/ipc';
 import { benchModule, Cleanup, sleep } from '../lib/proc';
-import { attempt, startCoordinator } from '../lib/scenario-helpers';
+import { attempt, startCoordinator, startRig } from '../lib/scenario-helpers';
 import { SimGroup } from '../lib/sims';
 import { MB, MiB, median, mbPerSecond } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
@@ -185,18 +185,8 @@ export const upload: Scenario = {
     let bigBase: Measured | undefined;
     let c: Measured | undefined;
     try {
-      const start = async (label: string, sut: () => Promise<SystemUnderTest>): Promise<Rig | undefined> =>
-        attempt(
-          ctx,
-          label,
-          async () => {
-            ctx.log(`upload: starting ${label}`);
-            const system = await sut();
-            cleanup.add(label, () => system.stop().then(() => undefined));
-            return rigUp(label.replace(/[^a-z0-9]+/gi, '-'), system, s, cleanup);
-          },
-          failures,
-        );
+      const start = (label: string, sut: () => Promise<SystemUnderTest>): Promise<Rig | undefined> =>
+        startRig(ctx, cleanup, failures, label, sut, (system) => rigUp(label.replace(/[^a-z0-9]+/gi, '-'), system, s, cleanup));
       const baseRig = await start('baseline', () => EchoBaseline.start({ workersPerJob: 2 }));
       const bigRig = await start('baseline (16 MiB windows)', () => EchoBaseline.start({ workersPerJob: 2, recvWindowBytes: BIG_WINDOW }));
       const coordRig = await start('coordinator', () => startCoordinator(ctx, 'upload'));

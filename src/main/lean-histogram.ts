@@ -7,6 +7,7 @@
  * it, so dashboards and the metrics tests see no difference.
  */
 import type { Metric, Registry } from 'prom-client';
+import { Handles } from './label-handles';
 
 /** One exported sample, in the shape prom-client's registry renders. */
 interface ExportedSample {
@@ -55,8 +56,8 @@ export class LeanHistogram<L extends string> {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;
   private readonly bounds: readonly number[];
-  /** Bound series, nested by label value in `labelNames` order (no key string per lookup). */
-  private readonly root = new Map<string, unknown>();
+  /** Bound series by label values, in `labelNames` order. */
+  private readonly series = new Handles((...values: string[]) => this.newSeries(values));
   private readonly all: Series[] = [];
 
   constructor(
@@ -76,24 +77,14 @@ export class LeanHistogram<L extends string> {
     if (values.length !== this.labelNames.length) {
       throw new Error(`${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`);
     }
-    let map = this.root;
-    for (let i = 0; i < values.length - 1; i++) {
-      let next = map.get(values[i]) as Map<string, unknown> | undefined;
-      if (next === undefined) {
-        next = new Map();
-        map.set(values[i], next);
-      }
-      map = next;
-    }
-    const last = values[values.length - 1] ?? '';
-    let series = map.get(last) as Series | undefined;
-    if (series === undefined) {
-      const labels: Record<string, string> = {};
-      this.labelNames.forEach((n, i) => (labels[n] = values[i]));
-      series = new Series(this.bounds, labels);
-      map.set(last, series);
-      this.all.push(series);
-    }
+    return this.series.get(...values);
+  }
+
+  private newSeries(values: string[]): Series {
+    const labels: Record<string, string> = {};
+    this.labelNames.forEach((n, i) => (labels[n] = values[i]));
+    const series = new Series(this.bounds, labels);
+    this.all.push(series);
     return series;
   }
 

@@ -10,6 +10,7 @@
  * bookkeeping rules (what goes up, what goes down, what is clamped) live in one place.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Handles } from './label-handles';
 import { LeanHistogram } from './lean-histogram';
 
 export type JobKindLabel = 'setup' | 'prove' | 'execute' | 'wrap';
@@ -67,35 +68,6 @@ export { LoopStatsSampler, type LoopStats };
 export interface RenderedMetrics {
   contentType: string;
   body: string;
-}
-
-/**
- * Bound series handles (prom-client `labels(...)`) by their label values, so an update neither hashes
- * labels nor builds a key string: a map per label, nested in label order.
- */
-class Handles<T> {
-  private readonly root = new Map<string, unknown>();
-
-  constructor(private readonly make: (...values: string[]) => T) {}
-
-  get(...values: string[]): T {
-    let map = this.root;
-    for (let i = 0; i < values.length - 1; i++) {
-      let next = map.get(values[i]) as Map<string, unknown> | undefined;
-      if (next === undefined) {
-        next = new Map();
-        map.set(values[i], next);
-      }
-      map = next;
-    }
-    const last = values[values.length - 1];
-    let handle = map.get(last) as T | undefined;
-    if (handle === undefined) {
-      handle = this.make(...values);
-      map.set(last, handle);
-    }
-    return handle;
-  }
 }
 
 /**
