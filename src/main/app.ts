@@ -8,6 +8,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { LoadedConfig } from '../shared/config/load';
 import type { Config } from '../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../shared/logging';
+import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
 import type { SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
 import { CLIENT_API_SERVICE } from '../shared/proto';
 import type { CoreConfig } from '../threads/scheduler-core';
@@ -24,23 +25,36 @@ export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
 export const EXIT_SCHEDULER_DIED = 70;
 
-/** How long closing servers may take once the drain is over. */
-const SERVER_CLOSE_GRACE_MS = 2_000;
+/**
+ * Once the drain is over, how long closing gets: in-flight unary calls finish and HTTP responses go
+ * out; then every session is destroyed. Together with ABANDON_FLUSH_MS this is the "~1 s" the process
+ * may take past its drain window (docs/operations.md, "Stopping").
+ */
+const SERVER_CLOSE_GRACE_MS = 500;
 /** After abandoning jobs, how long their terminal events and job_cancelled messages get to go out. */
-const ABANDON_FLUSH_MS = 3_000;
+const ABANDON_FLUSH_MS = 500;
+/** If anything still holds the event loop this long after the close hooks, exit anyway and say so. */
+const EXIT_BACKSTOP_MS = 1_000;
 const SCHEDULER_STATS_INTERVAL_MS = 5_000;
+/** The real worker's decoder limit is fixed at 128 MiB: a bigger message would kill its stream. */
+export const WORKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 
-export function grpcServerOptions(config: Config): grpc.ServerOptions {
+function apiServerTuning(config: Config): GrpcServerTuning {
   return {
-    'grpc.max_receive_message_length': config.server.max_message_bytes,
-    'grpc.max_send_message_length': config.server.max_message_bytes,
-    // Half-open connections are otherwise never noticed (upstream A5); never max_connection_age.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    // Nothing serves channelz here, and its per-call trackers and per-message timestamps cost CPU
-    // on every heartbeat of every worker.
-    'grpc.enable_channelz': 0,
+    windowBytes: config.server.http2_window_bytes,
+    maxMessageBytes: config.server.max_message_bytes,
+    keepaliveTimeMs: config.server.keepalive_time_seconds * 1000,
+    keepaliveTimeoutMs: config.server.keepalive_timeout_seconds * 1000,
+  };
+}
+
+function clusterServerTuning(config: Config): GrpcServerTuning {
+  return {
+    windowBytes: config.server.http2_window_bytes,
+    maxMessageBytes: config.server.max_message_bytes,
+    maxSendMessageBytes: Math.min(config.server.max_message_bytes, WORKER_MAX_MESSAGE_BYTES),
+    keepaliveTimeMs: config.coordinator.keepalive_time_seconds * 1000,
+    keepaliveTimeoutMs: config.coordinator.keepalive_timeout_seconds * 1000,
   };
 }
 
@@ -62,28 +76,13 @@ function describeListenError(err: Error): string {
   return text;
 }
 
-function bindGrpc(server: grpc.Server, listener: string, host: string, port: number): Promise<number> {
+async function bindGrpc(server: TunedGrpcServer, listener: string, host: string, port: number): Promise<number> {
   const address = hostPort(host, port);
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
-      if (err) reject(new ListenError(listener, address, err));
-      else resolve(boundPort);
-    });
-  });
-}
-
-/** tryShutdown never resolves while a stream stays open: race it, then force. */
-function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  try {
+    return await server.bind(address, grpc.ServerCredentials.createInsecure());
+  } catch (err) {
+    throw new ListenError(listener, address, err as Error);
+  }
 }
 
 function coreConfigOf(config: Config): CoreConfig {
@@ -113,6 +112,7 @@ export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  let code: number;
   try {
     try {
       running = await startCoordinator(loaded.config, logger);
@@ -124,22 +124,50 @@ export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
       throw err;
     }
     for (const signal of early) running.shutdown(signal);
-    return await running.stopped;
+    code = await running.stopped;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     flushLogger(logger);
   }
+  armExitBackstop(code, logger);
+  return code;
+}
+
+/**
+ * Every close hook has run, so nothing of ours should keep the event loop alive. If something
+ * does (a library's handle we do not know of), a supervisor would wait for its stop timeout and
+ * SIGKILL: exit anyway after a moment, naming what was still open. Unref'd, so a clean exit never
+ * waits for it.
+ */
+function armExitBackstop(code: number, logger: Logger): void {
+  const timer = setTimeout(() => {
+    logger.warn(
+      { exit_code: code, open_resources: process.getActiveResourcesInfo().filter((r) => r !== 'Timeout') },
+      'event loop still busy after stopping; exiting anyway',
+    );
+    flushLogger(logger);
+    process.exit(code);
+  }, EXIT_BACKSTOP_MS);
+  timer.unref();
 }
 
 export async function startCoordinator(config: Config, logger: Logger): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   const lifecycle = new Lifecycle();
+  const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
   const metrics = new CoordinatorMetrics();
+  lifecycle.onClose('metrics', () => metrics.stop());
   const blobs = new BlobStore();
   const mock = config.backend.mode === 'mock';
   let resolveStopped!: (code: number) => void;
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
+  if (config.server.max_message_bytes > WORKER_MAX_MESSAGE_BYTES && !mock) {
+    logger.warn(
+      { max_message_bytes: config.server.max_message_bytes, worker_send_limit: WORKER_MAX_MESSAGE_BYTES },
+      `[server] max_message_bytes is above 128 MiB: the worker port still sends at most 128 MiB per message (the worker's decoder limit); larger messages fail their job`,
+    );
+  }
 
   // Effects arrive before every consumer exists only in theory (no event is posted before they
   // are built), but routing through these late-bound references keeps construction order free.
@@ -196,6 +224,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     host = threadHost;
     schedulerReady = threadHost.ready;
   } else host = new InlineSchedulerHost(coreConfigOf(config), applyEffects);
+  lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
 
   const apiService = new ApiService({
@@ -226,18 +255,40 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         logger,
       });
   sinks.cluster = cluster;
-  await apiService.init();
+  // The client side closes before the scheduler (watchers and waiters get their answers), and
+  // heartbeats stop before the listeners go.
+  lifecycle.onClose('api', () => apiService.close());
+  if (cluster) lifecycle.onClose('cluster', () => cluster.stop());
 
-  const health = new HealthImplementation({ '': 'SERVING', [CLIENT_API_SERVICE]: 'SERVING' });
-  const apiServer = new grpc.Server(grpcServerOptions(config));
-  apiServer.addService(apiService.service, apiService.implementation());
-  health.addToServer(apiServer);
-  const clusterServer = cluster ? new grpc.Server(grpcServerOptions(config)) : undefined;
-  if (cluster && clusterServer) clusterServer.addService(cluster.service, cluster.implementation());
+  // Both readiness signals start NOT_SERVING and flip in the same lifecycle listener call.
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [CLIENT_API_SERVICE]: 'NOT_SERVING' });
+  lifecycle.onChange((state) => {
+    const status = lifecycle.ready ? 'SERVING' : 'NOT_SERVING';
+    if (state === 'serving' || state === 'draining') {
+      health.setStatus('', status);
+      health.setStatus(CLIENT_API_SERVICE, status);
+    }
+  });
+  const apiServer = new TunedGrpcServer(apiServerTuning(config));
+  apiServer.server.addService(apiService.service, apiService.implementation());
+  health.addToServer(apiServer.server);
+  const clusterServer = cluster ? new TunedGrpcServer(clusterServerTuning(config)) : undefined;
+  if (cluster && clusterServer) clusterServer.server.addService(cluster.service, cluster.implementation());
 
   let http: HttpServerHandle | undefined;
   const ports: RunningCoordinator['ports'] = { api: 0 };
+  // One hook for the three listeners: they close side by side, each within the same grace, and
+  // every session they hold is destroyed at its end whatever the peer does.
+  lifecycle.onClose('listeners', async () => {
+    await Promise.all([
+      apiServer.close(SERVER_CLOSE_GRACE_MS),
+      // Workers never close on GOAWAY (they reconnect): waiting for them gains nothing.
+      clusterServer?.close(0),
+      http?.close(SERVER_CLOSE_GRACE_MS),
+    ]);
+  });
   try {
+    await apiService.init();
     if (clusterServer) {
       ports.cluster = await bindGrpc(clusterServer, 'cluster', config.server.host, config.coordinator.port);
     }
@@ -249,49 +300,20 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         host: config.metrics.host,
         port: config.metrics.port,
         ...(config.metrics.enabled ? { metrics } : {}),
-        isHealthy: () => lifecycle.healthy,
+        readiness: () => ({ ready: lifecycle.ready, state: lifecycle.state }),
         logger,
       });
     } catch (err) {
       throw new ListenError('metrics', address, err as Error);
     }
     ports.metrics = http.address.port;
-  } catch (err) {
-    apiServer.forceShutdown();
-    clusterServer?.forceShutdown();
-    await http?.close();
-    await host.close();
-    metrics.stop();
-    throw err;
-  }
-
-  logger.info(
-    { listener: 'api', address: config.server.host, port: ports.api },
-    `client API listening on ${hostPort(config.server.host, ports.api)}`,
-  );
-  if (ports.cluster !== undefined) {
-    logger.info(
-      { listener: 'cluster', address: config.server.host, port: ports.cluster },
-      `cluster (worker) API listening on ${hostPort(config.server.host, ports.cluster)}`,
-    );
-  }
-  if (ports.metrics !== undefined) {
-    logger.info(
-      { listener: 'metrics', address: config.metrics.host, port: ports.metrics, metrics_enabled: config.metrics.enabled },
-      `HTTP ${config.metrics.enabled ? '/metrics and ' : ''}/health listening on ${hostPort(config.metrics.host, ports.metrics)}`,
-    );
-  }
-
-  try {
+    logListeners(config, ports, logger);
     await schedulerReady;
   } catch (err) {
-    apiServer.forceShutdown();
-    clusterServer?.forceShutdown();
-    await http?.close();
-    await host.close();
-    metrics.stop();
+    await lifecycle.close(closeFailed);
     throw err;
   }
+
   cluster?.startHeartbeats();
   const statsTimer = setInterval(() => {
     host.loopStats().then(
@@ -300,13 +322,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     );
   }, SCHEDULER_STATS_INTERVAL_MS);
   statsTimer.unref();
+  lifecycle.onClose('scheduler stats', () => clearInterval(statsTimer));
 
-  lifecycle.onChange((state) => {
-    if (state === 'draining') {
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus(CLIENT_API_SERVICE, 'NOT_SERVING');
-    }
-  });
   lifecycle.advance('serving');
   logger.info(
     {
@@ -326,21 +343,9 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   let skipWait: (() => void) | undefined;
   let stopping: Promise<void> | undefined;
 
-  async function stopEverything(code: number): Promise<void> {
-    if (stopping) return stopping;
-    stopping = (async () => {
-      lifecycle.advance('draining');
-      clearInterval(statsTimer);
-      cluster?.stop();
-      await apiService.close();
-      await Promise.all([
-        shutdownGrpc(apiServer, SERVER_CLOSE_GRACE_MS),
-        clusterServer ? shutdownGrpc(clusterServer, 0) : Promise.resolve(),
-        http?.close(),
-      ]);
-      await host.close();
-      metrics.stop();
-      lifecycle.advance('stopped');
+  function stopEverything(code: number): Promise<void> {
+    stopping ??= (async () => {
+      await lifecycle.close(closeFailed);
       logger.info({ exit_code: code }, 'zisk-coordinator stopped');
       resolveStopped(code);
     })();
@@ -394,4 +399,23 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       }
     },
   };
+}
+
+function logListeners(config: Config, ports: RunningCoordinator['ports'], logger: Logger): void {
+  logger.info(
+    { listener: 'api', address: config.server.host, port: ports.api },
+    `client API listening on ${hostPort(config.server.host, ports.api)}`,
+  );
+  if (ports.cluster !== undefined) {
+    logger.info(
+      { listener: 'cluster', address: config.server.host, port: ports.cluster },
+      `cluster (worker) API listening on ${hostPort(config.server.host, ports.cluster)}`,
+    );
+  }
+  if (ports.metrics !== undefined) {
+    logger.info(
+      { listener: 'metrics', address: config.metrics.host, port: ports.metrics, metrics_enabled: config.metrics.enabled },
+      `HTTP ${config.metrics.enabled ? '/metrics and ' : ''}/health listening on ${hostPort(config.metrics.host, ports.metrics)}`,
+    );
+  }
 }

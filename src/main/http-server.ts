@@ -15,16 +15,19 @@ export interface HttpServerOptions {
   port: number;
   /** Undefined when `[metrics] enabled = false`: `/metrics` is then 404, `/health` still served. */
   metrics?: CoordinatorMetrics;
-  /** False while draining: `/health` answers 503. */
-  isHealthy: () => boolean;
+  /** `/health` answers 200 only while `ready`; otherwise 503 with the state as the body. */
+  readiness: () => { ready: boolean; state: string };
   logger: Logger;
 }
 
 export interface HttpServerHandle {
   server: http.Server;
   address: { host: string; port: number };
-  /** Stops listening and ends every connection, idle keep-alive ones included. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, closes idle keep-alive connections at once and gives in-flight responses
+   * `graceMs` (default 2 s) before cutting every connection left.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 const ALLOW = 'GET, HEAD';
@@ -38,7 +41,7 @@ const CLOSE_GRACE_MS = 2_000;
 
 /** Resolves once listening; rejects with the listener's own error (e.g. EADDRINUSE) otherwise. */
 export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
-  const { metrics, isHealthy, logger } = opts;
+  const { metrics, readiness, logger } = opts;
   let closing = false;
 
   const server = http.createServer(
@@ -57,8 +60,8 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
     const route = pathOf(req.url ?? '/');
     if (route === '/health') {
       if (!allowed(req, res)) return;
-      const healthy = safeIsHealthy(isHealthy, logger);
-      send(req, res, healthy ? 200 : 503, healthy ? 'OK' : 'draining');
+      const r = safeReadiness(readiness, logger);
+      send(req, res, r.ready ? 200 : 503, r.ready ? 'OK' : r.state);
       return;
     }
     if (route === '/metrics' && metrics) {
@@ -91,9 +94,9 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
       resolve({
         server,
         address: { host: addr.address, port: addr.port },
-        close: () => {
+        close: (graceMs = CLOSE_GRACE_MS) => {
           closing = true;
-          return closeServer(server);
+          return closeServer(server, graceMs);
         },
       });
     };
@@ -103,14 +106,14 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
   });
 }
 
-function closeServer(server: http.Server): Promise<void> {
+function closeServer(server: http.Server, graceMs: number): Promise<void> {
   return new Promise<void>((resolve) => {
     if (!server.listening) {
       server.closeAllConnections();
       resolve();
       return;
     }
-    const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();
     server.close(() => {
       clearTimeout(force);
@@ -159,12 +162,12 @@ function pathOf(target: string): string {
   return q < 0 ? path : path.slice(0, q);
 }
 
-/** A throwing health callback is a bug elsewhere; report unhealthy rather than 500 a probe. */
-function safeIsHealthy(isHealthy: () => boolean, logger: Logger): boolean {
+/** A throwing readiness callback is a bug elsewhere; report not ready rather than 500 a probe. */
+function safeReadiness(readiness: HttpServerOptions['readiness'], logger: Logger): { ready: boolean; state: string } {
   try {
-    return isHealthy();
+    return readiness();
   } catch (err) {
-    logger.error({ err }, 'health check callback threw');
-    return false;
+    logger.error({ err }, 'readiness callback threw');
+    return { ready: false, state: 'unknown' };
   }
 }

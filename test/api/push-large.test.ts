@@ -75,7 +75,13 @@ test('256 MiB pushed in 2 MiB chunks to 4 workers: every worker gets it all, coo
   t.after(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
   const coord = await spawnCoordinator({
     args: EPHEMERAL,
-    env: { ...LOOPBACK_ENV, ZISK_COORDINATOR_COORDINATOR_CACHE_DIR: path.join(cacheDir, 'cache') },
+    env: {
+      ...LOOPBACK_ENV,
+      ZISK_COORDINATOR_COORDINATOR_CACHE_DIR: path.join(cacheDir, 'cache'),
+      // The queues must be what paces the push: with the default bound (256 MiB, the whole input)
+      // the client may legitimately fill them, so a smaller one is what shows the pacing works.
+      ZISK_COORDINATOR_COORDINATOR_MAX_WORKER_QUEUE_BYTES: String(32 * MiB),
+    },
   });
   t.after(() => stopCoordinator(coord));
   const pid = coord.child.pid as number;

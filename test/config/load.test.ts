@@ -77,7 +77,7 @@ describe('defaults', () => {
     const l = fixture().load();
     assert.deepEqual(l.config, {
       service: { name: 'ZisK Coordinator', version: packageVersion(), environment: 'development' },
-      server: { host: '0.0.0.0', port: 7000, shutdown_timeout_seconds: 30, max_message_bytes: 134217728 },
+      server: { host: '0.0.0.0', port: 7000, shutdown_timeout_seconds: 30, max_message_bytes: 134217728, http2_window_bytes: 4194304, keepalive_time_seconds: 30, keepalive_timeout_seconds: 10 },
       metrics: { enabled: true, host: '0.0.0.0', port: 9090 },
       logging: { level: 'info', format: 'pretty' },
       backend: { mode: 'coordinator' },
@@ -106,6 +106,8 @@ describe('defaults', () => {
         wrap_timeout_seconds: 600,
         max_worker_queue_bytes: 268435456,
         max_egress_bytes: 536870912,
+        keepalive_time_seconds: 0,
+        keepalive_timeout_seconds: 10,
         scheduler_thread: true,
       },
     });

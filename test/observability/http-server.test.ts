@@ -41,7 +41,10 @@ async function withServer(
     host: '127.0.0.1',
     port: 0,
     metrics,
-    isHealthy: opts.healthy ?? (() => true),
+    readiness: () => {
+      const ready = (opts.healthy ?? (() => true))();
+      return { ready, state: ready ? 'serving' : 'draining' };
+    },
     logger: quietLogger,
   });
   try {
@@ -167,7 +170,7 @@ test('port in use rejects with the original EADDRINUSE error', async () => {
   const port = (blocker.address() as net.AddressInfo).port;
   try {
     await assert.rejects(
-      startHttpServer({ host: '127.0.0.1', port, isHealthy: () => true, logger: quietLogger }),
+      startHttpServer({ host: '127.0.0.1', port, readiness: () => ({ ready: true, state: 'serving' }), logger: quietLogger }),
       (err: NodeJS.ErrnoException) => {
         assert.equal(err.code, 'EADDRINUSE');
         assert.equal(err.syscall, 'listen');
@@ -181,7 +184,7 @@ test('port in use rejects with the original EADDRINUSE error', async () => {
 
 test('keep-alive connections are reused and do not hold up close()', async () => {
   const metrics = new CoordinatorMetrics();
-  const h = await startHttpServer({ host: '127.0.0.1', port: 0, metrics, isHealthy: () => true, logger: quietLogger });
+  const h = await startHttpServer({ host: '127.0.0.1', port: 0, metrics, readiness: () => ({ ready: true, state: 'serving' }), logger: quietLogger });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
     let connections = 0;
@@ -203,7 +206,7 @@ test('keep-alive connections are reused and do not hold up close()', async () =>
 });
 
 test('close() twice is harmless', async () => {
-  const h = await startHttpServer({ host: '127.0.0.1', port: 0, isHealthy: () => true, logger: quietLogger });
+  const h = await startHttpServer({ host: '127.0.0.1', port: 0, readiness: () => ({ ready: true, state: 'serving' }), logger: quietLogger });
   await h.close();
   await h.close();
 });

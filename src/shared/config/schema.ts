@@ -58,6 +58,8 @@ const MIB = 1024 * 1024;
 const MESSAGE_BYTES = { kind: 'int', min: MIB, max: 2147483647 } as const;
 // A zero byte budget would block every large write forever.
 const BYTE_BUDGET = { kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER } as const;
+// HTTP/2 windows: at least the protocol's initial 64 KiB, at most its 2^31-1 ceiling.
+const HTTP2_WINDOW_BYTES = { kind: 'int', min: 65535, max: 2147483647 } as const;
 
 type IntType = Extract<ValueType, { kind: 'int' }>;
 type Entry<T> = {
@@ -153,7 +155,22 @@ const DEFINITION: SchemaDefinition = {
     max_message_bytes: {
       type: MESSAGE_BYTES,
       default: 134217728,
-      description: 'Max gRPC message size, both directions, both servers (at least 1 MiB).',
+      description: 'Max gRPC message size, both directions, both servers (at least 1 MiB); what the worker port sends is capped at 128 MiB.',
+    },
+    http2_window_bytes: {
+      type: HTTP2_WINDOW_BYTES,
+      default: 4194304,
+      description: 'HTTP/2 receive window (per stream and per connection) both gRPC servers advertise; bounds upload speed to window / RTT.',
+    },
+    keepalive_time_seconds: {
+      type: TIMER_SECONDS,
+      default: 30,
+      description: 'HTTP/2 keepalive ping interval on the client API port; 0 = no pings.',
+    },
+    keepalive_timeout_seconds: {
+      type: POSITIVE_TIMER_SECONDS,
+      default: 10,
+      description: 'Close a client API connection whose keepalive ping is not answered within this time.',
     },
   },
   metrics: {
@@ -245,6 +262,16 @@ const DEFINITION: SchemaDefinition = {
       description: 'ELF and setup cache; unset = $ZISK_CACHE_DIR, else $ZISK_HOME/cache, else ~/.zisk/cache.',
     },
     proofs_dir: { type: { kind: 'optional-string' }, default: undefined, description: 'Write completed proofs here; unset = not written.' },
+    keepalive_time_seconds: {
+      type: TIMER_SECONDS,
+      default: 0,
+      description: 'HTTP/2 keepalive ping interval on the worker port; 0 = no pings (liveness is the heartbeat\'s job).',
+    },
+    keepalive_timeout_seconds: {
+      type: POSITIVE_TIMER_SECONDS,
+      default: 10,
+      description: 'Close a worker connection whose keepalive ping is not answered within this time.',
+    },
     scheduler_thread: {
       type: { kind: 'bool' },
       default: true,

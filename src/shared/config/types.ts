@@ -23,6 +23,11 @@ export interface ServerConfig {
   shutdown_timeout_seconds: number;
   /** Max gRPC message size, both directions, both servers. */
   max_message_bytes: number;
+  /** HTTP/2 receive window advertised per stream and per connection by both gRPC servers. */
+  http2_window_bytes: number;
+  /** Client API port keepalive pings; 0 = none. */
+  keepalive_time_seconds: number;
+  keepalive_timeout_seconds: number;
 }
 
 export interface MetricsConfig {
@@ -74,6 +79,9 @@ export interface CoordinatorConfig {
   inputs_dir?: string;
   cache_dir?: string;
   proofs_dir?: string;
+  /** Worker port keepalive pings; 0 = none (the heartbeat covers liveness). */
+  keepalive_time_seconds: number;
+  keepalive_timeout_seconds: number;
   /** Run the scheduler core on its own worker thread (true) or on the main thread (false). */
   scheduler_thread: boolean;
 }

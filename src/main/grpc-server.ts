@@ -1,0 +1,136 @@
+/**
+ * A grpc-js server with the two things grpc-js 1.14 has no option for, reached through the one
+ * hook it leaves on the instance (`createHttp2Server`, called once per bound address):
+ *
+ * - **HTTP/2 receive windows** (docs/protocol.md, "Flow control"): grpc-js keeps Node's 64 KiB,
+ *   which caps every upload at 64 KiB per round trip. The stream window goes out in the server's
+ *   SETTINGS; the connection window is raised on each session as it opens.
+ * - **Every session, tracked**: grpc-js only tracks sessions for `forceShutdown` when channelz is on
+ *   (we turn it off), so a forced shutdown left every peer's connection open and the process alive
+ *   until the peer hung up. `close()` destroys them all itself.
+ *
+ * The hook is checked when the server is built: if grpc-js changes its shape, startup fails loudly
+ * instead of silently serving with 64 KiB windows and an exit that hangs.
+ */
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+
+export interface GrpcServerTuning {
+  /** Receive window advertised per stream and per connection. */
+  windowBytes: number;
+  maxMessageBytes: number;
+  /** What this server sends at most (defaults to maxMessageBytes). */
+  maxSendMessageBytes?: number;
+  /** Keepalive ping interval; 0 = no pings. */
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+}
+
+/** The parts of grpc-js's Server instance the hook relies on (private in its typings). */
+interface ServerInternals {
+  createHttp2Server?: (credentials: grpc.ServerCredentials) => http2.Http2Server;
+  commonServerOptions?: http2.ServerOptions;
+}
+
+/** The HTTP/2 stream under a server call (private in grpc-js's typings); see `http2StreamOf`. */
+interface CallInternals {
+  call?: { stream?: unknown };
+}
+
+export function grpcServerOptions(t: GrpcServerTuning): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': t.maxMessageBytes,
+    'grpc.max_send_message_length': t.maxSendMessageBytes ?? t.maxMessageBytes,
+    // grpc-js's default keepalive time is "never": leaving the options out is how pings are turned off.
+    ...(t.keepaliveTimeMs > 0
+      ? {
+          'grpc.keepalive_time_ms': t.keepaliveTimeMs,
+          'grpc.keepalive_timeout_ms': t.keepaliveTimeoutMs,
+          'grpc.keepalive_permit_without_calls': 1,
+        }
+      : {}),
+    // Nothing serves channelz here, and its per-call trackers and per-message timestamps cost CPU
+    // on every heartbeat of every worker.
+    'grpc.enable_channelz': 0,
+  };
+}
+
+export class TunedGrpcServer {
+  readonly server: grpc.Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(tuning: GrpcServerTuning) {
+    this.server = new grpc.Server(grpcServerOptions(tuning));
+    const internals = this.server as unknown as ServerInternals;
+    const create = internals.createHttp2Server;
+    const common = internals.commonServerOptions;
+    if (typeof create !== 'function' || typeof common !== 'object' || common === null) {
+      throw new Error('unsupported @grpc/grpc-js version: Server.createHttp2Server/commonServerOptions not found');
+    }
+    common.settings = { ...common.settings, initialWindowSize: tuning.windowBytes };
+    internals.createHttp2Server = (credentials) => {
+      const h2 = create.call(this.server, credentials);
+      h2.on('session', (session: http2.ServerHttp2Session) => this.adopt(session, tuning.windowBytes));
+      return h2;
+    };
+  }
+
+  /** Sessions open now (all listeners). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private adopt(session: http2.ServerHttp2Session, windowBytes: number): void {
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    // The connection window starts at 64 KiB whatever SETTINGS say; only a WINDOW_UPDATE raises it.
+    if (windowBytes > 65535) {
+      try {
+        session.setLocalWindowSize(windowBytes);
+      } catch {
+        // The session died before it was set up; nothing to tune.
+      }
+    }
+  }
+
+  bind(address: string, credentials: grpc.ServerCredentials): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  /**
+   * Stops accepting, gives open calls `graceMs` to finish after GOAWAY, then destroys every session,
+   * whatever the peers do (a peer that ignores GOAWAY keeps its session open forever otherwise).
+   */
+  close(graceMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.server.forceShutdown();
+        for (const session of this.sessions) session.destroy();
+        this.sessions.clear();
+        resolve();
+      };
+      const timer = setTimeout(finish, graceMs);
+      this.server.tryShutdown(finish);
+    });
+  }
+}
+
+/**
+ * The HTTP/2 stream under a grpc-js server call, for the one thing grpc-js does not do: reset a
+ * stream after its final status (docs/protocol.md, "Ending a worker stream"). Undefined when the
+ * call is not a plain server call on this grpc-js version.
+ */
+export function http2StreamOf(call: object): http2.ServerHttp2Stream | undefined {
+  const stream = (call as CallInternals).call?.stream;
+  if (typeof stream !== 'object' || stream === null) return undefined;
+  const candidate = stream as Partial<http2.ServerHttp2Stream>;
+  return typeof candidate.close === 'function' && typeof candidate.respond === 'function'
+    ? (stream as http2.ServerHttp2Stream)
+    : undefined;
+}
