@@ -60,7 +60,7 @@ async function exitWithin(c: SpawnedCoordinator, ms: number): Promise<{ code: nu
   let timer: NodeJS.Timeout | undefined;
   const exit = await Promise.race([
     c.exited,
-    new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms))),
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
   ]);
   clearTimeout(timer);
   if (!exit) {
