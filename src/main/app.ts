@@ -39,7 +39,7 @@ const SCHEDULER_STATS_INTERVAL_MS = 5_000;
 /** The real worker's decoder limit is fixed at 128 MiB: a bigger message would kill its stream. */
 export const WORKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 
-function apiServerTuning(config: Config): GrpcServerTuning {
+export function apiServerTuning(config: Config): GrpcServerTuning {
   return {
     windowBytes: config.server.http2_window_bytes,
     maxMessageBytes: config.server.max_message_bytes,
@@ -48,7 +48,7 @@ function apiServerTuning(config: Config): GrpcServerTuning {
   };
 }
 
-function clusterServerTuning(config: Config): GrpcServerTuning {
+export function clusterServerTuning(config: Config): GrpcServerTuning {
   return {
     windowBytes: config.server.http2_window_bytes,
     maxMessageBytes: config.server.max_message_bytes,

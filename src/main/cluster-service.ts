@@ -255,6 +255,7 @@ export class ClusterService {
       computeUnits: hello.computeUnits,
       reconnect: hello.reconnect,
       ...(hello.lastKnownJobId !== undefined ? { lastKnownJobId: hello.lastKnownJobId } : {}),
+      peer: link.peer,
     });
   }
 

@@ -3,8 +3,10 @@
  * byte bound that relay producers wait on, and a process-wide budget for large messages (grpc-js
  * copies every message it writes, so fan-out of big payloads must be paced — decisions D7).
  */
+import * as http2 from 'node:http2';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { LinkId } from '../shared/scheduler-protocol';
+import { http2StreamOf } from './grpc-server';
 
 export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';
 
@@ -14,6 +16,11 @@ export const LARGE_MESSAGE_BYTES = 1 << 20;
 const WRITE_WINDOW_BYTES = 4 << 20;
 /** Large-message bytes handed to grpc-js in one event-loop turn, across all streams (one message if bigger). */
 export const TURN_LARGE_BYTES = 16 << 20;
+/**
+ * How long an ended stream's queued messages and status may take to go out before the stream is
+ * reset anyway: a worker that stopped reading must not keep a replaced stream open forever.
+ */
+const END_FLUSH_LIMIT_MS = 5_000;
 
 type Waiter = () => void;
 
@@ -99,6 +106,8 @@ export class WorkerLink {
   registered = false;
   /** a delayed `accepted=false` response is pending; the stream ends after it */
   rejecting = false;
+  /** The connection's address (`ip:port`), for logs that must find the process. */
+  readonly peer: string;
   /** when this link's last `workerAlive` event went to the scheduler (performance.now() ms) */
   lastAlivePostedAt = -Infinity;
   private readonly queue: OutboundMessage[] = [];
@@ -109,6 +118,7 @@ export class WorkerLink {
   private waitingForBudget = false;
   private waitingForTurn = false;
   private closedFlag = false;
+  private ending = false;
   private readonly roomWaiters: Waiter[] = [];
 
   constructor(
@@ -117,7 +127,9 @@ export class WorkerLink {
     private readonly maxQueueBytes: number,
     private readonly egress: EgressBudget,
     private readonly counters: LinkCounters,
-  ) {}
+  ) {
+    this.peer = call.getPeer();
+  }
 
   get closed(): boolean {
     return this.closedFlag;
@@ -158,9 +170,17 @@ export class WorkerLink {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
-  /** Ends the stream after the queued messages, with a status (OK = clean end). */
+  /**
+   * Ends the stream after the queued messages with a status (OK = clean end), then resets it
+   * (docs/protocol.md, "Ending a worker stream"): upstream's worker only notices a dead stream when a
+   * send fails, and a stream that ended with trailers but no RST_STREAM stays writable for it, so a
+   * replaced worker would heartbeat into it forever and never reconnect.
+   */
   end(code: number, details: string): void {
-    if (this.closedFlag) return;
+    if (this.closedFlag || this.ending) return;
+    this.ending = true;
+    const stream = http2StreamOf(this.call);
+    if (stream) resetAfterStatus(stream);
     if (code === 0) this.call.end();
     else this.call.emit('error', { code, details });
   }
@@ -229,4 +249,29 @@ export class WorkerLink {
     const ready = this.roomWaiters.splice(0);
     for (const w of ready) w();
   }
+}
+
+/** How often `resetAfterStatus` looks whether the status has left. */
+const RESET_POLL_MS = 10;
+
+/**
+ * Resets `stream` once its status (the trailers) is on the wire. Not sooner: nghttp2 sends an
+ * RST_STREAM ahead of the stream's queued trailers and then drops them, so the peer would never see
+ * the status. Node has no event for "trailers sent", but the stream's local side closes when they go
+ * out (END_STREAM), so that is what is awaited, bounded by END_FLUSH_LIMIT_MS (a peer that stopped
+ * reading keeps the trailers queued behind flow-controlled data: it gets the reset without them).
+ */
+function resetAfterStatus(stream: http2.ServerHttp2Stream): void {
+  const deadline = Date.now() + END_FLUSH_LIMIT_MS;
+  const check = (): void => {
+    if (stream.closed || stream.destroyed) return;
+    const sent = stream.state.localClose === 1;
+    if (sent || Date.now() >= deadline) {
+      stream.close(sent ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    setTimeout(check, RESET_POLL_MS).unref();
+  };
+  // grpc-js submits the status only after its own queue of messages is flushed: poll from now on.
+  setTimeout(check, RESET_POLL_MS).unref();
 }

@@ -108,6 +108,8 @@ export type SchedulerEvent =
       /** true for `reconnect`, false for `register` */
       reconnect: boolean;
       lastKnownJobId?: string;
+      /** `ip:port` of the connection, for logs */
+      peer?: string;
     }
   /** The stream ended (EOF, error, cancel, or closed by us). */
   | { type: 'workerClosed'; linkId: LinkId }

@@ -108,4 +108,12 @@ describe('mock backend end to end', () => {
     assert.equal(e.details, `Invalid job state: job ${jobId} is already terminal (current: Cancelled)`);
     assert.equal(e.apiError?.code, 1004);
   });
+
+  it('accepts PushJobInput and PushJobHintsInput for an inline-input job, as upstream\'s mock does', async () => {
+    const jobId = await submit(client, { prove: { hash_id: hashId, input: inline(Buffer.alloc(16, 1)), proof_dest: 1 } });
+    const input = pushStream(client, 'PushJobInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]);
+    assert.deepEqual(await input.result, {});
+    const hints = pushStream(client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]);
+    assert.deepEqual(await hints.result, {});
+  });
 });

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator';
+import { startCluster } from '../helpers/cluster';
 import { apiErrorOf } from '../../src/main/grpc-errors';
 import {
   API_NAMES,
@@ -199,6 +200,22 @@ describe('client API validation (real mode, no workers)', () => {
 });
 
 
+describe('push state rules (real mode)', () => {
+  it('refuses pushes for jobs whose input or hints are not grpc://', async () => {
+    const c = await startCluster(1, { tag: 'push-rules', sim: { contributionDelayMs: 60_000 } });
+    try {
+      const jobId = await submit(c.client, { prove: { hash_id: c.hashId, input: inline(Buffer.alloc(8)), proof_dest: 1 } });
+      const e = await pushError(pushStream(c.client, 'PushJobInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]).result);
+      assertError(e, INVALID, `Invalid job state: job ${jobId} uses Inline input — cannot push input via gRPC`, 1004);
+      const h = await pushError(pushStream(c.client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]).result);
+      assertError(h, INVALID, `Invalid job state: job ${jobId} has no hints — cannot push hints via gRPC`, 1004);
+      await unary(c.client, 'CancelJob', { job_id: jobId });
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe('push state rules and the drain (mock mode)', () => {
   let tc: TestCoordinator;
   let client: grpc.Client;
@@ -214,13 +231,20 @@ describe('push state rules and the drain (mock mode)', () => {
     await tc.stop();
   });
 
-  it('refuses pushes for jobs whose input or hints are not grpc://', async () => {
-    const jobId = await submit(client, { prove: { hash_id: hashId, input: inline(Buffer.alloc(8)) } });
-    const e = await pushError(pushStream(client, 'PushJobInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]).result);
-    assertError(e, INVALID, `Invalid job state: job ${jobId} uses Inline input — cannot push input via gRPC`, 1004);
-    const h = await pushError(pushStream(client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]).result);
-    assertError(h, INVALID, `Invalid job state: job ${jobId} has no hints — cannot push hints via gRPC`, 1004);
-    await unary(client, 'CancelJob', { job_id: jobId });
+  it('refuses input pushes only for stream-URI jobs, as upstream\'s mock does', async () => {
+    const inputsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-mock-inputs-'));
+    const mock = await startTestCoordinator({ backend: { mode: 'mock' }, coordinator: { inputs_dir: inputsDir } });
+    const c = apiClient(mock.apiAddress);
+    try {
+      const h = await register(c, fakeElf('mock-uri'));
+      const jobId = await submit(c, { prove: { hash_id: h, input: { stream_uri: `file://${inputsDir}/in.bin` } } });
+      const e = await pushError(pushStream(c, 'PushJobInput', [{ job_id: jobId, chunk: { data: Buffer.alloc(8) } }]).result);
+      assertError(e, INVALID, `Invalid job state: job ${jobId} uses StreamUri input — cannot push input via gRPC`, 1004);
+    } finally {
+      c.close();
+      await mock.stop();
+      fs.rmSync(inputsDir, { recursive: true, force: true });
+    }
   });
 
   it('while draining: new jobs refused (after format and program checks), everything else served', async () => {

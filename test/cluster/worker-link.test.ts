@@ -21,6 +21,10 @@ class FakeCall {
   complete(): void {
     for (const cb of this.pending.splice(0)) cb();
   }
+
+  getPeer(): string {
+    return `127.0.0.1:${40000 + this.link}`;
+  }
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

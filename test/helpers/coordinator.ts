@@ -24,6 +24,8 @@ export interface TestCoordinator {
   /** Every log record so far (JSON-decoded). */
   logs: Record<string, unknown>[];
   cacheDir: string;
+  /** Resolves with the first log record (already written or to come) that matches. */
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Drains (as SIGTERM) and waits; returns the exit code. */
   stop(): Promise<number>;
 }
@@ -40,19 +42,40 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
     coordinator: { ...base.coordinator, port: 0, cache_dir: cacheDir, ...overrides.coordinator },
   };
   const logs: Record<string, unknown>[] = [];
+  const logWaiters = new Set<(l: Record<string, unknown>) => void>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line.trim() === '') continue;
+        let record: Record<string, unknown>;
         try {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
+          record = JSON.parse(line) as Record<string, unknown>;
         } catch {
-          logs.push({ msg: line });
+          record = { msg: line };
         }
+        logs.push(record);
+        for (const w of [...logWaiters]) w(record);
       }
       cb();
     },
   });
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        logWaiters.delete(waiter);
+        reject(new Error(`log record not seen within ${timeoutMs} ms; last: ${JSON.stringify(logs.slice(-3).map((l) => l.msg))}`));
+      }, timeoutMs);
+      const waiter = (l: Record<string, unknown>): void => {
+        if (!pred(l)) return;
+        clearTimeout(timer);
+        logWaiters.delete(waiter);
+        resolve(l);
+      };
+      logWaiters.add(waiter);
+    });
+  };
   const logger = createLogger(config.logging, { destination: sink });
   const running = await startCoordinator(config, logger);
   return {
@@ -63,6 +86,7 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
     metricsUrl: `http://127.0.0.1:${running.ports.metrics ?? 0}`,
     logs,
     cacheDir,
+    waitForLog,
     async stop() {
       running.shutdown('test');
       const code = await running.stopped;

@@ -119,3 +119,27 @@ export function idleKeepAliveSocket(port: number): IdleKeepAliveSocket {
     destroy: () => socket.destroy(),
   };
 }
+
+/**
+ * What tonic's request timeout does (the SDK sets 300 s, prove-client 3600 s): it covers only the
+ * wait for response headers, and sends no `grpc-timeout`. Resolves with the headers, or resets the
+ * stream (as tonic cancels the call) and rejects when they do not arrive within `ms`.
+ */
+export function headersWithin(call: RudeStream, ms: number): Promise<http2.IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      call.stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(new Error(`no response headers within ${ms} ms: a tonic client would have cancelled the call`));
+    }, ms);
+    void call.headers.then((h) => {
+      clearTimeout(timer);
+      resolve(h);
+    });
+  });
+}
+
+/** The gRPC status in a call's trailers (or in trailers-only response headers). */
+export async function grpcStatusOf(call: RudeStream): Promise<{ code: number; message: string }> {
+  const h = await Promise.race([call.trailers, call.headers.then((hd) => (hd['grpc-status'] !== undefined ? hd : call.trailers))]);
+  return { code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
+}

@@ -200,6 +200,45 @@ describe('prove flow', () => {
     assert.deepEqual(failureOf(out, jobId), { kind: 'timeout', phase: 3, limitSeconds: 100 });
   });
 
+  it('the aggregator is exempt from the silence check while its final PLONK AGGREGATE runs (the wrap blocks it), not before', () => {
+    // 30 s heartbeats, 3 missed: silent for 90 s is a dead worker, except inside the exemption.
+    const h = new Harness({ phase3_timeout_seconds: 600 });
+    h.cluster(2);
+    const { jobId } = h.prove({ proofKind: 3 });
+    h.contribute('w0', jobId);
+    h.contribute('w1', jobId);
+    h.proofs('w0', jobId);
+    h.proofs('w1', jobId);
+    const w0Link = h.link('w0');
+    // The first AGGREGATE step is not the final one: the aggregator must keep heartbeating.
+    h.alive('w1');
+    h.aggAck('w0', jobId);
+    h.alive('w0');
+    // Now the final PLONK step runs: 200 s of silence from the aggregator are excused.
+    const out = h.advance(200_000);
+    assert.ok(!only(out, 'closeWorker').some((c) => c.linkId === w0Link), 'the aggregator is not cut');
+    assert.equal(h.job(jobId).status, 'running');
+    const done = h.finalProof('w0', jobId);
+    assert.equal(terminalEvent(done, jobId).kind, 'completed');
+    // The silence window restarts when the exemption ends.
+    none(h.advance(89_999).filter((e) => e.type === 'closeWorker' && e.linkId === w0Link), 'closeWorker');
+  });
+
+  it('a silent aggregator of a non-PLONK final step is still disconnected', () => {
+    const h = new Harness({ phase3_timeout_seconds: 600 });
+    h.cluster(2);
+    const { jobId } = h.prove({ proofKind: 2 });
+    h.contribute('w0', jobId);
+    h.contribute('w1', jobId);
+    h.proofs('w0', jobId);
+    h.proofs('w1', jobId);
+    const w0Link = h.link('w0');
+    h.aggAck('w0', jobId);
+    const out = h.advance(90_000);
+    assert.ok(only(out, 'closeWorker').some((c) => c.linkId === w0Link));
+    assert.equal(h.job(jobId).status, 'failed');
+  });
+
   it('the phase-2 timeout still applies to stragglers after the aggregator is chosen', () => {
     const h = new Harness({ phase2_timeout_seconds: 60 });
     h.cluster(2);

@@ -9,6 +9,9 @@ import { checkPushTarget, invalid, parseJobId } from './validation';
 
 export function handlePush(ctx: ApiContext, kind: PushKind, call: grpc.ServerReadableStream<PushMsg, object>, callback: grpc.sendUnaryData<object>): void {
   const method = kind === 'input' ? 'PushJobInput' : 'PushJobHintsInput';
+  // tonic's request timeout covers only the wait for response headers: a push to a queued job is
+  // held until the job starts, so the headers cannot wait for the end of the push.
+  call.sendMetadata(new grpc.Metadata());
   const done = ctx.calls.track(method);
   let rec: JobRecord | undefined;
   let relay: JobRelay | undefined;
@@ -46,7 +49,7 @@ export function handlePush(ctx: ApiContext, kind: PushKind, call: grpc.ServerRea
     const jobId = parseJobId(msg.job_id);
     if (!msg.chunk) throw invalid('chunk must be set');
     const r = ctx.jobs.find(jobId);
-    checkPushTarget(r, kind, method);
+    checkPushTarget(r, kind, method, ctx.mock);
     r.pushOpen[kind] = true;
     rec = r;
     relay = kind === 'input' ? r.relays.input : r.relays.hints;

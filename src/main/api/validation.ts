@@ -161,10 +161,15 @@ export function waitHoldMs(req: WaitMsg, deadline: Deadline, now: number): numbe
 }
 
 /** Throws the `Invalid job state` error when a Push stream of `kind` may not feed this job now. */
-export function checkPushTarget(rec: JobRecord, kind: PushKind, method: string): void {
+/**
+ * Whether a push stream may feed `rec`. Mock mode takes what upstream's mock takes (the chunks are
+ * dropped): input pushes to any job without a stream URI, hints pushes to any job.
+ */
+export function checkPushTarget(rec: JobRecord, kind: PushKind, method: string, mock: boolean): void {
   if (rec.terminal) throw invalidJobState(`job ${rec.id} is already terminal (current: ${rec.statusName()})`);
   const mode = kind === 'input' ? rec.input : rec.hints;
-  if (mode.kind !== 'grpc') {
+  const refused = mock ? kind === 'input' && mode.kind === 'local' : mode.kind !== 'grpc';
+  if (refused) {
     const has = mode.kind === 'none' ? 'has no' : `uses ${mode.kind === 'inline' ? 'Inline' : 'StreamUri'}`;
     throw invalidJobState(`job ${rec.id} ${has} ${kind} — cannot push ${kind} via gRPC`);
   }

@@ -17,6 +17,8 @@ export class WatchStreams {
 
   handle(call: WatchCall): void {
     const { calls, jobs } = this.ctx;
+    // Headers at once, whatever the job's history holds (tonic times out on headers alone).
+    call.sendMetadata(new grpc.Metadata());
     const done = calls.track('WatchJob');
     let rec: JobRecord;
     try {

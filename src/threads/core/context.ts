@@ -54,6 +54,9 @@ export interface CoreDeps {
 
 type LogFields = Record<string, string | number | boolean | undefined>;
 
+/** `DistributedProofType` PLONK (AggregateTask.proofType). */
+const PLONK_PROOF_TYPE = 2;
+
 export class Ctx {
   readonly timers = new TimerHeap<TimerTask>();
   readonly pool = new WorkerPool();
@@ -125,11 +128,14 @@ export class Ctx {
   }
 
   /**
-   * Silence is not checked while SettingUp or running a wrap: the real worker's event loop is blocked
-   * then and sends nothing (decisions D5).
+   * Silence is not checked while the real worker's event loop is blocked and sends nothing: while
+   * SettingUp, running a wrap, or running the final AGGREGATE of a PLONK proof, whose wrap runs
+   * inside that step (docs/protocol.md, "Liveness"). The phase deadlines still apply.
    */
   livenessExempt(w: WorkerRec): boolean {
-    return w.state === 'setting_up' || w.job?.kind === 'wrap';
+    if (w.state === 'setting_up' || w.job?.kind === 'wrap') return true;
+    const step = w.job?.prove?.inFlight;
+    return step !== undefined && step.workerId === w.id && step.last && step.proofType === PLONK_PROOF_TYPE;
   }
 
   /**

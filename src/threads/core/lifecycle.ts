@@ -12,6 +12,13 @@ import type { TimerEntry } from './timers';
 
 /** A rejected worker reconnects at once; delaying the rejection rate-limits the loop (decisions D5). */
 export const REJECT_DELAY_MS = 1000;
+/**
+ * Two live processes sharing one worker id take each other over in turn, each takeover failing the
+ * job the other was computing. Past this many takeovers of one id within the window, the newer
+ * connection is refused instead (docs/protocol.md, "Takeover"), so the pair cannot flap in a loop.
+ */
+export const TAKEOVER_WINDOW_MS = 60_000;
+export const MAX_TAKEOVERS_PER_WINDOW = 3;
 
 export function onLinkOpened(ctx: Ctx, linkId: number): void {
   if (ctx.pool.links.has(linkId)) return;
@@ -51,8 +58,10 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
   ctx.timers.cancel(link.handshake);
   link.handshake = undefined;
 
+  if (ev.peer !== undefined) link.peer = ev.peer;
   const existing = ctx.pool.byId.get(ev.workerId);
   const live = existing !== undefined && existing.state !== 'disconnected';
+  if (existing?.link && refuseFlappingTakeover(ctx, existing, ev, link)) return;
   if (!live && ctx.pool.liveCount >= ctx.cfg.max_total_workers) {
     const message = `Maximum concurrent connections reached: (${ctx.cfg.max_total_workers})`;
     ctx.emit({ type: 'rejectWorker', linkId: ev.linkId, workerId: ev.workerId, message, delayMs: REJECT_DELAY_MS });
@@ -76,7 +85,10 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
   if (existing?.link) {
     ctx.emit({ type: 'closeWorker', linkId: existing.link.id, status: 'OK', message: 'Replaced by a newer connection' });
     detachLink(ctx, existing);
-    ctx.log('warn', `worker ${ev.workerId} taken over by a newer connection`, { worker_id: ev.workerId });
+    ctx.log('warn', `worker ${ev.workerId} taken over by a newer connection${peers(existing.link, link)}`, {
+      worker_id: ev.workerId,
+      peer: link.peer,
+    });
   }
 
   const w = existing ?? ctx.pool.create(ev.workerId, ev.computeUnits, ctx.now);
@@ -122,6 +134,30 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
     directive,
     generation: w.generation,
   });
+}
+
+function peers(old: LinkRec | undefined, newer: LinkRec): string {
+  if (old?.peer === undefined && newer.peer === undefined) return '';
+  return ` (from ${newer.peer ?? 'unknown'}; the replaced one was ${old?.peer ?? 'unknown'})`;
+}
+
+/**
+ * Counts a takeover of `existing`'s live stream; refuses it (true) once the id has been taken over
+ * too often lately, which only two live processes sharing the id do.
+ */
+function refuseFlappingTakeover(ctx: Ctx, existing: WorkerRec, ev: EventOf<'workerHello'>, link: LinkRec): boolean {
+  const since = ctx.now - TAKEOVER_WINDOW_MS;
+  while (existing.takeovers.length > 0 && existing.takeovers[0] <= since) existing.takeovers.shift();
+  if (existing.takeovers.length < MAX_TAKEOVERS_PER_WINDOW) {
+    existing.takeovers.push(ctx.now);
+    return false;
+  }
+  const message =
+    `Worker id ${ev.workerId} is already connected and was taken over ${existing.takeovers.length} times in the last ` +
+    `${TAKEOVER_WINDOW_MS / 1000}s: two live processes seem to share this id; refusing the newer connection`;
+  ctx.emit({ type: 'rejectWorker', linkId: ev.linkId, workerId: ev.workerId, message, delayMs: REJECT_DELAY_MS });
+  ctx.log('error', `${message}${peers(existing.link, link)}`, { worker_id: ev.workerId, peer: link.peer });
+  return true;
 }
 
 export function onWorkerClosed(ctx: Ctx, linkId: number): void {

@@ -45,6 +45,8 @@ export interface LinkRec {
   /** Set once a hello on this link was accepted; cleared when the link is detached (takeover, close). */
   worker: WorkerRec | undefined;
   handshake: TimerEntry<TimerTask> | undefined;
+  /** The peer's address as the main thread saw it, for logs that must find the process. */
+  peer?: string;
 }
 
 export interface WorkerRec {
@@ -76,6 +78,8 @@ export interface WorkerRec {
   graceTimer: TimerEntry<TimerTask> | undefined;
   purgeTimer: TimerEntry<TimerTask> | undefined;
   recoveryTimer: TimerEntry<TimerTask> | undefined;
+  /** When its live stream was taken over by another one, within the flapping window (oldest first). */
+  takeovers: EpochMs[];
 }
 
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';

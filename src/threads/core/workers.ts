@@ -50,6 +50,7 @@ export class WorkerPool {
       graceTimer: undefined,
       purgeTimer: undefined,
       recoveryTimer: undefined,
+      takeovers: [],
     };
     this.byId.set(id, w);
     this.counts.idle++;
