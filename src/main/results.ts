@@ -237,15 +237,4 @@ export function failureWire(f: JobFailure): JobFailureWire {
   }
 }
 
-/** Human text of a failure, for logs and the webhook. */
-export function failureText(f: JobFailure): string {
-  switch (f.kind) {
-    case 'timeout':
-      return `timed out${f.phase !== undefined ? ` in phase ${f.phase}` : ''} after ${f.limitSeconds}s`;
-    case 'input':
-    case 'execution':
-      return f.reason;
-    case 'internal':
-      return `internal error (trace id ${f.traceId}): ${f.reason}`;
-  }
-}
+

@@ -19,15 +19,14 @@ import type {
   WorkerStateName,
 } from '../shared/scheduler-protocol';
 import { Ctx, type CoreConfig, type CoreDeps } from './core/context';
-import { setJobTimer } from './core/deadlines';
 import { newJobRec } from './core/jobs';
-import { onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/lifecycle';
+import { afterRelease, onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/lifecycle';
 import { isTerminal, programKey, type EventOf, type JobStatus, type TimerTask } from './core/model';
-import { cancelJob, failJob } from './core/outcomes';
 import { pump, wouldStartNow } from './core/queue';
 import { anyLiveWorkerCanRun, onSetupAck, startSetupJob } from './core/setup';
 import { onTaskResult, onWorkerError } from './core/tasks';
 import type { TimerEntry } from './core/timers';
+import { cancelJob, enqueueJob, failJob } from './core/transitions';
 
 export type { CoreConfig, CoreDeps } from './core/context';
 
@@ -222,11 +221,8 @@ export class SchedulerCore {
       startSetupJob(ctx, job);
       return;
     }
-    ctx.jobEvent(job, { kind: 'queued' });
-    ctx.queue.add(job);
-    setJobTimer(ctx, job);
     // dispatch, if capacity is there now, happens in this same call when the queue settles
-    ctx.queueDirty = true;
+    enqueueJob(ctx, job);
   }
 
   private cancel(ev: EventOf<'cancelJob'>): void {
@@ -265,10 +261,17 @@ export class SchedulerCore {
     onWorkerTimer(ctx, entry);
   }
 
-  /** Once per call: start what can start, apply retention, report counts, hand the effects over. */
+  /**
+   * Once per call: settle the transitions' follow-ups (which may cause more), start what can start,
+   * apply retention, report counts, hand the effects over.
+   */
   private settle(): SchedulerEffect[] {
     const ctx = this.ctx;
-    if (ctx.queueDirty) pump(ctx);
+    for (;;) {
+      for (let f = ctx.followUps.shift(); f; f = ctx.followUps.shift()) afterRelease(ctx, f.worker);
+      if (!ctx.queueDirty) break;
+      pump(ctx);
+    }
     ctx.jobs.evictOverCap(ctx.cfg.max_retained_jobs, ctx.evicted);
     if (!ctx.retentionTimer) {
       const oldest = ctx.jobs.oldestTerminatedAt();

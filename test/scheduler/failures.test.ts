@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONTRIBUTION, Harness, PROVE, eventKinds, failureOf, none, one, only, terminalEvent } from './harness';
+import { CONTRIBUTION, HASH2, Harness, PROVE, eventKinds, failureOf, none, one, only, terminalEvent } from './harness';
 
 describe('§4.3 triggers', () => {
   it('a failed task fails the job (non-recovering: every Computing member back to Ready)', () => {
@@ -21,11 +21,11 @@ describe('§4.3 triggers', () => {
       assert.equal(h.state(w), 'ready');
       assert.equal(h.worker(w).parked, false);
     }
-    // order: job_cancelled, per-worker outcomes, blobs, then the event
+    // cause first: the terminal event, then job_cancelled, per-worker outcomes, blobs
     const at = (type: string): number => out.findIndex((e) => e.type === type);
+    assert.ok(at('jobEvent') < at('sendJobCancelled'));
     assert.ok(at('sendJobCancelled') < at('workerJobOutcome'));
     assert.ok(at('workerJobOutcome') < at('releaseBlobs'));
-    assert.ok(at('releaseBlobs') < at('jobEvent'));
     assert.deepEqual(one(out, 'sendJobCancelled'), {
       type: 'sendJobCancelled',
       jobId,
@@ -239,5 +239,26 @@ describe('abandonAll (shutdown deadline)', () => {
     });
     assert.deepEqual(h.core.snapshot().queue, []);
     none(h.send({ type: 'abandonAll', traceId: 'trace-2' }), 'jobEvent');
+  });
+});
+
+describe('effects leave cause first', () => {
+  it('a dropped worker that owes a setup: its prove job times out, then (as a consequence) the setup fails', () => {
+    // The grace outlives the phase-1 timeout, so the job's timeout is what releases the worker.
+    const h = new Harness({ phase1_timeout_seconds: 60, reconnect_grace_period_ms: 120_000 });
+    h.cluster(1);
+    const prove = h.prove();
+    const setup = h.submit({ kind: 'setup', hashId: HASH2, withHints: false, programName: 'other' });
+    assert.equal(h.job(setup.jobId).status, 'running', 'the setup waits for the computing worker');
+    h.close('w0');
+    const out = h.advance(60_000);
+    const failedAt = (jobId: string): number =>
+      out.findIndex((e) => e.type === 'jobEvent' && e.jobId === jobId && e.event.kind === 'failed');
+    assert.deepEqual(failureOf(out, prove.jobId), { kind: 'timeout', phase: 1, limitSeconds: 60 });
+    assert.match(String((terminalEvent(out, setup.jobId) as { failure: { reason: string } }).failure.reason), /disconnected/);
+    assert.ok(failedAt(prove.jobId) < failedAt(setup.jobId), 'the prove job fails before the setup it caused to fail');
+    // and each log line follows its own event
+    const logAt = (re: RegExp): number => out.findIndex((e) => e.type === 'log' && re.test(e.msg));
+    assert.ok(logAt(/^prove job failed/) < logAt(/^setup job failed/));
   });
 });

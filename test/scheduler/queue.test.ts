@@ -81,9 +81,9 @@ describe('submitJob checks, in order', () => {
       'submitResult',
       'jobEvent',
       'jobEvent',
+      'jobEvent',
       'dispatchContributions',
       'jobLinks',
-      'jobEvent',
       'workerCounts',
     ]);
     assert.deepEqual(eventKinds(effects, jobId), ['queued', 'started', 'progress:1']);

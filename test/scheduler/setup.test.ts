@@ -167,7 +167,7 @@ describe('setup jobs', () => {
     assert.deepEqual(owed.linkIds, [h.link('w0')]);
     assert.equal(owed.setup.setupJobId, jobId);
     const jobDone = finish.findIndex((e) => e.type === 'jobEvent' && e.event.kind === 'completed');
-    assert.ok(jobDone > finish.indexOf(owed), 'the setup goes out as the worker is released');
+    assert.ok(jobDone < finish.indexOf(owed), 'the setup goes out once the job that held the worker is over');
     assert.equal(h.state('w0'), 'setting_up');
     h.ackSetup('w0', jobId, { hashId: HASH2 });
     assert.equal(h.state('w0'), 'ready');

@@ -7,7 +7,8 @@ import { JobRecord, JobTable, JobWatcher, type DataMode, type RecordedEvent } fr
 import { startLocalSource } from '../local-sources';
 import type { ProgramRegistry } from '../programs';
 import { JobRelay, type RelayKind } from '../relays';
-import { buildResult, failureText, type BuiltResult } from '../results';
+import { failureText } from '../../shared/job-failure';
+import { buildResult, type BuiltResult } from '../results';
 import type { WebhookNotifier } from '../webhook';
 import type { ApiServiceDeps } from './context';
 import { outcomeOf, saveProof, webhookNotice } from './job-outputs';

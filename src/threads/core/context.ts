@@ -13,7 +13,7 @@ import type {
   WorkerStateName,
 } from '../../shared/scheduler-protocol';
 import { JobTable } from './jobs';
-import type { JobRec, ProgramKey, RegisteredSetup, TimerTask, WorkerRec } from './model';
+import type { FollowUp, JobRec, ProgramKey, RegisteredSetup, TimerTask, WorkerRec } from './model';
 import { TimerHeap, type TimerEntry } from './timers';
 import { WorkerPool, emptyCounts, type StateCounts } from './workers';
 
@@ -74,6 +74,8 @@ export class Ctx {
 
   now = 0;
   out: SchedulerEffect[] = [];
+  /** Consequences of this event's transitions, settled after it (see transitions.ts). */
+  readonly followUps: FollowUp[] = [];
   queueDirty = false;
   evicted: string[] = [];
   retentionTimer: TimerEntry<TimerTask> | undefined;
@@ -91,6 +93,10 @@ export class Ctx {
 
   emit(effect: SchedulerEffect): void {
     this.out.push(effect);
+  }
+
+  followUp(f: FollowUp): void {
+    this.followUps.push(f);
   }
 
   log(level: LogLevelName, msg: string, fields: LogFields = {}): void {

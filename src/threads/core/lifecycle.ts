@@ -5,9 +5,9 @@
 import type { AggregateTask, ReconnectDirective, SchedulerEffect, SetupRef } from '../../shared/scheduler-protocol';
 import type { Ctx } from './context';
 import { isTerminal, type EventOf, type JobRec, type LinkRec, type TimerTask, type WorkerRec } from './model';
-import { failJob } from './outcomes';
 import { deliverOwedSetups, dropWorkerFromSetups, replaySetupsFor } from './setup';
 import { replayAggregateFor, resumeJobOn } from './tasks';
+import { failJob } from './transitions';
 import type { TimerEntry } from './timers';
 
 /** A rejected worker reconnects at once; delaying the rejection rate-limits the loop (decisions D5). */
@@ -196,16 +196,15 @@ export function markDisconnected(ctx: Ctx, w: WorkerRec): void {
   ctx.log('info', `worker ${w.id} disconnected`, { worker_id: w.id });
 }
 
-/** A worker left its job: it picks up owed setups, or, if its stream is already gone, disconnects. */
+/**
+ * The follow-up of a released worker: it picks up owed setups, or, if its stream is already gone,
+ * disconnects. A worker that took another job meanwhile (in the same event) is left alone.
+ */
 export function afterRelease(ctx: Ctx, w: WorkerRec): void {
+  if (w.job) return;
   if (w.link) deliverOwedSetups(ctx, w);
   else if (w.disconnectedAt === undefined) markDisconnected(ctx, w);
   ctx.sync(w);
-}
-
-export function releaseWorker(ctx: Ctx, w: WorkerRec): void {
-  w.job = undefined;
-  afterRelease(ctx, w);
 }
 
 export function onRecoveryComplete(ctx: Ctx, w: WorkerRec): void {

@@ -145,6 +145,12 @@ export interface JobRec {
   setup: SetupState | undefined;
 }
 
+/**
+ * What a transition leads to elsewhere, settled by the core after the current event (cause first):
+ * a released worker picks up owed setups, or is marked disconnected if its stream is already gone.
+ */
+export type FollowUp = { kind: 'workerReleased'; worker: WorkerRec };
+
 export type TimerTask =
   | { kind: 'handshake'; link: LinkRec }
   | { kind: 'liveness'; worker: WorkerRec }

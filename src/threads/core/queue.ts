@@ -8,9 +8,9 @@
  */
 import type { Ctx } from './context';
 import { programKey, type JobRec, type WorkerRec } from './model';
-import { failJob } from './outcomes';
 import { anyLiveWorkerCanRun } from './setup';
-import { startJob } from './tasks';
+import { dispatchJob } from './tasks';
+import { failJob } from './transitions';
 
 export type Plan = { start: WorkerRec[] } | { waitFor: WorkerRec[] };
 
@@ -88,8 +88,7 @@ export function pump(ctx: Ctx): void {
     if (freeLeft <= 0) break;
     const plan = planJob(ctx, job, claimed);
     if ('start' in plan) {
-      ctx.queue.delete(job);
-      startJob(ctx, job, plan.start);
+      dispatchJob(ctx, job, plan.start);
       freeLeft -= plan.start.length;
       continue;
     }

@@ -7,7 +7,7 @@ import type { SetupRef } from '../../shared/scheduler-protocol';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
 import { programKey, programKeyOfRef, type EventOf, type JobRec, type ProgramKey, type WorkerRec } from './model';
-import { completeJob, failJob } from './outcomes';
+import { beginSetup, completeJob, failJob } from './transitions';
 
 function refOf(job: JobRec): SetupRef {
   if (job.spec.kind !== 'setup') throw new Error(`job ${job.id} is not a setup job`);
@@ -52,11 +52,8 @@ export function anyLiveWorkerCanRun(ctx: Ctx, key: ProgramKey): boolean {
 export function startSetupJob(ctx: Ctx, job: JobRec): void {
   const ref = refOf(job);
   const key = keyOf(job);
-  job.status = 'running';
-  job.startedAt = ctx.now;
-  job.setup = { targets: new Map(), pending: 0, owed: new Set() };
-  ctx.jobEvent(job, { kind: 'queued' });
-  ctx.jobEvent(job, { kind: 'started' });
+  beginSetup(ctx, job);
+  const setup = job.setup as NonNullable<JobRec['setup']>;
   const known = ctx.registry.get(key);
   if (known && everyLiveWorkerHolds(ctx, key)) {
     // idempotent, as the docs promise: nothing to send
@@ -70,7 +67,7 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
     if (w.state === 'disconnected') continue;
     if (w.job || !w.link) {
       w.owedSetups.set(job.id, ref);
-      job.setup.owed.add(w.id);
+      setup.owed.add(w.id);
     } else {
       addTarget(job, w, ref);
       linkIds.push(w.link.id);
@@ -84,7 +81,7 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
     hash_id: ref.hashId,
     with_hints: ref.withHints,
     targets: linkIds.length,
-    deferred: job.setup.owed.size,
+    deferred: setup.owed.size,
   });
 }
 
@@ -256,16 +253,4 @@ export function checkSetup(ctx: Ctx, job: JobRec): void {
   ctx.registry.set(key, { hashId, withHints, programName, vkHex });
   ctx.emit({ type: 'setupCompleted', hashId, withHints, programName, vkHex });
   completeJob(ctx, job, { kind: 'setup', vkHex });
-}
-
-/** Cleanup when a setup job ends: workers it kept SettingUp are released unless it completed. */
-export function endSetup(ctx: Ctx, job: JobRec): void {
-  ctx.activeSetups.delete(job.id);
-  const st = job.setup;
-  if (!st || job.status === 'completed') return;
-  for (const id of st.targets.keys()) {
-    const w = ctx.pool.byId.get(id);
-    if (w?.pendingSetups.delete(job.id)) ctx.sync(w);
-  }
-  for (const id of st.owed) ctx.pool.byId.get(id)?.owedSetups.delete(job.id);
 }

@@ -13,9 +13,8 @@ import type {
 import type { Ctx } from './context';
 import { allocateUnits } from './allocation';
 import { setJobTimer } from './deadlines';
-import { releaseWorker } from './lifecycle';
 import { isTerminal, programKey, type AggStep, type EventOf, type JobRec, type WorkerRec } from './model';
-import { completeJob, failJob } from './outcomes';
+import { completeJob, enterPhase, failJob, releaseWorker, startRun } from './transitions';
 
 export const TASK = {
   CONTRIBUTION: 0,
@@ -73,20 +72,13 @@ function linksOnJob(ctx: Ctx, job: JobRec): number[] {
   return links;
 }
 
-export function startJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
-  job.status = 'running';
-  job.startedAt = ctx.now;
-  job.phaseStartedAt = ctx.now;
-  job.workers = selected.map((w) => w.id);
-  for (const w of selected) {
-    w.job = job;
-    ctx.sync(w);
-  }
+/** Starts a queued job on the workers the queue selected, and sends them their first tasks. */
+export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
+  startRun(ctx, job, selected);
   const spec = job.spec;
   if (spec.kind === 'wrap') {
     const w = selected[0];
     job.owed.set(w.id, TASK.WRAP);
-    ctx.jobEvent(job, { kind: 'started' });
     ctx.emit({
       type: 'dispatchWrap',
       jobId: job.id,
@@ -101,7 +93,6 @@ export function startJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
   }
   if (spec.kind === 'setup') return;
   const executionOnly = spec.kind === 'execute';
-  job.phase = 1;
   if (executionOnly) job.exec = { results: new Map() };
   else {
     job.prove = {
@@ -120,7 +111,6 @@ export function startJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
   for (const w of selected) units += w.capacity;
   const task = executionOnly ? TASK.EXECUTION : TASK.CONTRIBUTION;
   for (const w of selected) job.owed.set(w.id, task);
-  ctx.jobEvent(job, { kind: 'started' });
   ctx.emit({
     type: 'dispatchContributions',
     jobId: job.id,
@@ -132,7 +122,6 @@ export function startJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
     targets: selected.map((w, rank) => ({ linkId: linkIdOf(w), workerId: w.id, rank, allocation: allocation[rank] })),
   });
   ctx.emit({ type: 'jobLinks', jobId: job.id, linkIds: selected.map(linkIdOf) });
-  ctx.jobEvent(job, { kind: 'progress', phase: 1 });
   setJobTimer(ctx, job);
   ctx.log('info', `${spec.kind} job started`, {
     job_id: job.id,
@@ -263,10 +252,8 @@ function onContribution(
     }
   }
   ctx.emit({ type: 'phaseFinished', phase: 'contributions', seconds: (ctx.now - job.phaseStartedAt) / 1000 });
-  job.phase = 2;
-  job.phaseStartedAt = ctx.now;
+  enterPhase(ctx, job, 2);
   p.proveStartedAt = ctx.now;
-  ctx.jobEvent(job, { kind: 'progress', phase: 2 });
   const challengesBlobIds = job.workers.flatMap((id) => p.contributions.get(id)?.challengesBlobIds ?? []);
   const targets: { linkId: number; workerId: string }[] = [];
   for (const id of job.workers) {
@@ -318,9 +305,8 @@ function onProofs(ctx: Ctx, job: JobRec, w: WorkerRec, r: Extract<TaskResultSumm
   }
   if (p.aggregator === undefined) {
     p.aggregator = w.id;
-    job.phase = 3;
+    enterPhase(ctx, job, 3);
     p.aggregateStartedAt = ctx.now;
-    ctx.jobEvent(job, { kind: 'progress', phase: 3 });
     // the aggregator's own partial proofs stay on the worker (agg_proofs is empty for it)
     ctx.releaseBlobs([r.proofsBlobId]);
     ctx.log('debug', `worker ${w.id} is the aggregator`, { job_id: job.id, worker_id: w.id, phase: 3 });

@@ -1,0 +1,177 @@
+/**
+ * Every status change of a job, and every change of which job a worker is assigned to, in one
+ * place. The flows (setup, tasks, worker lifecycle, queue) decide *when*; these functions do the
+ * change, emit what the client and the main thread must hear about it, and nothing else.
+ *
+ * A transition touches only the state. What a change leads to elsewhere (a released worker picking
+ * up owed setups, or being marked disconnected because its stream is gone, which may end a setup job
+ * in turn) is queued as a follow-up and settled by the core after the current event, so effects
+ * always leave cause first: a job's terminal event before whatever its released workers cause.
+ *
+ * Headers, in the style of one-script-per-transition queues:
+ *
+ * | transition       | from             | to        | emits                                              |
+ * |------------------|------------------|-----------|----------------------------------------------------|
+ * | enqueueJob       | (new)            | queued    | queued                                             |
+ * | startRun         | queued           | running   | started (+ progress 1 for prove/execute)           |
+ * | beginSetup       | (new)            | running   | queued, started                                    |
+ * | enterPhase       | running(n)       | running(m)| progress m                                         |
+ * | releaseWorker    | worker on job    | free      | (follow-up: workerReleased)                        |
+ * | completeJob      | queued / running | completed | completed, workerJobOutcome, releaseBlobs          |
+ * | failJob          | queued / running | failed    | failed, sendJobCancelled, workerJobOutcome, …      |
+ * | cancelJob        | queued / running | cancelled | cancelled, sendJobCancelled, workerJobOutcome, …   |
+ */
+import { failureText } from '../../shared/job-failure';
+import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler-protocol';
+import type { Ctx } from './context';
+import { setJobTimer } from './deadlines';
+import { isTerminal, type JobRec, type JobStatus, type WorkerRec } from './model';
+
+export interface EndOptions {
+  /** Parked for recovery: the worker said it is recovering (or its stream dropped mid-task). */
+  recovering?: WorkerRec;
+  /** The caller finishes this worker's own transition (disconnect, takeover): it is not released here. */
+  handled?: WorkerRec;
+}
+
+/** A prove/execute/wrap job joins the queue; the queue settles (and may start it) after the event. */
+export function enqueueJob(ctx: Ctx, job: JobRec): void {
+  job.status = 'queued';
+  ctx.jobEvent(job, { kind: 'queued' });
+  ctx.queue.add(job);
+  setJobTimer(ctx, job);
+  ctx.queueDirty = true;
+}
+
+/** A queued job takes its selected workers, which become Computing it. */
+export function startRun(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void {
+  ctx.queue.delete(job);
+  job.status = 'running';
+  job.startedAt = ctx.now;
+  job.phaseStartedAt = ctx.now;
+  job.workers = selected.map((w) => w.id);
+  for (const w of selected) {
+    w.job = job;
+    ctx.sync(w);
+  }
+  ctx.jobEvent(job, { kind: 'started' });
+  // Prove and execute jobs start in CONTRIBUTIONS; clients see that phase right after `started`.
+  if (job.kind === 'prove' || job.kind === 'execute') enterPhase(ctx, job, 1);
+}
+
+/** A setup job runs from the moment it is accepted: it is never queued. */
+export function beginSetup(ctx: Ctx, job: JobRec): void {
+  job.status = 'running';
+  job.startedAt = ctx.now;
+  job.setup = { targets: new Map(), pending: 0, owed: new Set() };
+  ctx.jobEvent(job, { kind: 'queued' });
+  ctx.jobEvent(job, { kind: 'started' });
+}
+
+export function enterPhase(ctx: Ctx, job: JobRec, phase: JobPhase): void {
+  job.phase = phase;
+  job.phaseStartedAt = ctx.now;
+  ctx.jobEvent(job, { kind: 'progress', phase });
+}
+
+/** A worker leaves its job while the job goes on (a non-aggregator whose proofs are in). */
+export function releaseWorker(ctx: Ctx, w: WorkerRec): void {
+  w.job = undefined;
+  ctx.sync(w);
+  ctx.followUp({ kind: 'workerReleased', worker: w });
+}
+
+function blobsOfResult(result: JobResultSummary): BlobId[] {
+  switch (result.kind) {
+    case 'setup':
+      return [];
+    case 'prove':
+      return result.publicsBlobId === undefined ? [result.proofBlobId] : [result.proofBlobId, result.publicsBlobId];
+    case 'execute':
+      return result.publicsBlobId === undefined ? [] : [result.publicsBlobId];
+    case 'wrap':
+      return [result.proofBlobId];
+  }
+}
+
+export function completeJob(ctx: Ctx, job: JobRec, result: JobResultSummary): void {
+  if (isTerminal(job)) return;
+  setStatus(ctx, job, 'completed');
+  ctx.jobEvent(job, { kind: 'completed', result });
+  ctx.log('info', `${job.kind} job completed`, { job_id: job.id, kind: job.kind });
+  endJob(ctx, job, {}, '', blobsOfResult(result));
+}
+
+export function failJob(ctx: Ctx, job: JobRec, failure: JobFailure, opts: EndOptions = {}): void {
+  if (isTerminal(job)) return;
+  const phase = job.phase;
+  const text = failureText(failure);
+  setStatus(ctx, job, 'failed');
+  ctx.jobEvent(job, { kind: 'failed', failure });
+  ctx.log('error', `${job.kind} job failed: ${text}`, { job_id: job.id, kind: job.kind, phase });
+  endJob(ctx, job, opts, failure.kind === 'internal' ? failure.reason : text, []);
+}
+
+export function cancelJob(ctx: Ctx, job: JobRec): void {
+  if (isTerminal(job)) return;
+  const phase = job.phase;
+  setStatus(ctx, job, 'cancelled');
+  ctx.jobEvent(job, { kind: 'cancelled' });
+  ctx.log('info', `${job.kind} job cancelled by client`, { job_id: job.id, kind: job.kind, phase });
+  endJob(ctx, job, {}, 'cancelled by client', []);
+}
+
+function setStatus(ctx: Ctx, job: JobRec, status: Exclude<JobStatus, 'queued' | 'running'>): void {
+  if (ctx.queue.delete(job)) ctx.queueDirty = true;
+  job.status = status;
+  job.terminatedAt = ctx.now;
+  ctx.timers.cancel(job.timer);
+  job.timer = undefined;
+}
+
+/**
+ * What every terminal transition does after its event: frees the workers still on the job (only
+ * those: a worker that moved on is never touched), tells them, reports per-worker outcomes, frees
+ * the job's blobs and retires it.
+ */
+function endJob(ctx: Ctx, job: JobRec, opts: EndOptions, cancelReason: string, keep: BlobId[]): void {
+  const status = job.status;
+  const notifies = status !== 'completed' && job.kind !== 'setup';
+  const notify: number[] = [];
+  for (const id of job.workers) {
+    const w = ctx.pool.byId.get(id);
+    if (!w) continue;
+    if (w.job === job) {
+      w.job = undefined;
+      if (status === 'cancelled' || w === opts.recovering) ctx.park(w);
+      ctx.sync(w);
+      if (w !== opts.handled) ctx.followUp({ kind: 'workerReleased', worker: w });
+      if (notifies && w.link) notify.push(w.link.id);
+    } else if (notifies && !w.job && w.link) {
+      // released earlier (a non-aggregator): it still holds the job context until told otherwise
+      notify.push(w.link.id);
+    }
+  }
+  job.owed.clear();
+  job.unsent.clear();
+  if (notify.length > 0) ctx.emit({ type: 'sendJobCancelled', jobId: job.id, reason: cancelReason, linkIds: notify });
+  const outcome = status === 'completed' ? 'success' : status === 'failed' ? 'failure' : 'cancelled';
+  for (const id of job.workers) ctx.emit({ type: 'workerJobOutcome', workerId: id, outcome });
+  const kept = new Set(keep);
+  ctx.releaseBlobs([...job.blobs].filter((b) => !kept.has(b)));
+  job.blobs.clear();
+  if (job.kind === 'setup') endSetup(ctx, job);
+  ctx.jobs.retire(job);
+}
+
+/** A setup job is over: workers it kept SettingUp are let go unless it completed (their acks count). */
+function endSetup(ctx: Ctx, job: JobRec): void {
+  ctx.activeSetups.delete(job.id);
+  const st = job.setup;
+  if (!st || job.status === 'completed') return;
+  for (const id of st.targets.keys()) {
+    const w = ctx.pool.byId.get(id);
+    if (w?.pendingSetups.delete(job.id)) ctx.sync(w);
+  }
+  for (const id of st.owed) ctx.pool.byId.get(id)?.owedSetups.delete(job.id);
+}
