@@ -9,7 +9,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../shared/proto';
-import type { SchedulerEffect } from '../shared/scheduler-protocol';
+import type { EffectOf } from '../shared/scheduler/effects';
 import type { ElfSource, TaskDataSource } from './cluster-service';
 import type { JobEventWire } from './jobs';
 import { ProgramRegistry, resolveCacheDir } from './programs';
@@ -108,35 +108,29 @@ export class ApiService implements TaskDataSource, ElfSource {
     };
   }
 
-  /** Applies one job-facing effect; false when the effect is not for this service. */
-  apply(effect: SchedulerEffect): boolean {
-    switch (effect.type) {
-      case 'submitResult':
-        this.scheduler.answerSubmit(effect);
-        return true;
-      case 'cancelResult':
-        this.scheduler.answerCancel(effect);
-        return true;
-      case 'jobEvent':
-        this.jobs.onEvent(effect.jobId, effect.at, effect.event);
-        return true;
-      case 'jobLinks':
-        this.jobs.setLinks(effect.jobId, effect.linkIds);
-        return true;
-      case 'jobsEvicted':
-        this.jobs.evict(effect.jobIds);
-        return true;
-      case 'setupCompleted':
-        void this.programs.recordSetup({
-          hashId: effect.hashId,
-          withHints: effect.withHints,
-          programName: effect.programName,
-          vkHex: effect.vkHex,
-        });
-        return true;
-      default:
-        return false;
-    }
+  submitResult(effect: EffectOf<'submitResult'>): void {
+    this.scheduler.answerSubmit(effect);
+  }
+
+  cancelResult(effect: EffectOf<'cancelResult'>): void {
+    this.scheduler.answerCancel(effect);
+  }
+
+  jobEvent(effect: EffectOf<'jobEvent'>): void {
+    this.jobs.onEvent(effect.jobId, effect.at, effect.event);
+  }
+
+  jobLinks(effect: EffectOf<'jobLinks'>): void {
+    this.jobs.setLinks(effect.jobId, effect.linkIds);
+  }
+
+  jobsEvicted(effect: EffectOf<'jobsEvicted'>): void {
+    this.jobs.evict(effect.jobIds);
+  }
+
+  setupCompleted(effect: EffectOf<'setupCompleted'>): void {
+    const { hashId, withHints, programName, vkHex } = effect;
+    void this.programs.recordSetup({ hashId, withHints, programName, vkHex });
   }
 
   /** The job's data for its contribution tasks; undefined (the dispatch fails the job) if any is gone. */

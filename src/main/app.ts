@@ -9,7 +9,8 @@ import type { LoadedConfig } from '../shared/config/load';
 import type { Config } from '../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
-import type { SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
+import type { SchedulerEvent } from '../shared/scheduler/events';
+import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { CLIENT_API_SERVICE } from '../shared/proto';
 import type { CoreConfig } from '../threads/scheduler-core';
 import { CoordinatorMetrics } from './metrics';
@@ -20,6 +21,7 @@ import { ClusterService } from './cluster-service';
 import { ApiService } from './api-service';
 import { InlineSchedulerHost, ThreadSchedulerHost, type SchedulerHost } from './scheduler-host';
 import { MockSchedulerHost } from './mock-backend';
+import { applyEffects } from './effects';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
@@ -172,39 +174,13 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   // Effects arrive before every consumer exists only in theory (no event is posted before they
   // are built), but routing through these late-bound references keeps construction order free.
   const sinks: { cluster?: ClusterService; api?: ApiService } = {};
-  const applyEffects = (effects: SchedulerEffect[]): void => {
-    for (const effect of effects) {
-      try {
-        applyEffect(effect);
-      } catch (err) {
-        logger.error({ err, effect: effect.type }, 'failed to apply a scheduler effect');
-      }
+  const onEffects = (effects: SchedulerEffect[]): void => {
+    const api = sinks.api;
+    if (!api) {
+      logger.error({ effects: effects.length }, 'scheduler effects before the client API exists; dropped');
+      return;
     }
-  };
-  const applyEffect = (effect: SchedulerEffect): void => {
-    switch (effect.type) {
-      case 'releaseBlobs':
-        blobs.release(effect.blobIds);
-        return;
-      case 'workerCounts':
-        metrics.setWorkerStates(effect.counts);
-        metrics.setQueueDepth(effect.queueDepth);
-        return;
-      case 'phaseFinished':
-        metrics.phaseFinished(effect.phase, effect.seconds);
-        return;
-      case 'workerJobOutcome':
-        metrics.workerJob(effect.workerId, effect.outcome);
-        return;
-      case 'recoveryTimedOut':
-        metrics.recoveryTimedOut();
-        return;
-      case 'log':
-        logger[effect.level](effect.fields, effect.msg);
-        return;
-    }
-    if (sinks.cluster?.apply(effect)) return;
-    sinks.api?.apply(effect);
+    applyEffects(effects, { blobs, metrics, logger, api, cluster: sinks.cluster });
   };
 
   let schedulerDied = false;
@@ -218,12 +194,12 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   // The scheduler thread boots while the rest starts up; events posted meanwhile wait in its port.
   let host: SchedulerHost;
   let schedulerReady: Promise<void> = Promise.resolve();
-  if (mock) host = new MockSchedulerHost(blobs, applyEffects);
+  if (mock) host = new MockSchedulerHost(blobs, onEffects);
   else if (config.coordinator.scheduler_thread) {
-    const threadHost = ThreadSchedulerHost.spawn(coreConfigOf(config), applyEffects, onSchedulerDeath);
+    const threadHost = ThreadSchedulerHost.spawn(coreConfigOf(config), onEffects, onSchedulerDeath);
     host = threadHost;
     schedulerReady = threadHost.ready;
-  } else host = new InlineSchedulerHost(coreConfigOf(config), applyEffects);
+  } else host = new InlineSchedulerHost(coreConfigOf(config), onEffects);
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
 

@@ -5,13 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../shared/proto';
-import type {
-  AggregateTask,
-  LinkId,
-  SchedulerEffect,
-  SchedulerEvent,
-  SetupRef,
-} from '../shared/scheduler-protocol';
+import type { AggregateTask, LinkId, SetupRef } from '../shared/scheduler/types';
+import type { SchedulerEvent } from '../shared/scheduler/events';
+import type { EffectOf } from '../shared/scheduler/effects';
 import type { Logger } from '../shared/logging';
 import type { BlobStore } from './blob-store';
 import { EgressBudget, WorkerLink, type BytesKind, type OutboundMessage } from './worker-link';
@@ -315,128 +311,118 @@ export class ClusterService {
     return { bytes: buf.length, kind: 'task', encode: () => buf };
   }
 
-  /** Applies one worker-facing effect. Returns false when the effect is not for this service. */
-  apply(effect: SchedulerEffect): boolean {
-    switch (effect.type) {
-      case 'acceptWorker': {
-        const link = this.links.get(effect.linkId);
-        if (!link || link.closed) return true;
-        link.registered = true;
-        const [first, ...rest] = effect.setups;
-        const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
-        const response = this.encode({
-          register_response: {
-            worker_id: effect.workerId,
-            accepted: true,
-            message: effect.message,
-            registered_at: timestampNow(),
-            ...(effect.directive
-              ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } }
-              : {}),
-            ...(first && firstElf
-              ? {
-                  setup_program: {
-                    job_id: first.setupJobId,
-                    elf_bytes: firstElf,
-                    hash_id: first.hashId,
-                    with_hints: first.withHints,
-                    program_name: first.programName,
-                  },
-                }
-              : {}),
-          },
-        });
-        link.sendBuffer(response, first ? 'elf' : 'other');
-        if (effect.replayAggregate) link.send(this.aggregateMessage(effect.replayAggregate));
-        for (const setup of rest) {
-          const m = this.setupMessage(setup);
-          if (m) link.send(m);
-        }
-        return true;
-      }
-      case 'rejectWorker': {
-        const link = this.links.get(effect.linkId);
-        if (link) this.rejectLater(link, effect.workerId, effect.message, effect.delayMs);
-        return true;
-      }
-      case 'closeWorker': {
-        const link = this.links.get(effect.linkId);
-        // A rejection is already on its way (delayed); the handshake timer must not pre-empt it.
-        if (link && !link.rejecting) link.end(STATUS_BY_NAME[effect.status], effect.message);
-        return true;
-      }
-      case 'sendSetup': {
-        const m = this.setupMessage(effect.setup);
-        if (m) for (const id of effect.linkIds) this.links.get(id)?.send(m);
-        return true;
-      }
-      case 'dispatchContributions': {
-        const data = this.opts.taskData.contributionData(effect.jobId);
-        if (!data) {
-          this.opts.logger.error({ job_id: effect.jobId }, 'no task data for a dispatched job');
-          this.opts.post({
-            type: 'failJob',
-            jobId: effect.jobId,
-            failure: { kind: 'internal', traceId: effect.jobId, reason: 'task data missing at dispatch' },
-          });
-          return true;
-        }
-        const encodeFor = contributionTaskEncoder({
-          ...data,
-          jobId: effect.jobId,
-          executionOnly: effect.executionOnly,
-          dataId: effect.dataId,
-        });
-        const approx = (data.inputData?.length ?? 0) + (data.hintsData?.length ?? 0) + 256;
-        for (const t of effect.targets) {
-          const per = {
-            workerId: t.workerId,
-            rank: t.rank,
-            totalWorkers: effect.totalWorkers,
-            allocation: t.allocation,
-            jobComputeUnits: effect.jobComputeUnits,
-          };
-          const link = this.links.get(t.linkId);
-          if (!link) continue;
-          // Encoded just in time: a queued 64 MiB input holds one shared source, not N copies.
-          let encoded: Buffer | undefined;
-          link.send({ bytes: approx + t.allocation.length * 5, kind: data.inputData ? 'input' : 'task', encode: () => (encoded ??= encodeFor(per)) });
-        }
-        return true;
-      }
-      case 'dispatchProve': {
-        const challenges: Buffer[] = [];
-        for (const id of effect.challengesBlobIds) {
-          const blob = this.opts.blobs.get(id);
-          if (blob) challenges.push(blob);
-        }
-        const encodeFor = proveTaskEncoder(effect.jobId, challenges);
-        for (const t of effect.targets) this.links.get(t.linkId)?.sendBuffer(encodeFor(t.workerId), 'task');
-        return true;
-      }
-      case 'dispatchAggregate': {
-        this.links.get(effect.task.linkId)?.send(this.aggregateMessage(effect.task));
-        return true;
-      }
-      case 'dispatchWrap': {
-        const proofData = this.opts.blobs.get(effect.proofBlobId) ?? Buffer.alloc(0);
-        const buf = encodeWrapTask({ jobId: effect.jobId, workerId: effect.workerId, proofData, proofDest: effect.proofDest });
-        this.links.get(effect.linkId)?.sendBuffer(buf, 'task');
-        return true;
-      }
-      case 'sendJobCancelled': {
-        const buf = this.encode({ job_cancelled: { job_id: effect.jobId, reason: effect.reason } });
-        for (const id of effect.linkIds) this.links.get(id)?.sendBuffer(buf, 'other');
-        return true;
-      }
-      case 'ignoredMessage': {
-        this.opts.metrics.ignoredWorkerMessage(effect.reason);
-        this.opts.logger.debug({ link: effect.linkId, reason: effect.reason }, `ignored worker message: ${effect.detail}`);
-        return true;
-      }
-      default:
-        return false;
+  acceptWorker(effect: EffectOf<'acceptWorker'>): void {
+    const link = this.links.get(effect.linkId);
+    if (!link || link.closed) return;
+    link.registered = true;
+    const [first, ...rest] = effect.setups;
+    const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
+    const response = this.encode({
+      register_response: {
+        worker_id: effect.workerId,
+        accepted: true,
+        message: effect.message,
+        registered_at: timestampNow(),
+        ...(effect.directive ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } } : {}),
+        ...(first && firstElf
+          ? {
+              setup_program: {
+                job_id: first.setupJobId,
+                elf_bytes: firstElf,
+                hash_id: first.hashId,
+                with_hints: first.withHints,
+                program_name: first.programName,
+              },
+            }
+          : {}),
+      },
+    });
+    link.sendBuffer(response, first ? 'elf' : 'other');
+    if (effect.replayAggregate) link.send(this.aggregateMessage(effect.replayAggregate));
+    for (const setup of rest) {
+      const m = this.setupMessage(setup);
+      if (m) link.send(m);
     }
+  }
+
+  rejectWorker(effect: EffectOf<'rejectWorker'>): void {
+    const link = this.links.get(effect.linkId);
+    if (link) this.rejectLater(link, effect.workerId, effect.message, effect.delayMs);
+  }
+
+  closeWorker(effect: EffectOf<'closeWorker'>): void {
+    const link = this.links.get(effect.linkId);
+    // A rejection is already on its way (delayed); the handshake timer must not pre-empt it.
+    if (link && !link.rejecting) link.end(STATUS_BY_NAME[effect.status], effect.message);
+  }
+
+  sendSetup(effect: EffectOf<'sendSetup'>): void {
+    const m = this.setupMessage(effect.setup);
+    if (m) for (const id of effect.linkIds) this.links.get(id)?.send(m);
+  }
+
+  dispatchContributions(effect: EffectOf<'dispatchContributions'>): void {
+    const data = this.opts.taskData.contributionData(effect.jobId);
+    if (!data) {
+      this.opts.logger.error({ job_id: effect.jobId }, 'no task data for a dispatched job');
+      this.opts.post({
+        type: 'failJob',
+        jobId: effect.jobId,
+        failure: { kind: 'internal', traceId: effect.jobId, reason: 'task data missing at dispatch' },
+      });
+      return;
+    }
+    const encodeFor = contributionTaskEncoder({
+      ...data,
+      jobId: effect.jobId,
+      executionOnly: effect.executionOnly,
+      dataId: effect.dataId,
+    });
+    const approx = (data.inputData?.length ?? 0) + (data.hintsData?.length ?? 0) + 256;
+    for (const t of effect.targets) {
+      const per = {
+        workerId: t.workerId,
+        rank: t.rank,
+        totalWorkers: effect.totalWorkers,
+        allocation: t.allocation,
+        jobComputeUnits: effect.jobComputeUnits,
+      };
+      const link = this.links.get(t.linkId);
+      if (!link) continue;
+      // Encoded just in time: a queued 64 MiB input holds one shared source, not N copies.
+      let encoded: Buffer | undefined;
+      link.send({ bytes: approx + t.allocation.length * 5, kind: data.inputData ? 'input' : 'task', encode: () => (encoded ??= encodeFor(per)) });
+    }
+  }
+
+  dispatchProve(effect: EffectOf<'dispatchProve'>): void {
+    const challenges: Buffer[] = [];
+    for (const id of effect.challengesBlobIds) {
+      const blob = this.opts.blobs.get(id);
+      if (blob) challenges.push(blob);
+    }
+    const encodeFor = proveTaskEncoder(effect.jobId, challenges);
+    for (const t of effect.targets) this.links.get(t.linkId)?.sendBuffer(encodeFor(t.workerId), 'task');
+  }
+
+  dispatchAggregate(effect: EffectOf<'dispatchAggregate'>): void {
+    this.links.get(effect.task.linkId)?.send(this.aggregateMessage(effect.task));
+  }
+
+  dispatchWrap(effect: EffectOf<'dispatchWrap'>): void {
+    const proofData = this.opts.blobs.get(effect.proofBlobId) ?? Buffer.alloc(0);
+    const buf = encodeWrapTask({ jobId: effect.jobId, workerId: effect.workerId, proofData, proofDest: effect.proofDest });
+    this.links.get(effect.linkId)?.sendBuffer(buf, 'task');
+  }
+
+  sendJobCancelled(effect: EffectOf<'sendJobCancelled'>): void {
+    const buf = this.encode({ job_cancelled: { job_id: effect.jobId, reason: effect.reason } });
+    for (const id of effect.linkIds) this.links.get(id)?.sendBuffer(buf, 'other');
+  }
+
+  ignoredMessage(effect: EffectOf<'ignoredMessage'>): void {
+    this.opts.metrics.ignoredWorkerMessage(effect.reason);
+    this.opts.logger.debug({ link: effect.linkId, reason: effect.reason }, `ignored worker message: ${effect.detail}`);
   }
 
   /** Encodes one message once for a fan-out to several links (input/hints relays). */

@@ -4,7 +4,7 @@
  * recorded history with original timestamps, the current status, the result built once — and who
  * is waiting for it (WaitJobResult waiters, WatchJob watchers).
  */
-import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase } from '../shared/scheduler-protocol';
+import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase } from '../shared/scheduler/types';
 import { failureWire, timestampOf, type BuiltResult, type JobFailureWire, type JobKindResponseWire, type RequestMeta, type TimestampWire } from './results';
 import type { JobRelay } from './relays';
 
@@ -207,79 +207,57 @@ export class JobTable {
   }
 
   /**
-   * Applies one scheduler event and returns the events it added to the history, each transition
-   * recorded once: `queued` and `started` are filled in if the scheduler skipped them, prove and
-   * execute jobs get `progress(CONTRIBUTIONS)` right after `started`, progress only moves forward
-   * (never for setup or wrap jobs, which have no phases), and nothing follows the terminal event.
+   * Records one scheduler event as the client will see it and returns what it added to the history.
+   * The scheduler is the one source of job truth: every event it emits is recorded as it came (a
+   * retried job is `queued` and `started` again), and nothing is invented here. The only rule of
+   * its own is that nothing follows the terminal event.
    */
   apply(record: JobRecord, at: EpochMs, event: IncomingEvent): RecordedEvent[] {
     if (record.terminal) return [];
-    const added: RecordedEvent[] = [];
-    const has = (kind: RecordedKind): boolean => record.history.some((e) => e.kind === kind);
-    const add = (e: RecordedEvent): void => {
-      record.history.push(e);
-      added.push(e);
-    };
-    const phased = record.kind === 'prove' || record.kind === 'execute';
-    const ensureQueued = (): void => {
-      if (!has('queued')) add(this.simple(record, 'queued', at));
-    };
-    const ensureStarted = (): void => {
-      ensureQueued();
-      if (has('started')) return;
-      add(this.simple(record, 'started', at));
-      record.state = 'running';
-      record.startedAt = at;
-      if (phased) {
-        record.phase = 1;
-        add(this.progress(record, 1, at));
-      }
-    };
+    let recorded: RecordedEvent;
     switch (event.kind) {
       case 'queued':
-        ensureQueued();
+        record.state = 'queued';
+        record.phase = undefined;
+        recorded = this.simple(record, 'queued', at);
         break;
       case 'started':
-        ensureStarted();
+        record.state = 'running';
+        record.startedAt = at;
+        recorded = this.simple(record, 'started', at);
         break;
-      case 'progress': {
-        if (!phased || (record.kind === 'execute' && event.phase !== 1)) break;
-        ensureStarted();
-        if (record.phase !== undefined && event.phase <= record.phase) break;
+      case 'progress':
         record.phase = event.phase;
-        add(this.progress(record, event.phase, at));
+        recorded = this.progress(record, event.phase, at);
         break;
-      }
       case 'completed':
-        ensureQueued();
         record.state = 'completed';
         record.result = event.result;
-        add({
+        recorded = {
           kind: 'completed',
           at,
           terminal: true,
           wire: { completed: { job_id: record.id, result: event.result.response, timestamp: timestampOf(at) } },
-        });
+        };
         break;
       case 'failed':
-        ensureQueued();
         record.state = 'failed';
         record.failure = event.failure;
-        add({
+        recorded = {
           kind: 'failed',
           at,
           terminal: true,
           wire: { failed: { job_id: record.id, failure: failureWire(event.failure), timestamp: timestampOf(at) } },
-        });
+        };
         break;
       case 'cancelled':
-        ensureQueued();
         record.state = 'cancelled';
-        add(this.simple(record, 'cancelled', at));
+        recorded = this.simple(record, 'cancelled', at);
         break;
     }
+    record.history.push(recorded);
     if (record.terminal) record.terminalAt = at;
-    return added;
+    return [recorded];
   }
 
   private simple(record: JobRecord, kind: 'queued' | 'started' | 'cancelled', at: EpochMs): RecordedEvent {

@@ -5,18 +5,44 @@
  */
 import type { BlobStore } from './blob-store';
 import type { EffectHandler, SchedulerHost } from './scheduler-host';
-import type { JobEventBody, JobKind, JobSpec, SchedulerEvent } from '../shared/scheduler-protocol';
+import type { JobEventBody, JobKind, JobPhase, JobSpec } from '../shared/scheduler/types';
+import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { LoopStats } from './metrics';
 
-/** Upstream mock timeline, milliseconds after submission. */
-export const MOCK_TIMINGS = {
-  started: 20,
-  contributions: 60,
-  prove: 100,
-  completed: 2_020,
-  proveCompleted: 2_100,
-  retention: 300_000,
-} as const;
+/** A client-visible step of a mock job, this many milliseconds after submission. */
+interface TimedStep {
+  atMs: number;
+  step: 'started' | 'completed' | { progress: JobPhase };
+}
+
+/**
+ * Each kind's timeline after `queued` (upstream's mock: about 20 ms to `started`, about 2 s to
+ * `completed`), written out as the client sees it: the events here are all there is.
+ */
+const TIMELINES: Readonly<Record<JobKind, readonly TimedStep[]>> = {
+  setup: [
+    { atMs: 20, step: 'started' },
+    { atMs: 2_020, step: 'completed' },
+  ],
+  prove: [
+    { atMs: 20, step: 'started' },
+    { atMs: 20, step: { progress: 1 } },
+    { atMs: 100, step: { progress: 2 } },
+    { atMs: 2_100, step: 'completed' },
+  ],
+  execute: [
+    { atMs: 20, step: 'started' },
+    { atMs: 20, step: { progress: 1 } },
+    { atMs: 2_020, step: 'completed' },
+  ],
+  wrap: [
+    { atMs: 20, step: 'started' },
+    { atMs: 2_020, step: 'completed' },
+  ],
+};
+
+/** Terminal mock jobs are forgotten after this long, as upstream's mock. */
+const MOCK_RETENTION_MS = 300_000;
 
 interface MockJob {
   kind: JobKind;
@@ -82,20 +108,21 @@ export class MockSchedulerHost implements SchedulerHost {
       { type: 'submitResult', requestId, jobId, ok: true },
       { type: 'jobEvent', jobId, jobKind: spec.kind, at: Date.now(), event: { kind: 'queued' } },
     ]);
-    const at = (ms: number, fn: () => void): void => {
-      job.timers.push(setTimeout(() => !job.terminal && fn(), ms));
-    };
-    at(MOCK_TIMINGS.started, () => {
-      job.startedAt = Date.now();
-      this.event(jobId, job, { kind: 'started' });
-    });
-    if (spec.kind === 'prove') {
-      at(MOCK_TIMINGS.contributions, () => this.event(jobId, job, { kind: 'progress', phase: 1 }));
-      at(MOCK_TIMINGS.prove, () => this.event(jobId, job, { kind: 'progress', phase: 2 }));
+    for (const { atMs, step } of TIMELINES[spec.kind]) {
+      job.timers.push(
+        setTimeout(() => {
+          if (job.terminal) return;
+          if (step === 'started') {
+            job.startedAt = Date.now();
+            this.event(jobId, job, { kind: 'started' });
+          } else if (step === 'completed') {
+            this.finish(jobId, job, { kind: 'completed', result: this.result(spec, job.startedAt ?? Date.now()) });
+          } else {
+            this.event(jobId, job, { kind: 'progress', phase: step.progress });
+          }
+        }, atMs),
+      );
     }
-    at(spec.kind === 'prove' ? MOCK_TIMINGS.proveCompleted : MOCK_TIMINGS.completed, () =>
-      this.finish(jobId, job, { kind: 'completed', result: this.result(spec, job.startedAt ?? Date.now()) }),
-    );
   }
 
   private result(spec: JobSpec, startedAt: number): Extract<JobEventBody, { kind: 'completed' }>['result'] {
@@ -130,7 +157,7 @@ export class MockSchedulerHost implements SchedulerHost {
       this.evictions.delete(evict);
       this.jobs.delete(jobId);
       this.emit([{ type: 'jobsEvicted', jobIds: [jobId] }]);
-    }, MOCK_TIMINGS.retention);
+    }, MOCK_RETENTION_MS);
     evict.unref();
     this.evictions.add(evict);
   }

@@ -20,7 +20,7 @@
  * - After `abort()` (job terminal) pending and later pushes reject with a `RelayError`; `onFailure` is
  *   not called because the job is already over.
  */
-import type { LinkId } from '../shared/scheduler-protocol';
+import type { LinkId } from '../shared/scheduler/types';
 import { HintsFramingError, HintsFramingValidator, type HintsBatchInfo } from './hints-framing';
 import type { OutboundMessage } from './worker-link';
 

@@ -7,7 +7,7 @@
  * kind. uint64 values stay decimal strings.
  */
 import { randomUUID } from 'node:crypto';
-import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../shared/scheduler-protocol';
+import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../shared/scheduler/types';
 import type { BlobStore } from './blob-store';
 
 /**

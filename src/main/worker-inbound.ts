@@ -5,7 +5,8 @@
  */
 import type { BlobStore } from './blob-store';
 import { WORKER_PAYLOADS, type WorkerPayloadName } from '../shared/worker-payloads';
-import type { SchedulerEvent, TaskResultSummary, TaskType } from '../shared/scheduler-protocol';
+import type { TaskResultSummary, TaskType } from '../shared/scheduler/types';
+import type { SchedulerEvent } from '../shared/scheduler/events';
 
 export type { WorkerPayloadName };
 

@@ -5,7 +5,7 @@
  */
 import * as http2 from 'node:http2';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { LinkId } from '../shared/scheduler-protocol';
+import type { LinkId } from '../shared/scheduler/types';
 import { http2StreamOf } from './grpc-server';
 
 export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';

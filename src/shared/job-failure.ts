@@ -1,5 +1,5 @@
 /** How a job failure reads in logs, webhooks and the `job_cancelled` reason workers get. */
-import type { JobFailure } from './scheduler-protocol';
+import type { JobFailure } from './scheduler/types';
 
 export function failureText(f: JobFailure): string {
   switch (f.kind) {

@@ -1,4 +1,5 @@
-import type { SchedulerEffect, SchedulerEvent } from '../shared/scheduler-protocol';
+import type { SchedulerEvent } from '../shared/scheduler/events';
+import type { SchedulerEffect } from '../shared/scheduler/effects';
 import type { SchedulerCore } from './scheduler-core';
 
 export type Clock = () => number;

@@ -8,16 +8,9 @@
  * once per call.
  */
 import { apiErrors, type ApiErrorData } from '../shared/errors';
-import type {
-  BlobId,
-  JobKind,
-  JobPhase,
-  JobSpec,
-  LinkId,
-  SchedulerEffect,
-  SchedulerEvent,
-  WorkerStateName,
-} from '../shared/scheduler-protocol';
+import type { BlobId, JobKind, JobPhase, JobSpec, LinkId, WorkerStateName } from '../shared/scheduler/types';
+import type { SchedulerEvent } from '../shared/scheduler/events';
+import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { Ctx, type CoreConfig, type CoreDeps } from './core/context';
 import { newJobRec } from './core/jobs';
 import { afterRelease, onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/lifecycle';

@@ -128,14 +128,13 @@ describe('job table', () => {
     new JobRecord('0e9ba1a4-9d1f-4c43-8c1e-3a0c6a54b8f1', kind, kind === 'prove' ? { kind, hashId: 'h', proofKind: 1 } : { kind: 'execute', hashId: 'h' }, { kind: 'none' }, { kind: 'none' }, 0);
   const names = (events: RecordedEvent[]): string[] => events.map((e) => (e.phase ? `${e.kind}(${e.phase})` : e.kind));
 
-  it('records each transition once, fills in progress(CONTRIBUTIONS) after started, nothing after terminal', () => {
+  it('records what the scheduler says, as it says it, and nothing after the terminal event', () => {
     const t = new JobTable();
     const r = rec('prove');
     t.apply(r, 1, { kind: 'queued' });
     t.apply(r, 2, { kind: 'started' });
-    t.apply(r, 3, { kind: 'progress', phase: 1 });
+    t.apply(r, 2, { kind: 'progress', phase: 1 });
     t.apply(r, 4, { kind: 'progress', phase: 2 });
-    t.apply(r, 5, { kind: 'progress', phase: 2 });
     t.apply(r, 6, { kind: 'progress', phase: 3 });
     t.apply(r, 7, { kind: 'cancelled' });
     t.apply(r, 8, { kind: 'failed', failure: { kind: 'execution', reason: 'late' } });
@@ -145,19 +144,34 @@ describe('job table', () => {
     assert.deepEqual(r.status(), { cancelled: {} });
   });
 
-  it('setup and wrap jobs have no phases; execute only CONTRIBUTIONS', () => {
+  it('invents nothing: no queued or started the scheduler did not send, no progress of its own', () => {
     const t = new JobTable();
     const w = rec('wrap');
     t.apply(w, 1, { kind: 'started' });
-    t.apply(w, 2, { kind: 'progress', phase: 3 });
-    assert.deepEqual(names(w.history), ['queued', 'started']);
+    assert.deepEqual(names(w.history), ['started']);
     assert.deepEqual(w.status(), { running: {} });
     const e = rec('execute');
     t.apply(e, 1, { kind: 'queued' });
     t.apply(e, 2, { kind: 'started' });
-    t.apply(e, 3, { kind: 'progress', phase: 2 });
-    assert.deepEqual(names(e.history), ['queued', 'started', 'progress(1)']);
-    assert.deepEqual(e.status(), { running: { phase: 1 } });
+    assert.deepEqual(names(e.history), ['queued', 'started']);
+    assert.deepEqual(e.status(), { running: {} });
+  });
+
+  it('a retried job is queued and started again, and its status follows', () => {
+    const t = new JobTable();
+    const r = rec('prove');
+    for (const [at, ev] of [
+      [1, { kind: 'queued' }],
+      [2, { kind: 'started' }],
+      [2, { kind: 'progress', phase: 1 }],
+      [3, { kind: 'progress', phase: 2 }],
+      [4, { kind: 'queued' }],
+    ] as const) t.apply(r, at, ev);
+    assert.deepEqual(r.status(), { queued: {} });
+    t.apply(r, 5, { kind: 'started' });
+    t.apply(r, 5, { kind: 'progress', phase: 1 });
+    assert.deepEqual(r.status(), { running: { phase: 1 } });
+    assert.deepEqual(names(r.history), ['queued', 'started', 'progress(1)', 'progress(2)', 'queued', 'started', 'progress(1)']);
   });
 });
 

@@ -5,16 +5,9 @@
 import assert from 'node:assert/strict';
 import { defaultConfig } from '../../src/shared/config/schema';
 import { SchedulerCore, type CoreConfig, type JobSnapshot, type WorkerSnapshot } from '../../src/threads/scheduler-core';
-import type {
-  InputSpec,
-  JobFailure,
-  JobSpec,
-  ProofKind,
-  SchedulerEffect,
-  SchedulerEvent,
-  TaskResultSummary,
-  TaskType,
-} from '../../src/shared/scheduler-protocol';
+import type { InputSpec, JobFailure, JobSpec, ProofKind, TaskResultSummary, TaskType } from '../../src/shared/scheduler/types';
+import type { SchedulerEvent } from '../../src/shared/scheduler/events';
+import type { SchedulerEffect } from '../../src/shared/scheduler/effects';
 
 export const HASH = 'a'.repeat(64);
 export const HASH2 = 'b'.repeat(64);

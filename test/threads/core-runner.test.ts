@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultConfig } from '../../src/shared/config/schema';
-import type { SchedulerEffect } from '../../src/shared/scheduler-protocol';
+import type { SchedulerEffect } from '../../src/shared/scheduler/effects';
 import { SchedulerCore } from '../../src/threads/scheduler-core';
 import { CoreRunner } from '../../src/threads/core-runner';
 

@@ -1,7 +1,7 @@
 /** What the client API's handlers share: the service's dependencies and its job-side state. */
 import type { Config } from '../../shared/config/types';
 import type { Logger } from '../../shared/logging';
-import type { SchedulerEvent } from '../../shared/scheduler-protocol';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { BlobStore } from '../blob-store';
 import type { CoordinatorMetrics } from '../metrics';
 import type { Lifecycle } from '../lifecycle';

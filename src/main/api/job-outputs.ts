@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../shared/logging';
-import type { EpochMs } from '../../shared/scheduler-protocol';
+import type { EpochMs } from '../../shared/scheduler/types';
 import type { JobRecord } from '../jobs';
 import { WEBHOOK_CANCELLED_MESSAGE, WEBHOOK_FAILURE_MESSAGE, type WebhookNotice } from '../webhook';
 

@@ -1,6 +1,6 @@
 /** The client API's jobs: lookup, the scheduler's events, and what each job holds until it ends or is evicted. */
 import { apiErrors } from '../../shared/errors';
-import type { EpochMs, JobEventBody, LinkId } from '../../shared/scheduler-protocol';
+import type { EpochMs, JobEventBody, LinkId } from '../../shared/scheduler/types';
 import type { TaskDataSource } from '../cluster-service';
 import { ApiFailure } from '../grpc-errors';
 import { JobRecord, JobTable, JobWatcher, type DataMode, type RecordedEvent } from '../jobs';

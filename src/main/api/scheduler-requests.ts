@@ -1,6 +1,8 @@
 /** Submits and cancels posted to the scheduler, each matched to its reply and bounded in time. */
 import { apiErrors, type ApiErrorData } from '../../shared/errors';
-import type { JobSpec, SchedulerEffect, SchedulerEvent } from '../../shared/scheduler-protocol';
+import type { JobSpec } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
+import type { SchedulerEffect } from '../../shared/scheduler/effects';
 
 /** A scheduler that does not answer a submit or cancel within this is broken; the client gets INTERNAL. */
 const SCHEDULER_REPLY_TIMEOUT_MS = 30_000;

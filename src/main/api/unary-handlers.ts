@@ -1,7 +1,7 @@
 /** RegisterGuestProgram, JobRequest and CancelJob: the client API's calls answered by the registry or the scheduler. */
 import { randomUUID } from 'node:crypto';
 import { apiErrors, ERROR_CODES } from '../../shared/errors';
-import type { BlobId, InputSpec, JobSpec } from '../../shared/scheduler-protocol';
+import type { BlobId, InputSpec, JobSpec } from '../../shared/scheduler/types';
 import type { BlobStore } from '../blob-store';
 import { ApiFailure } from '../grpc-errors';
 import { JobRecord, type DataMode } from '../jobs';

@@ -1,7 +1,7 @@
 /** Edge validation of client API requests (client-api.md §2.0, decisions D2): pure checks and parsers. */
 import type { Deadline } from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
-import type { EpochMs, JobKind, ProofKind } from '../../shared/scheduler-protocol';
+import type { EpochMs, JobKind, ProofKind } from '../../shared/scheduler/types';
 import { ApiFailure } from '../grpc-errors';
 import { parseUuid, type JobRecord } from '../jobs';
 import { HASH_ID_PATTERN } from '../programs';

@@ -4,14 +4,8 @@
  * here: `sync` (derived worker state, counts, liveness), `park`/`unpark`, and the effect emitters.
  */
 import type { CoordinatorConfig, LogLevel } from '../../shared/config/types';
-import type {
-  BlobId,
-  JobEventBody,
-  LinkId,
-  LogLevelName,
-  SchedulerEffect,
-  WorkerStateName,
-} from '../../shared/scheduler-protocol';
+import type { BlobId, JobEventBody, LinkId, LogLevelName, WorkerStateName } from '../../shared/scheduler/types';
+import type { SchedulerEffect } from '../../shared/scheduler/effects';
 import { JobTable } from './jobs';
 import type { FollowUp, JobRec, ProgramKey, RegisteredSetup, TimerTask, WorkerRec } from './model';
 import { TimerHeap, type TimerEntry } from './timers';

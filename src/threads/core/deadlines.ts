@@ -3,7 +3,7 @@
  * D4). It is recomputed on each transition, so a limit never outlives the phase it belongs to and the
  * timer fires at the deadline itself, not on a sweep.
  */
-import type { JobFailure, JobPhase } from '../../shared/scheduler-protocol';
+import type { JobFailure, JobPhase } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { isTerminal, type JobRec } from './model';
 

@@ -3,7 +3,7 @@
  * `max_retained_jobs`, oldest evicted first. Termination order is time order, so the retained set is a
  * FIFO and both limits only ever look at its head.
  */
-import type { JobSpec } from '../../shared/scheduler-protocol';
+import type { JobSpec } from '../../shared/scheduler/types';
 import type { JobRec } from './model';
 
 export function newJobRec(id: string, spec: JobSpec, now: number): JobRec {

@@ -2,7 +2,8 @@
  * Worker connections (cluster-protocol.md §2 as amended by decisions D5): handshake, register and
  * reconnect with takeover, liveness, the reconnect grace period, recovery parking and purging.
  */
-import type { AggregateTask, ReconnectDirective, SchedulerEffect, SetupRef } from '../../shared/scheduler-protocol';
+import type { AggregateTask, ReconnectDirective, SetupRef } from '../../shared/scheduler/types';
+import type { SchedulerEffect } from '../../shared/scheduler/effects';
 import type { Ctx } from './context';
 import { isTerminal, type EventOf, type JobRec, type LinkRec, type TimerTask, type WorkerRec } from './model';
 import { deliverOwedSetups, dropWorkerFromSetups, replaySetupsFor } from './setup';

@@ -2,21 +2,8 @@
  * The scheduler core's internal records. They never leave the core: the outside world sees effects and
  * `snapshot()` only, so these can hold object references (worker ↔ link ↔ job) for O(1) hot paths.
  */
-import type {
-  AggregateTask,
-  BlobId,
-  EpochMs,
-  JobFailure,
-  JobKind,
-  JobPhase,
-  JobSpec,
-  LinkId,
-  SchedulerEvent,
-  SetupRef,
-  TaskResultSummary,
-  TaskType,
-  WorkerStateName,
-} from '../../shared/scheduler-protocol';
+import type { AggregateTask, BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobSpec, LinkId, SetupRef, TaskResultSummary, TaskType, WorkerStateName } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { TimerEntry } from './timers';
 
 export type EventOf<T extends SchedulerEvent['type']> = Extract<SchedulerEvent, { type: T }>;

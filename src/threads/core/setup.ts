@@ -3,7 +3,7 @@
  * program sets, setups owed to computing workers, and the replay of completed setups to every
  * (re)registering worker.
  */
-import type { SetupRef } from '../../shared/scheduler-protocol';
+import type { SetupRef } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
 import { programKey, programKeyOfRef, type EventOf, type JobRec, type ProgramKey, type WorkerRec } from './model';

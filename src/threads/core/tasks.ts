@@ -3,13 +3,7 @@
  * fixes of decisions D3 — membership, task-type and phase checks on every result (bug C6), one
  * AGGREGATE in flight (C2), and every invalid result failing the job at once (B12).
  */
-import type {
-  AggregateTask,
-  BlobId,
-  JobResultSummary,
-  TaskResultSummary,
-  TaskType,
-} from '../../shared/scheduler-protocol';
+import type { AggregateTask, BlobId, JobResultSummary, TaskResultSummary, TaskType } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { allocateUnits } from './allocation';
 import { setJobTimer } from './deadlines';

@@ -22,7 +22,7 @@
  * | cancelJob        | queued / running | cancelled | cancelled, sendJobCancelled, workerJobOutcome, …   |
  */
 import { failureText } from '../../shared/job-failure';
-import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler-protocol';
+import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
 import { isTerminal, type JobRec, type JobStatus, type WorkerRec } from './model';

@@ -2,7 +2,7 @@
  * The worker pool: records in registration order, links, and per-state counts kept incrementally so
  * the hot path (heartbeat acks) never walks the pool.
  */
-import type { LinkId, WorkerStateName } from '../../shared/scheduler-protocol';
+import type { LinkId, WorkerStateName } from '../../shared/scheduler/types';
 import type { LinkRec, WorkerRec } from './model';
 
 export type StateCounts = Record<WorkerStateName, number>;

@@ -1,0 +1,61 @@
+/**
+ * Everything that enters the scheduler: one discriminated union, sent in order over one channel and
+ * batched per turn of the main thread's event loop, so a client request never overtakes a worker
+ * event posted before it. Worker messages arrive here already validated at the edge.
+ */
+import type { JobFailure, JobSpec, LinkId, TaskResultSummary, TaskType } from './types';
+
+export type SchedulerEvent =
+  // ---- worker streams (already validated at the edge) ----
+  /** A WorkerStream call was accepted; the handshake timer starts. */
+  | { type: 'linkOpened'; linkId: LinkId }
+  | {
+      type: 'workerHello';
+      linkId: LinkId;
+      workerId: string;
+      computeUnits: number;
+      /** true for `reconnect`, false for `register` */
+      reconnect: boolean;
+      lastKnownJobId?: string;
+      /** `ip:port` of the connection, for logs */
+      peer?: string;
+    }
+  /** The stream ended (EOF, error, cancel, or closed by us). */
+  | { type: 'workerClosed'; linkId: LinkId }
+  /** heartbeat_ack, job_cancelled_ack and every other message that proves liveness */
+  | { type: 'workerAlive'; linkId: LinkId }
+  /** Several `workerAlive` at once (how the main thread batches them) */
+  | { type: 'workersAlive'; linkIds: LinkId[] }
+  | {
+      type: 'taskResult';
+      linkId: LinkId;
+      jobId: string;
+      taskType: TaskType;
+      success: boolean;
+      errorMessage: string;
+      inRecovery: boolean;
+      result: TaskResultSummary;
+    }
+  /** A `WorkerError` message. */
+  | { type: 'workerError'; linkId: LinkId; jobId: string; message: string }
+  | {
+      type: 'setupAck';
+      linkId: LinkId;
+      setupJobId: string;
+      hashId: string;
+      success: boolean;
+      errorMessage: string;
+      /** lowercase hex of the VK bytes ('' on failure) */
+      vkHex: string;
+    }
+  | { type: 'recoveryComplete'; linkId: LinkId }
+  // ---- client API ----
+  | { type: 'submitJob'; requestId: number; jobId: string; spec: JobSpec }
+  | { type: 'cancelJob'; requestId: number; jobId: string }
+  /** The main thread failed a job for a reason it detected (input relay, hints framing, dispatch). */
+  | { type: 'failJob'; jobId: string; failure: JobFailure }
+  /** A program's ELF is known again after a restart (setups replayed from the cache dir). */
+  | { type: 'restoreSetup'; hashId: string; withHints: boolean; programName: string; vkHex: string }
+  // ---- lifecycle ----
+  /** Shutdown deadline reached: fail every non-terminal job with `internal`. */
+  | { type: 'abandonAll'; traceId: string };
