@@ -10,6 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
+import { FieldWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, readVarint } from '../shared/protobuf-wire';
 import { apiErrors, grpcMessageOf, grpcStatusOf, numericCodeOf, type ApiErrorData } from '../shared/errors';
 
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
@@ -48,36 +49,18 @@ export function internalFailure(): { traceId: string; error: ApiErrorData } {
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
-function varint(value: number): Buffer {
-  const out: number[] = [];
-  let v = value;
-  while (v > 0x7f) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-  return Buffer.from(out);
-}
-
-function lenField(field: number, body: Buffer): Buffer {
-  return Buffer.concat([varint((field << 3) | 2), varint(body.length), body]);
-}
-
-function varintField(field: number, value: number): Buffer {
-  return value === 0 ? Buffer.alloc(0) : Buffer.concat([varint(field << 3), varint(value)]);
-}
-
-function stringField(field: number, value: string): Buffer {
-  return value === '' ? Buffer.alloc(0) : lenField(field, Buffer.from(value, 'utf8'));
+function apiErrorFields(err: ApiErrorData): FieldWriter {
+  return new FieldWriter().uint(1, numericCodeOf(err.code)).string(2, err.code).string(3, err.message);
 }
 
 export function encodeApiError(err: ApiErrorData): Buffer {
-  return Buffer.concat([varintField(1, numericCodeOf(err.code)), stringField(2, err.code), stringField(3, err.message)]);
+  return apiErrorFields(err).finish();
 }
 
+/** `google.rpc.Status{code, message, details: [Any{type_url, value: ApiError}]}` */
 function encodeStatus(code: number, message: string, err: ApiErrorData): Buffer {
-  const any = Buffer.concat([stringField(1, API_ERROR_TYPE_URL), lenField(2, encodeApiError(err))]);
-  return Buffer.concat([varintField(1, code), stringField(2, message), lenField(3, any)]);
+  const any = new FieldWriter().string(1, API_ERROR_TYPE_URL).embedded(2, apiErrorFields(err));
+  return new FieldWriter().uint(1, code).string(2, message).embedded(3, any).finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -100,29 +83,23 @@ type Field = { field: number; wire: number; int?: number; bytes?: Buffer };
 
 function* fields(buf: Buffer): Generator<Field> {
   let pos = 0;
-  const readVarint = (): number => {
-    let result = 0;
-    let shift = 1;
-    for (;;) {
-      if (pos >= buf.length) throw new Error('truncated varint');
-      const b = buf[pos++];
-      result += (b & 0x7f) * shift;
-      if ((b & 0x80) === 0) return result;
-      shift *= 0x80;
-    }
+  const next = (): number => {
+    const r = readVarint(buf, pos);
+    pos = r.next;
+    return r.value;
   };
   while (pos < buf.length) {
-    const key = readVarint();
+    const key = next();
     const field = Math.floor(key / 8);
     const wire = key & 7;
-    if (wire === 0) yield { field, wire, int: readVarint() };
-    else if (wire === 2) {
-      const len = readVarint();
+    if (wire === WIRE_VARINT) yield { field, wire, int: next() };
+    else if (wire === WIRE_LEN) {
+      const len = next();
       if (pos + len > buf.length) throw new Error('truncated field');
       yield { field, wire, bytes: buf.subarray(pos, pos + len) };
       pos += len;
-    } else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
+    } else if (wire === WIRE_I64) pos += 8;
+    else if (wire === WIRE_I32) pos += 4;
     else throw new Error(`unsupported wire type ${wire}`);
   }
 }

@@ -5,6 +5,7 @@
  * and keep the generated encoder. Zero-valued scalars are omitted, as proto3 encoders do; any decoder
  * reads the same message (test/api/job-event-encoding.test.ts decodes the output with the proto).
  */
+import { varintSize, writeVarint } from '../shared/protobuf-wire';
 import type { JobEventWire } from './jobs';
 import type { TimestampWire } from './results';
 
@@ -14,24 +15,6 @@ const EVENT_STARTED = 2;
 const EVENT_PROGRESS = 3;
 const EVENT_CANCELLED = 6;
 
-function varintLength(n: number): number {
-  let len = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    len++;
-  }
-  return len;
-}
-
-function writeVarint(buf: Buffer, pos: number, n: number): number {
-  while (n >= 128) {
-    buf[pos++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[pos++] = n;
-  return pos;
-}
-
 /** A non-negative safe integer, or 0 (what a varint here can carry without sign extension). */
 function unsigned(n: number): number {
   return Number.isSafeInteger(n) && n > 0 ? n : 0;
@@ -40,7 +23,7 @@ function unsigned(n: number): number {
 function timestampLength(t: TimestampWire): number {
   const s = unsigned(t.seconds);
   const ns = unsigned(t.nanos);
-  return (s > 0 ? 1 + varintLength(s) : 0) + (ns > 0 ? 1 + varintLength(ns) : 0);
+  return (s > 0 ? 1 + varintSize(s) : 0) + (ns > 0 ? 1 + varintSize(ns) : 0);
 }
 
 function writeTimestamp(buf: Buffer, pos: number, field: number, t: TimestampWire, len: number): number {
@@ -63,8 +46,8 @@ function encodeSimple(member: number, jobId: string, timestamp: TimestampWire, t
   const idLen = Buffer.byteLength(jobId, 'utf8');
   const tsLen = timestampLength(timestamp);
   const ph = phase === undefined ? 0 : unsigned(phase);
-  const innerLen = 1 + varintLength(idLen) + idLen + (ph > 0 ? 1 + varintLength(ph) : 0) + 1 + varintLength(tsLen) + tsLen;
-  const buf = Buffer.allocUnsafe(1 + varintLength(innerLen) + innerLen);
+  const innerLen = 1 + varintSize(idLen) + idLen + (ph > 0 ? 1 + varintSize(ph) : 0) + 1 + varintSize(tsLen) + tsLen;
+  const buf = Buffer.allocUnsafe(1 + varintSize(innerLen) + innerLen);
   let pos = 0;
   buf[pos++] = (member << 3) | 2;
   pos = writeVarint(buf, pos, innerLen);

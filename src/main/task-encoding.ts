@@ -10,8 +10,7 @@
  * public proto.
  */
 
-const WIRE_VARINT = 0;
-const WIRE_LEN = 2;
+import { FieldWriter } from '../shared/protobuf-wire';
 
 /** CoordinatorMessage.execute_task */
 const COORDINATOR_EXECUTE_TASK = 4;
@@ -30,91 +29,6 @@ export const TASK_TYPE_PROVE = 1;
 export const TASK_TYPE_AGGREGATE = 2;
 export const TASK_TYPE_EXECUTION = 3;
 export const TASK_TYPE_WRAP = 4;
-
-/** Collects encoded fields as buffer parts; big parts are referenced, not copied, until `finish`. */
-class FieldWriter {
-  readonly parts: Buffer[] = [];
-  private length = 0;
-
-  get byteLength(): number {
-    return this.length;
-  }
-
-  private push(buf: Buffer): this {
-    this.parts.push(buf);
-    this.length += buf.length;
-    return this;
-  }
-
-  tag(field: number, wire: number): this {
-    return this.push(varint((field << 3) | wire));
-  }
-
-  uint32(field: number, value: number): this {
-    if (value !== 0) this.tag(field, WIRE_VARINT).push(varint(value));
-    return this;
-  }
-
-  bool(field: number, value: boolean): this {
-    if (value) this.tag(field, WIRE_VARINT).push(varint(1));
-    return this;
-  }
-
-  string(field: number, value: string | undefined, always = false): this {
-    if (value === undefined || (value === '' && !always)) return this;
-    return this.bytes(field, Buffer.from(value, 'utf8'), true);
-  }
-
-  /** `always` writes an empty value too (explicit presence: oneof members and `optional`). */
-  bytes(field: number, value: Buffer | undefined, always = false): this {
-    if (value === undefined || (value.length === 0 && !always)) return this;
-    this.tag(field, WIRE_LEN).push(varint(value.length));
-    if (value.length > 0) this.push(value);
-    return this;
-  }
-
-  /** A length-delimited field whose body is the concatenation of already-encoded parts. */
-  embedded(field: number, body: FieldWriter): this {
-    return this.tag(field, WIRE_LEN).push(varint(body.byteLength)).append(body);
-  }
-
-  /** Appends fields already encoded by another writer (its parts are shared, not copied). */
-  append(other: FieldWriter): this {
-    for (const part of other.parts) this.push(part);
-    return this;
-  }
-
-  packedUint32(field: number, values: readonly number[]): this {
-    if (values.length === 0) return this;
-    const body = Buffer.concat(values.map(varint));
-    return this.bytes(field, body);
-  }
-
-  finish(): Buffer {
-    return Buffer.concat(this.parts, this.length);
-  }
-}
-
-/**
- * One-byte varints (0–127: every tag and most lengths and counts here) as shared buffers: parts are
- * only ever read (`finish` copies them), and a task message has a dozen of them.
- */
-const ONE_BYTE_VARINTS: readonly Buffer[] = Array.from({ length: 128 }, (_, i) => Buffer.from([i]));
-
-function varint(value: number): Buffer {
-  if (value >= 0 && value < 128 && Number.isInteger(value)) return ONE_BYTE_VARINTS[value];
-  if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(`varint out of range: ${value}`);
-  }
-  const bytes: number[] = [];
-  let v = value;
-  while (v > 0x7f) {
-    bytes.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  bytes.push(v);
-  return Buffer.from(bytes);
-}
 
 function wrapTask(task: FieldWriter): Buffer {
   return new FieldWriter().embedded(COORDINATOR_EXECUTE_TASK, task).finish();
@@ -153,15 +67,15 @@ export function contributionTaskEncoder(shared: ContributionShared): (w: Contrib
 
   return (w) => {
     const perWorker = new FieldWriter()
-      .uint32(6, w.rank)
-      .uint32(7, w.totalWorkers)
-      .packedUint32(8, w.allocation)
-      .uint32(9, w.jobComputeUnits);
+      .uint(6, w.rank)
+      .uint(7, w.totalWorkers)
+      .packedUint(8, w.allocation)
+      .uint(9, w.jobComputeUnits);
     const body = new FieldWriter().append(params).append(perWorker);
     const task = new FieldWriter()
       .string(TASK_WORKER_ID, w.workerId)
       .string(TASK_JOB_ID, shared.jobId)
-      .uint32(TASK_TYPE, taskType)
+      .uint(TASK_TYPE, taskType)
       .embedded(paramsField, body);
     return wrapTask(task);
   };
@@ -176,7 +90,7 @@ export function proveTaskEncoder(jobId: string, challenges: readonly Buffer[]): 
       new FieldWriter()
         .string(TASK_WORKER_ID, workerId)
         .string(TASK_JOB_ID, jobId)
-        .uint32(TASK_TYPE, TASK_TYPE_PROVE)
+        .uint(TASK_TYPE, TASK_TYPE_PROVE)
         .embedded(TASK_PROVE_PARAMS, params),
     );
 }
@@ -196,23 +110,23 @@ export function encodeAggregateTask(a: {
     .bytes(1, a.proofList ?? Buffer.alloc(0), true)
     .bool(2, a.last)
     .bool(3, a.last)
-    .uint32(4, a.proofType);
+    .uint(4, a.proofType);
   return wrapTask(
     new FieldWriter()
       .string(TASK_WORKER_ID, a.workerId)
       .string(TASK_JOB_ID, a.jobId)
-      .uint32(TASK_TYPE, TASK_TYPE_AGGREGATE)
+      .uint(TASK_TYPE, TASK_TYPE_AGGREGATE)
       .embedded(TASK_AGG_PARAMS, params),
   );
 }
 
 export function encodeWrapTask(a: { jobId: string; workerId: string; proofData: Buffer; proofDest: 1 | 2 }): Buffer {
-  const params = new FieldWriter().bytes(1, a.proofData).uint32(2, a.proofDest);
+  const params = new FieldWriter().bytes(1, a.proofData).uint(2, a.proofDest);
   return wrapTask(
     new FieldWriter()
       .string(TASK_WORKER_ID, a.workerId)
       .string(TASK_JOB_ID, a.jobId)
-      .uint32(TASK_TYPE, TASK_TYPE_WRAP)
+      .uint(TASK_TYPE, TASK_TYPE_WRAP)
       .embedded(TASK_WRAP_PARAMS, params),
   );
 }
