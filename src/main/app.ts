@@ -12,7 +12,7 @@ import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { CLIENT_API_SERVICE } from '../shared/proto';
-import type { CoreConfig } from '../threads/scheduler-core';
+import type { CoreConfig, CoreInternals } from '../threads/scheduler-core';
 import { CoordinatorMetrics } from './metrics';
 import { startHttpServer, type HttpServerHandle } from './http-server';
 import { Lifecycle } from './lifecycle';
@@ -98,6 +98,14 @@ export interface RunningCoordinator {
   shutdown(reason: string): void;
   /** Resolves with the exit code once stopped. */
   stopped: Promise<number>;
+  /** Table sizes on both sides of the thread boundary, for leak checks in tests. */
+  diagnostics(): Promise<Diagnostics>;
+}
+
+export interface Diagnostics {
+  /** Worker streams the cluster service holds. */
+  workerLinks: number;
+  scheduler: CoreInternals | undefined;
 }
 
 export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
@@ -365,6 +373,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   return {
     ports,
     stopped,
+    diagnostics: async () => ({ workerLinks: cluster?.linkCount ?? 0, scheduler: await host.internals() }),
     shutdown(reason: string) {
       if (lifecycle.state === 'serving') {
         lifecycle.advance('draining');

@@ -67,6 +67,10 @@ export class MockSchedulerHost implements SchedulerHost {
     return undefined;
   }
 
+  async internals(): Promise<undefined> {
+    return undefined;
+  }
+
   async close(): Promise<void> {
     for (const job of this.jobs.values()) job.timers.forEach(clearTimeout);
     for (const t of this.evictions) clearTimeout(t);

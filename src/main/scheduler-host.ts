@@ -7,7 +7,7 @@ import type { LinkId } from '../shared/scheduler/types';
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
 import type { SchedulerThreadApi } from '../threads/scheduler-thread';
-import { SchedulerCore, type CoreConfig } from '../threads/scheduler-core';
+import { SchedulerCore, type CoreConfig, type CoreInternals } from '../threads/scheduler-core';
 import { CoreRunner } from '../threads/core-runner';
 import type { LoopStats } from './metrics';
 
@@ -21,6 +21,8 @@ export interface SchedulerHost {
   post(event: SchedulerEvent): void;
   /** Scheduler-thread loop figures (undefined when the core runs on the main thread). */
   loopStats(): Promise<LoopStats | undefined>;
+  /** The core's table sizes (undefined in mock mode, which has no core). */
+  internals(): Promise<CoreInternals | undefined>;
   close(): Promise<void>;
 }
 
@@ -57,16 +59,23 @@ abstract class BatchingHost implements SchedulerHost {
 
   protected abstract deliver(batch: SchedulerEvent[]): void;
   abstract loopStats(): Promise<LoopStats | undefined>;
+  abstract internals(): Promise<CoreInternals | undefined>;
   abstract close(): Promise<void>;
 }
 
 /** The core on the main thread: no hop, for `scheduler_thread = false` and for measuring the hop. */
 export class InlineSchedulerHost extends BatchingHost {
   private readonly runner: CoreRunner;
+  private readonly core: SchedulerCore;
 
   constructor(config: CoreConfig, onEffects: EffectHandler) {
     super();
-    this.runner = new CoreRunner(new SchedulerCore(config, { newId: randomUUID }), onEffects);
+    this.core = new SchedulerCore(config, { newId: randomUUID });
+    this.runner = new CoreRunner(this.core, onEffects);
+  }
+
+  async internals(): Promise<CoreInternals> {
+    return this.core.internals();
   }
 
   protected deliver(batch: SchedulerEvent[]): void {
@@ -127,6 +136,11 @@ export class ThreadSchedulerHost extends BatchingHost {
   async loopStats(): Promise<LoopStats | undefined> {
     if (this.dead) return undefined;
     return this.track(this.remote.loopStats());
+  }
+
+  async internals(): Promise<CoreInternals | undefined> {
+    if (this.dead) return undefined;
+    return this.track(this.remote.internals());
   }
 
   async close(): Promise<void> {

@@ -43,6 +43,16 @@ export interface JobSnapshot {
   workers: string[];
 }
 
+/** Sizes of the core's tables, for leak checks: what a test expects to be back at zero. */
+export interface CoreInternals {
+  links: number;
+  workers: number;
+  jobs: number;
+  queued: number;
+  /** Live timers (cancelled ones not counted). */
+  timers: number;
+}
+
 export interface CoreSnapshot {
   /** in registration order */
   workers: WorkerSnapshot[];
@@ -159,6 +169,17 @@ export class SchedulerCore {
   /** Earliest pending timer, or undefined; the wrapper sets one host timer for it. */
   nextDeadline(): number | undefined {
     return this.ctx.timers.peek();
+  }
+
+  internals(): CoreInternals {
+    const ctx = this.ctx;
+    return {
+      links: ctx.pool.links.size,
+      workers: ctx.pool.byId.size,
+      jobs: ctx.jobs.byId.size,
+      queued: ctx.queue.size,
+      timers: ctx.timers.size,
+    };
   }
 
   /** Read-only view for tests, logs and the scheduler thread's metrics. */

@@ -9,7 +9,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
-import { SchedulerCore, type CoreConfig } from './scheduler-core';
+import { SchedulerCore, type CoreConfig, type CoreInternals } from './scheduler-core';
 import { CoreRunner } from './core-runner';
 import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
 
@@ -17,6 +17,7 @@ export interface SchedulerThreadApi {
   /** `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back. */
   start(config: CoreConfig, batches: MessagePort): void;
   loopStats(): LoopStats;
+  internals(): CoreInternals;
 }
 
 let core: SchedulerCore | undefined;
@@ -34,6 +35,10 @@ const api: SchedulerThreadApi = {
   },
   loopStats() {
     return sampler.sample();
+  },
+  internals() {
+    if (!core) throw new Error('scheduler thread not started');
+    return core.internals();
   },
 };
 

@@ -125,27 +125,45 @@ test('a second register on the same stream ends it with INVALID_ARGUMENT; a wron
     assert.equal(r.register_response?.accepted, true);
     w.write({ heartbeat_ack: { worker_id: 'someone-else' } });
     w.write({});
-    await sleep(100);
-    const text = await scrape(tc);
-    assert.equal(sample(text, 'coordinator_ignored_worker_messages_total{reason="worker_id_mismatch"}'), 1);
-    assert.equal(sample(text, 'coordinator_ignored_worker_messages_total{reason="missing_payload"}'), 1);
     w.write({ register: { worker_id: 'w1', compute_capacity: { compute_units: 2 } } });
     const s = await w.status;
     assert.equal(s.code, grpc.status.INVALID_ARGUMENT);
     assert.equal(s.details, 'Already registered on this stream');
+    // A stream's messages are handled in order: the status proves the two before it were counted.
+    const text = await scrape(tc);
+    assert.equal(sample(text, 'coordinator_ignored_worker_messages_total{reason="worker_id_mismatch"}'), 1);
+    assert.equal(sample(text, 'coordinator_ignored_worker_messages_total{reason="missing_payload"}'), 1);
   });
 });
 
-test('a stream closed during the handshake leaves nothing behind', async () => {
+test('a stream closed during the handshake leaves nothing behind: no link on either side, no timer', async () => {
   await withCoordinator(async (tc) => {
+    const before = await tc.running.diagnostics();
     const w = rawWorker(tc.clusterAddress);
+    // The stream is open on both sides, with its handshake timer running.
+    await until(async () => (await tc.running.diagnostics()).scheduler?.links === 1);
+    const open = await tc.running.diagnostics();
+    assert.equal(open.workerLinks, 1);
+    assert.equal(open.scheduler?.timers, (before.scheduler?.timers ?? 0) + 1, 'the handshake timer');
     w.end();
     const s = await w.status;
     assert.ok(s.code === grpc.status.ABORTED || s.code === grpc.status.OK || s.code === grpc.status.CANCELLED);
-    await sleep(50);
-    assert.equal(sample(await scrape(tc), 'coordinator_workers_connected'), 0);
+    await until(async () => {
+      const d = await tc.running.diagnostics();
+      return d.workerLinks === 0 && d.scheduler?.links === 0;
+    });
+    assert.deepEqual(await tc.running.diagnostics(), before);
   });
 });
+
+/** Waits (polling the coordinator's own tables) until `pred` holds. */
+async function until(pred: () => Promise<boolean>, limitMs = 5_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await sleep(5);
+  }
+}
 
 test('a contribution result without witness_info fails the job at once with a precise reason', async () => {
   await withCoordinator(async (tc) => {
