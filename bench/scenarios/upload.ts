@@ -243,7 +243,7 @@ export const upload: Scenario = {
           ...p.metrics,
         ],
         notes: [
-          'Reported only. In the two baseline16M rows the first figure is the echo baseline with 16 MiB server receive windows (bench-only patch of http2.createServer in that process) and the second the same baseline with grpc-js\'s fixed 64 KiB; the probe rows are raw grpc-js transfers between two idle processes.',
+          'Reported only. In the two baseline16M rows the first figure is the echo baseline with 16 MiB server receive windows (set by TunedGrpcServer, as the coordinator sets its own) and the second the same baseline with grpc-js\'s fixed 64 KiB; the probe rows are raw grpc-js transfers between two idle processes.',
           ...p.notes,
         ],
       },
