@@ -19,8 +19,9 @@ import { upload } from './scenarios/upload';
 import { scale } from './scenarios/scale';
 import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
+import { wan } from './scenarios/wan';
 
-export const SCENARIOS: readonly Scenario[] = [startup, throughput, barrier, fanout, upload, elf, scale];
+export const SCENARIOS: readonly Scenario[] = [startup, throughput, barrier, fanout, upload, wan, elf, scale];
 
 export interface RunOptions {
   smoke: boolean;

@@ -15,9 +15,9 @@
  * - an HTTP `/health` listener, so startup binds the same three listeners.
  *
  * Forked with IPC by the bench (`EchoApi`), or `--standalone` (prints one JSON line when serving,
- * exits on SIGTERM) for the startup scenario. `recvWindowBytes` raises the HTTP/2 receive window of
- * both servers (a bench-only patch of `http2.createServer` in this process, to measure what grpc-js's
- * fixed 64 KiB server window costs).
+ * exits on SIGTERM) for the startup scenario. Both gRPC servers are built like the coordinator's
+ * (`TunedGrpcServer`, src/main/grpc-server.ts); `recvWindowBytes` sets their HTTP/2 receive windows
+ * (default: grpc-js's 64 KiB), the way `[server] http2_window_bytes` sets the coordinator's.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -29,8 +29,8 @@ import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../../src/shared/proto';
 import { loadBlake3 } from '../../src/shared/blake3';
 import { LoopStatsSampler, type LoopStats } from '../../src/shared/loop-stats';
+import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer, type GrpcServerTuning } from '../../src/main/grpc-server';
 import { serveIpc } from '../lib/ipc';
-import { patchReceiveWindow } from './window-probe';
 
 export interface EchoConfig {
   /** Workers per prove job; 0 = every registered worker. */
@@ -39,7 +39,7 @@ export interface EchoConfig {
   maxMessageBytes: number;
   /** Where registered ELFs are written. */
   cacheDir: string;
-  /** Raise both servers' HTTP/2 receive window (stream and connection) to this many bytes. */
+  /** Both servers' HTTP/2 receive window (stream and connection); default grpc-js's 64 KiB. */
   recvWindowBytes?: number;
   /**
    * Spread each heartbeat round over the interval in this many slices instead of writing every
@@ -550,12 +550,6 @@ function apiImplementation(): grpc.UntypedServiceImplementation {
 
 // ------------------------------------------------------------------ servers
 
-function bind(server: grpc.Server): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
-}
-
 interface Running {
   api: number;
   cluster: number;
@@ -565,22 +559,21 @@ interface Running {
 
 async function startServers(cfg: EchoConfig): Promise<Running> {
   config = cfg;
-  if (cfg.recvWindowBytes) patchReceiveWindow(cfg.recvWindowBytes);
-  const options: grpc.ServerOptions = {
-    'grpc.max_receive_message_length': cfg.maxMessageBytes,
-    'grpc.max_send_message_length': cfg.maxMessageBytes,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    // The coordinator's transport settings, so the ratio compares logic, not grpc-js options.
-    'grpc.enable_channelz': 0,
+  // The coordinator's transport settings (channelz off, the same window mechanism), so the ratio
+  // compares logic, not grpc-js options.
+  const tuning: GrpcServerTuning = {
+    windowBytes: cfg.recvWindowBytes ?? HTTP2_DEFAULT_WINDOW_BYTES,
+    maxMessageBytes: cfg.maxMessageBytes,
+    keepaliveTimeMs: 30_000,
+    keepaliveTimeoutMs: 10_000,
   };
-  const cluster = new grpc.Server(options);
-  cluster.addService(clusterService(), { WorkerStream: acceptWorker });
-  const api = new grpc.Server(options);
-  api.addService(serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE), apiImplementation());
-  const clusterPort = await bind(cluster);
-  const apiPort = await bind(api);
+  const cluster = new TunedGrpcServer(tuning);
+  cluster.server.addService(clusterService(), { WorkerStream: acceptWorker });
+  const api = new TunedGrpcServer(tuning);
+  api.server.addService(serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE), apiImplementation());
+  const address = '127.0.0.1:0';
+  const clusterPort = await cluster.bind(address, grpc.ServerCredentials.createInsecure());
+  const apiPort = await api.bind(address, grpc.ServerCredentials.createInsecure());
   const httpServer = http.createServer((req, res) => {
     res.statusCode = req.url === '/health' ? 200 : 404;
     res.end(req.url === '/health' ? 'OK' : '');
@@ -596,8 +589,7 @@ async function startServers(cfg: EchoConfig): Promise<Running> {
     http: httpPort,
     async close() {
       clearInterval(hb);
-      api.forceShutdown();
-      cluster.forceShutdown();
+      await Promise.all([api.close(0), cluster.close(0)]);
       await new Promise<void>((r) => httpServer.close(() => r()));
     },
   };

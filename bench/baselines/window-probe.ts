@@ -4,11 +4,11 @@
  *   has the whole message. Paced by the SERVER's receive window (grpc-js: fixed 64 KiB, PR 3058).
  * - download: the client sends `[1, S as u32le]`; the server answers S bytes. Paced by the CLIENT's
  *   receive window (`grpc-node.flow_control_window`).
- * The server runs in its own process (forked, `ProbeApi`); `recvWindowBytes` raises its window with
- * the same bench-only `http2.createServer` patch as the echo baseline.
+ * The server runs in its own process (forked, `ProbeApi`); `recvWindowBytes` raises its receive
+ * windows the way the coordinator does (`TunedGrpcServer`, src/main/grpc-server.ts).
  */
-import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer } from '../../src/main/grpc-server';
 import { serveIpc } from '../lib/ipc';
 import { hostNow } from '../lib/proc';
 
@@ -28,24 +28,9 @@ export const PROBE_METHOD: grpc.MethodDefinition<Buffer, Buffer> = {
   responseDeserialize: identity,
 };
 
-/**
- * Makes every HTTP/2 server created from now on advertise `bytes` as its receive window (grpc-js 1.14
- * has no option for it): how the bench measures what the 64 KiB default costs, without patching grpc-js.
- */
-export function patchReceiveWindow(bytes: number): void {
-  const original = http2.createServer;
-  const patched = (options: http2.ServerOptions, listener?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void): http2.Http2Server => {
-    const server = original({ ...options, settings: { ...options?.settings, initialWindowSize: bytes } }, listener);
-    server.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(bytes));
-    return server;
-  };
-  // grpc-js looks `http2.createServer` up on the module object when it binds.
-  Reflect.set(http2, 'createServer', patched);
-}
-
 async function startProbeServer(recvWindowBytes?: number): Promise<number> {
-  if (recvWindowBytes) patchReceiveWindow(recvWindowBytes);
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 256 << 20, 'grpc.max_send_message_length': 256 << 20 });
+  const tuned = new TunedGrpcServer({ windowBytes: recvWindowBytes ?? HTTP2_DEFAULT_WINDOW_BYTES, maxMessageBytes: 256 << 20, keepaliveTimeMs: 0, keepaliveTimeoutMs: 0 });
+  const server = tuned.server;
   const payloads = new Map<number, Buffer>();
   server.addService({ Stream: PROBE_METHOD }, {
     Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
@@ -61,9 +46,7 @@ async function startProbeServer(recvWindowBytes?: number): Promise<number> {
       call.on('error', () => undefined);
     },
   });
-  return new Promise((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  return tuned.bind('127.0.0.1:0', grpc.ServerCredentials.createInsecure());
 }
 
 /** Client side (runs in the bench process): median MB/s-relevant times of `reps` transfers of `size` bytes. */

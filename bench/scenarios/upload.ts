@@ -13,7 +13,7 @@ import { ApiClient } from '../lib/api';
 import { IpcChild } from '../lib/ipc';
 import { benchModule, Cleanup, sleep } from '../lib/proc';
 import { attempt, startCoordinator, startRig } from '../lib/scenario-helpers';
-import { SimGroup } from '../lib/sims';
+import { SimGroup, type SimJsonOptions } from '../lib/sims';
 import { MB, MiB, median, mbPerSecond } from '../lib/stats';
 import { EchoBaseline, type SystemUnderTest } from '../lib/sut';
 import { SMALL_INPUT, benchHashId, prepareProgram } from '../lib/workload';
@@ -46,7 +46,7 @@ interface Measured {
 }
 
 /** One system with its two sims and a client, ready to run upload jobs. */
-interface Rig {
+export interface Rig {
   label: string;
   api: ApiClient;
   sims: SimGroup;
@@ -58,10 +58,20 @@ interface Rig {
   broken?: string;
 }
 
-async function rigUp(label: string, sut: SystemUnderTest, s: Sizes, cleanup: Cleanup): Promise<Rig> {
+/** How the sims reach the system (`wan`: through a delaying proxy) and what they send. */
+export interface RigWiring {
+  /** Where the sims connect (default: the system's worker port). */
+  clusterAddress?: string;
+  /** Added to every sim's options. */
+  options?: SimJsonOptions;
+  /** Per-worker overrides (default: worker 1 proves 400 ms later). */
+  perWorker?: Record<number, SimJsonOptions>;
+}
+
+export async function rigUp(label: string, sut: SystemUnderTest, s: Pick<Sizes, 'values' | 'finalBytes'>, cleanup: Cleanup, wiring: RigWiring = {}): Promise<Rig> {
   const hashId = await benchHashId();
   const sims = await SimGroup.start({
-    coordinator: sut.clusterAddress,
+    coordinator: wiring.clusterAddress ?? sut.clusterAddress,
     workers: 2,
     processes: 2,
     prefix: `up-${label}`,
@@ -75,10 +85,11 @@ async function rigUp(label: string, sut: SystemUnderTest, s: Sizes, cleanup: Cle
       finalProofBytes: s.finalBytes,
       preSetup: [{ hashId, withHints: false }],
       maxLogEntries: 64,
+      ...wiring.options,
     },
     // Worker 1 proves later, so the aggregator (worker 0, first to prove) is idle when its proofs
     // arrive and the relay is not queued behind the aggregator's first step.
-    perWorker: { 1: { proveDelayMs: 400 } },
+    perWorker: wiring.perWorker ?? { 1: { proveDelayMs: 400 } },
   });
   cleanup.add(`${label} sims`, () => sims.stop());
   await sims.waitRegistered(60_000);
@@ -88,8 +99,11 @@ async function rigUp(label: string, sut: SystemUnderTest, s: Sizes, cleanup: Cle
   return { label, api, sims, hashId, relayMs: [], finalMs: [], intact: true, proofBytes: 0 };
 }
 
-/** One prove job: relay and final-proof latencies from the sims' and the client's clocks. */
-async function oneJob(rig: Rig, s: Sizes, record: boolean): Promise<void> {
+/**
+ * One prove job: relay and final-proof latencies from the sims' and the client's clocks. Answers when
+ * the relayed proof left the prover and reached the aggregator (host clock).
+ */
+export async function oneJob(rig: Rig, s: Pick<Sizes, 'values'>, record: boolean): Promise<{ proveOut: number | null; aggIn: number | null }> {
   const id = await rig.api.submitProve(rig.hashId, { inline: SMALL_INPUT });
   const o = await rig.api.watch(id, 120_000);
   if (o.status !== 'completed') throw new Error(`upload job ${id} ended ${o.status}: ${o.detail ?? ''}`);
@@ -101,10 +115,12 @@ async function oneJob(rig: Rig, s: Sizes, record: boolean): Promise<void> {
   const agg = await rig.sims.aggTasks(id);
   const relayed = agg.filter((a) => a.proofCount > 0);
   if (relayed.length === 0 || relayed.some((a) => !a.valuesIntact || a.valueCount !== s.values)) rig.intact = false;
-  if (!record) return;
-  rig.proofBytes = o.proofBytes;
-  if (proveOut !== null && aggIn !== null) rig.relayMs.push(aggIn - proveOut);
-  if (finalOut !== null) rig.finalMs.push(o.at - finalOut);
+  if (record) {
+    rig.proofBytes = o.proofBytes;
+    if (proveOut !== null && aggIn !== null) rig.relayMs.push(aggIn - proveOut);
+    if (finalOut !== null) rig.finalMs.push(o.at - finalOut);
+  }
+  return { proveOut, aggIn };
 }
 
 function measuredOf(rig: Rig | undefined, s: Sizes): Measured | undefined {
@@ -243,7 +259,7 @@ export const upload: Scenario = {
           ...p.metrics,
         ],
         notes: [
-          'Reported only. In the two baseline16M rows the first figure is the echo baseline with 16 MiB server receive windows (bench-only patch of http2.createServer in that process) and the second the same baseline with grpc-js\'s fixed 64 KiB; the probe rows are raw grpc-js transfers between two idle processes.',
+          'Reported only. In the two baseline16M rows the first figure is the echo baseline with 16 MiB server receive windows (set by TunedGrpcServer, as the coordinator sets its own) and the second the same baseline with grpc-js\'s fixed 64 KiB; the probe rows are raw grpc-js transfers between two idle processes.',
           ...p.notes,
         ],
       },

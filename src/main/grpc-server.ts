@@ -15,6 +15,9 @@
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 
+/** HTTP/2's initial window (RFC 9113 §6.9.2), which Node and grpc-js keep unless told otherwise. */
+export const HTTP2_DEFAULT_WINDOW_BYTES = 65535;
+
 export interface GrpcServerTuning {
   /** Receive window advertised per stream and per connection. */
   windowBytes: number;
@@ -84,7 +87,7 @@ export class TunedGrpcServer {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     // The connection window starts at 64 KiB whatever SETTINGS say; only a WINDOW_UPDATE raises it.
-    if (windowBytes > 65535) {
+    if (windowBytes > HTTP2_DEFAULT_WINDOW_BYTES) {
       try {
         session.setLocalWindowSize(windowBytes);
       } catch {

@@ -27,9 +27,10 @@ export function workerStreamMethod(): StreamMethod {
   return streamMethod;
 }
 
-/** Channel options of a sim worker connection (insecure, 128 MiB both ways, its own TCP connection). */
-export function simChannelOptions(o: Pick<SimWorkerOptions, 'maxMessageBytes' | 'reconnectIntervalMs'>): grpc.ClientOptions {
+/** Channel options of a sim worker connection (insecure, 128 MiB both ways, its own TCP connection, its receive window). */
+export function simChannelOptions(o: Pick<SimWorkerOptions, 'maxMessageBytes' | 'reconnectIntervalMs' | 'receiveWindowBytes'>): grpc.ClientOptions {
   return {
+    ...(o.receiveWindowBytes !== undefined ? { 'grpc-node.flow_control_window': o.receiveWindowBytes } : {}),
     'grpc.max_send_message_length': o.maxMessageBytes,
     'grpc.max_receive_message_length': o.maxMessageBytes,
     // Like a real worker: its own HTTP/2 connection, not a multiplexed share of another worker's.

@@ -97,6 +97,12 @@ export interface SimWorkerOptions {
   maxLogEntries: number;
   /** gRPC send/receive limit (default 128 MiB, like the real worker). */
   maxMessageBytes: number;
+  /**
+   * HTTP/2 receive window of the connection, per stream and per connection
+   * (`grpc-node.flow_control_window`); default grpc-js's 64 KiB. The Rust worker (tonic over hyper)
+   * advertises 2 MiB per stream and 5 MiB per connection. Paces every download at window ÷ RTT.
+   */
+  receiveWindowBytes?: number;
   /** One line per registration/task/error; default: silent. */
   logger?: (line: string) => void;
 }
