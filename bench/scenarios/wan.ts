@@ -129,9 +129,16 @@ function elfNumber(elf: Buffer, i: number): Buffer {
   return elf;
 }
 
+/**
+ * A sender's clock reading comes after its write call returned, by which time the proxy (another
+ * process, on the other core) may already hold the first bytes, or all of a small upload: the window
+ * opens this much earlier. Nothing else of 1 KiB or more crosses the link that close before an upload.
+ */
+const SEND_CLOCK_SLACK_MS = 50;
+
 /** The upload between two host times, timed on the wire by the proxy; throws if the proxy saw none. */
 async function wireMs(proxy: IpcChild<DelayProxyApi>, address: string, fromAt: number, toAt: number): Promise<{ ms: number; bytes: number }> {
-  const t = await proxy.call('transfer', { address, lane: 'up', fromAt, toAt });
+  const t = await proxy.call('transfer', { address, lane: 'up', fromAt: fromAt - SEND_CLOCK_SLACK_MS, toAt });
   if (!t || t.lastOutAt === 0) throw new Error(`the proxy at ${address} saw no complete upload between the two times`);
   return { ms: t.lastOutAt - t.firstInAt, bytes: t.bytes };
 }
