@@ -120,6 +120,10 @@ export class ApiService implements TaskDataSource, ElfSource {
     this.jobs.onEvent(effect.jobId, effect.at, effect.event);
   }
 
+  jobRetried(effect: EffectOf<'jobRetried'>): void {
+    this.jobs.retried(effect.jobId, effect.reason);
+  }
+
   jobLinks(effect: EffectOf<'jobLinks'>): void {
     this.jobs.setLinks(effect.jobId, effect.linkIds);
   }

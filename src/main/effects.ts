@@ -60,6 +60,8 @@ export function applyEffect(effect: SchedulerEffect, to: EffectTargets): void {
       return to.api.cancelResult(effect);
     case 'jobEvent':
       return to.api.jobEvent(effect);
+    case 'jobRetried':
+      return to.api.jobRetried(effect);
     case 'jobLinks':
       return to.api.jobLinks(effect);
     case 'jobsEvicted':

@@ -102,6 +102,12 @@ export type JobStatusWire =
 /** How a job takes its input or hints (Push RPCs are accepted only for `grpc`). */
 export type DataMode = { kind: 'none' } | { kind: 'inline'; blobId: BlobId } | { kind: 'grpc'; uri: string } | { kind: 'local'; uri: string };
 
+/** A local source as validated at JobRequest. */
+export interface LocalSourceRef {
+  path: string;
+  source: 'file' | 'unix';
+}
+
 /** Receives a job's recorded events in order (WatchJob streams). */
 export interface JobObserver {
   push(event: RecordedEvent): void;
@@ -130,6 +136,8 @@ export class JobRecord {
    * aborting builds a DOMException and most jobs never read a local source.
    */
   sourceAbort: AbortController | undefined;
+  /** The `file://` / `unix://` sources it reads, kept so a new attempt can read them again. */
+  localSources: { input?: LocalSourceRef; hints?: LocalSourceRef } = {};
 
   constructor(
     readonly id: string,
@@ -219,6 +227,7 @@ export class JobTable {
       case 'queued':
         record.state = 'queued';
         record.phase = undefined;
+        record.startedAt = undefined;
         recorded = this.simple(record, 'queued', at);
         break;
       case 'started':

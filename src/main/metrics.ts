@@ -63,6 +63,7 @@ export const DURATION_BUCKETS: readonly number[] = [0.1, 0.5, 1, 2, 5, 10, 30, 6
 export const REQUEST_DURATION_BUCKETS: readonly number[] = [0.001, 0.005, 0.01, 0.025, 0.05, ...DURATION_BUCKETS];
 
 import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
+import type { RetryReasonName } from '../shared/scheduler/types';
 export { LoopStatsSampler, type LoopStats };
 
 export interface RenderedMetrics {
@@ -113,6 +114,7 @@ export class CoordinatorMetrics {
   private readonly workerMessages: Counter<'type'>;
   private readonly ignoredWorkerMessages: Counter<'reason'>;
   private readonly recoveryTimeouts: Counter;
+  private readonly retries: Counter<'kind' | 'reason'>;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
@@ -217,6 +219,12 @@ export class CoordinatorMetrics {
       help: 'Workers released to Ready because they sent no recovery_complete within recovery_timeout_seconds.',
       registers,
     });
+    this.retries = new Counter({
+      name: 'coordinator_job_retries_total',
+      help: 'Job attempts failed by infrastructure and retried (docs/decisions.md, Retries), by job kind and reason.',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
     this.bytes = new Counter({
       name: 'coordinator_bytes_sent_total',
       help: 'Bytes written to worker streams, by content kind (elf, input, hints, task, other); a fan-out counts once per target.',
@@ -314,6 +322,12 @@ export class CoordinatorMetrics {
   /** One inbound worker message, by its `WorkerMessage` payload name (e.g. `execute_task_response`). */
   workerMessage(type: string): void {
     this.workerMessageTally.add(type, 1);
+  }
+
+  /** An attempt failed and the job is queued again: it is no longer running. */
+  jobRetried(kind: JobKindLabel, reason: RetryReasonName): void {
+    this.retries.labels(kind, reason).inc();
+    this.setActiveJobs(this.activeJobCount - 1);
   }
 
   recoveryTimedOut(): void {

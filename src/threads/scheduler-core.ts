@@ -262,7 +262,7 @@ export class SchedulerCore {
       const job = task.job;
       if (job.timer !== entry) return;
       job.timer = undefined;
-      failJob(ctx, job, task.failure);
+      failJob(ctx, job, task.failure, { retry: task.retry });
       return;
     }
     if (task.kind === 'retention') {

@@ -106,6 +106,7 @@ describe('defaults', () => {
         wrap_timeout_seconds: 600,
         max_worker_queue_bytes: 268435456,
         max_egress_bytes: 536870912,
+        max_job_attempts: 3,
         keepalive_time_seconds: 0,
         keepalive_timeout_seconds: 10,
         scheduler_thread: true,

@@ -39,7 +39,9 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
     metrics: { ...base.metrics, host: '127.0.0.1', port: 0, ...overrides.metrics },
     logging: { ...base.logging, level: 'debug', format: 'json', ...overrides.logging },
     backend: { ...base.backend, ...overrides.backend },
-    coordinator: { ...base.coordinator, port: 0, cache_dir: cacheDir, ...overrides.coordinator },
+    // One attempt per job unless a test asks for more: most tests pin what a single attempt does,
+    // and the retry tests set max_job_attempts themselves.
+    coordinator: { ...base.coordinator, port: 0, cache_dir: cacheDir, max_job_attempts: 1, ...overrides.coordinator },
   };
   const logs: Record<string, unknown>[] = [];
   const logWaiters = new Set<(l: Record<string, unknown>) => void>();

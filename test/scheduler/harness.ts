@@ -21,7 +21,8 @@ export const EXECUTION: TaskType = 3;
 export const WRAP: TaskType = 4;
 
 /** The documented defaults (decisions D3–D5), so tests read as "the default, except …". */
-export const DEFAULTS: CoreConfig = defaultConfig().coordinator;
+/** Product defaults, but one attempt per job: most tests pin what a single attempt does (retries have their own). */
+export const DEFAULTS: CoreConfig = { ...defaultConfig().coordinator, max_job_attempts: 1 };
 
 export type EffectType = SchedulerEffect['type'];
 export type EffectOf<T extends EffectType> = Extract<SchedulerEffect, { type: T }>;

@@ -41,9 +41,10 @@ const CONFIG: Partial<CoreConfig> = {
   max_retained_jobs: 40,
   stale_disconnected_threshold_seconds: 200,
   max_queued_jobs: 20,
+  max_job_attempts: 3,
 };
-/** Past every limit above (queue, then the longest phase chain, then grace and recovery). */
-const SETTLE_MS = (120 + 3 * 60 + 100 + 60) * 1000;
+/** Past every limit above (queue, then the longest phase chain, then grace and recovery), for every attempt. */
+const SETTLE_MS = 3 * (120 + 3 * 60 + 100 + 60) * 1000;
 
 const WORKERS = ['w0', 'w1', 'w2', 'w3', 'w4'];
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -246,6 +247,7 @@ class RandomRun {
 const reached = new Map<string, number>();
 function tally(run: RandomRun): void {
   for (const e of run.h.all) {
+    if (e.type === 'jobRetried') reached.set('retried', (reached.get('retried') ?? 0) + 1);
     if (e.type !== 'jobEvent') continue;
     const key = e.event.kind === 'progress' ? `progress:${e.event.phase}` : `${e.jobKind}:${e.event.kind}`;
     reached.set(key, (reached.get(key) ?? 0) + 1);
@@ -273,7 +275,7 @@ describe('random event sequences against the core invariants', () => {
     }
     if (SEEDS.length > 1) {
       // The invariants only mean something if the walk reaches these states.
-      for (const key of ['prove:completed', 'execute:completed', 'wrap:completed', 'setup:completed', 'prove:failed', 'prove:cancelled', 'progress:3']) {
+      for (const key of ['prove:completed', 'execute:completed', 'wrap:completed', 'setup:completed', 'prove:failed', 'prove:cancelled', 'progress:3', 'retried']) {
         assert.ok((reached.get(key) ?? 0) >= 5, `the random walk reached ${key} only ${reached.get(key) ?? 0} times`);
       }
     }

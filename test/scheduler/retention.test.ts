@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Harness, one, only } from './harness';
+import { Harness, none, one, only } from './harness';
 
 const evicted = (effects: Parameters<typeof only>[0]): string[] => only(effects, 'jobsEvicted').flatMap((e) => e.jobIds);
 
@@ -107,27 +107,21 @@ describe('determinism', () => {
 });
 
 describe('scale', () => {
-  it('10,000 workers: registration, fan-out and 100,000 heartbeat acks stay cheap', () => {
+  // How fast this runs is the `scale` benchmark's business (bench/); here only what it does.
+  it('10,000 workers: registration, one setup and one job fan out to all; 100,000 heartbeat acks keep them all alive', () => {
     const h = new Harness({ max_total_workers: 20_000 });
     const n = 10_000;
-    const t0 = process.hrtime.bigint();
     const ids = h.registerAll(n, 1);
     const setup = h.setup();
     assert.equal(one(setup.effects, 'sendSetup').linkIds.length, n);
     const { effects } = h.prove();
     assert.equal(one(effects, 'dispatchContributions').targets.length, n);
-    const t1 = process.hrtime.bigint();
     const links = ids.map((id) => h.link(id));
     for (let round = 0; round < 10; round++) {
       h.now += 3_000;
       for (const linkId of links) h.core.handle({ type: 'workerAlive', linkId }, h.now);
-      h.core.advance(h.now);
+      none(h.core.advance(h.now), 'closeWorker');
     }
-    const t2 = process.hrtime.bigint();
-    const ackNsEach = Number(t2 - t1) / (10 * n);
-    const setupMs = Number(t1 - t0) / 1e6;
-    assert.ok(ackNsEach < 5_000, `heartbeat ack took ${ackNsEach.toFixed(0)} ns`);
-    assert.ok(setupMs < 3_000, `registration and fan-out took ${setupMs.toFixed(0)} ms`);
     assert.equal(h.core.snapshot().workers.filter((w) => w.state === 'computing').length, n);
   });
 });

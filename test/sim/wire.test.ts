@@ -116,13 +116,10 @@ describe('sim wire codec', () => {
     assert.notDeepEqual(simPublics('job-x'), simPublics('job-y'));
   });
 
-  test('a million proof values are built as packed bytes, fast, and walk back without decoding', () => {
+  test('a million proof values are built as packed bytes and walk back without decoding', () => {
     const k = 1_000_000;
-    const t0 = performance.now();
     const packed = packedProofStarkValues(k);
     const list = encodeProofList([{ workerIdx: 0, airgroupId: 0, packedValues: packed }]);
-    const ms = performance.now() - t0;
-    assert.ok(ms < 3000, `building 1M values took ${ms} ms`);
     const [view] = walkProofList(list);
     assert.equal(view.valueCount, k);
     assert.ok(view.packedValues?.equals(packed));

@@ -1,9 +1,9 @@
 /** The client API's jobs: lookup, the scheduler's events, and what each job holds until it ends or is evicted. */
 import { apiErrors } from '../../shared/errors';
-import type { EpochMs, JobEventBody, LinkId } from '../../shared/scheduler/types';
+import type { EpochMs, JobEventBody, LinkId, RetryReasonName } from '../../shared/scheduler/types';
 import type { TaskDataSource } from '../cluster-service';
 import { ApiFailure } from '../grpc-errors';
-import { JobRecord, JobTable, JobWatcher, type DataMode, type RecordedEvent } from '../jobs';
+import { JobRecord, JobTable, JobWatcher, type DataMode, type LocalSourceRef, type RecordedEvent } from '../jobs';
 import { startLocalSource } from '../local-sources';
 import type { ProgramRegistry } from '../programs';
 import { JobRelay, type RelayKind } from '../relays';
@@ -12,7 +12,7 @@ import { buildResult, type BuiltResult } from '../results';
 import type { WebhookNotifier } from '../webhook';
 import type { ApiServiceDeps } from './context';
 import { outcomeOf, saveProof, webhookNotice } from './job-outputs';
-import { parseJobId, type ParsedData, type ParsedJob } from './validation';
+import { parseJobId, type ParsedJob } from './validation';
 
 export interface JobRegistryOptions {
   deps: ApiServiceDeps;
@@ -73,15 +73,41 @@ export class JobRegistry {
 
   /** Starts reading the job's `file://` / `unix://` sources into its relays. */
   startLocalSources(rec: JobRecord, parsed: ParsedJob): void {
-    const start = (d: ParsedData, relay: JobRelay | undefined): void => {
-      if (d.kind !== 'local' || !relay) return;
+    if (parsed.input.kind === 'local') rec.localSources.input = { path: parsed.input.path, source: parsed.input.source };
+    if (parsed.hints.kind === 'local') rec.localSources.hints = { path: parsed.hints.path, source: parsed.hints.source };
+    this.readLocalSources(rec);
+  }
+
+  private readLocalSources(rec: JobRecord): void {
+    const start = (d: LocalSourceRef | undefined, relay: JobRelay | undefined): void => {
+      if (!d || !relay) return;
       rec.sourceAbort ??= new AbortController();
       startLocalSource(d.path, d.source, relay, rec.sourceAbort.signal).catch((err: unknown) =>
         relay.fail(`${d.source} source ${d.path} failed: ${err instanceof Error ? err.message : String(err)}`),
       );
     };
-    start(parsed.input, rec.relays.input);
-    start(parsed.hints, rec.relays.hints);
+    start(rec.localSources.input, rec.relays.input);
+    start(rec.localSources.hints, rec.relays.hints);
+  }
+
+  /**
+   * An attempt failed and the job waits for the next one: that attempt reads its streamed data again
+   * from the start, through fresh relays (hints sequence numbers restart at 0). Only jobs whose data
+   * can be read again are retried (inline data, `file://` sources).
+   */
+  retried(jobId: string, reason: RetryReasonName): void {
+    const rec = this.table.get(jobId);
+    if (!rec || rec.terminal) return;
+    this.opts.deps.metrics.jobRetried(rec.kind, reason);
+    if (!rec.relays.input && !rec.relays.hints) return;
+    rec.sourceAbort?.abort();
+    rec.sourceAbort = undefined;
+    rec.relays.input?.abort();
+    rec.relays.hints?.abort();
+    rec.relays = {};
+    if (isRelayed(rec.input)) rec.relays.input = this.newRelay(rec.id, 'input');
+    if (isRelayed(rec.hints)) rec.relays.hints = this.newRelay(rec.id, 'hints');
+    this.readLocalSources(rec);
   }
 
   /** A refused submit leaves no record and no blob behind. */

@@ -262,6 +262,11 @@ const DEFINITION: SchemaDefinition = {
       description: 'ELF and setup cache; unset = $ZISK_CACHE_DIR, else $ZISK_HOME/cache, else ~/.zisk/cache.',
     },
     proofs_dir: { type: { kind: 'optional-string' }, default: undefined, description: 'Write completed proofs here; unset = not written.' },
+    max_job_attempts: {
+      type: { kind: 'int', min: 1, max: 100 },
+      default: 3,
+      description: 'Attempts a job gets when infrastructure fails it (a worker lost, a phase timeout, a dispatch failure); 1 = fail at once, as upstream.',
+    },
     keepalive_time_seconds: {
       type: TIMER_SECONDS,
       default: 0,

@@ -79,6 +79,8 @@ export interface CoordinatorConfig {
   inputs_dir?: string;
   cache_dir?: string;
   proofs_dir?: string;
+  /** Attempts a job gets when infrastructure fails it (a lost worker, a phase timeout); 1 = no retry. */
+  max_job_attempts: number;
   /** Worker port keepalive pings; 0 = none (the heartbeat covers liveness). */
   keepalive_time_seconds: number;
   keepalive_timeout_seconds: number;

@@ -13,6 +13,7 @@ import type {
   LinkId,
   LogLevelName,
   ReconnectDirective,
+  RetryReasonName,
   SetupRef,
   WorkerStateName,
 } from './types';
@@ -64,6 +65,11 @@ export type SchedulerEffect =
   | { type: 'cancelResult'; requestId: number; jobId: string; found: boolean; cancelled: boolean }
   /** A job transition, exactly once each, with the time it happened. */
   | { type: 'jobEvent'; jobId: string; jobKind: JobKind; at: EpochMs; event: JobEventBody }
+  /**
+   * An attempt failed and the job is queued again for the next one (the main thread resets the
+   * job's relays and local sources; the metric counts it).
+   */
+  | { type: 'jobRetried'; jobId: string; jobKind: JobKind; reason: RetryReasonName; attempt: number }
   /** Every link that carries this job's data now (input/hints relays fan out to them). */
   | { type: 'jobLinks'; jobId: string; linkIds: LinkId[] }
   | { type: 'jobsEvicted'; jobIds: string[] }

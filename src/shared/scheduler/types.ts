@@ -137,4 +137,7 @@ export type JobEventBody =
   | { kind: 'failed'; failure: JobFailure }
   | { kind: 'cancelled' };
 
+/** Why an attempt was retried (the `reason` label of `coordinator_job_retries_total`). */
+export type RetryReasonName = 'worker_lost' | 'phase_timeout' | 'coordinator_restart';
+
 export type LogLevelName = 'debug' | 'info' | 'warn' | 'error';

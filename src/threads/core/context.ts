@@ -28,6 +28,7 @@ export type CoreConfig = Pick<
   | 'max_total_workers'
   | 'max_workers_per_job'
   | 'max_queued_jobs'
+  | 'max_job_attempts'
   | 'queue_timeout_seconds'
   | 'setup_timeout_seconds'
   | 'max_retained_jobs'

@@ -5,7 +5,7 @@
  */
 import type { JobFailure, JobPhase } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
-import { isTerminal, type JobRec } from './model';
+import { isTerminal, type JobRec, type RetryReason } from './model';
 
 function timeout(limitSeconds: number, phase?: JobPhase): JobFailure {
   return phase === undefined ? { kind: 'timeout', limitSeconds } : { kind: 'timeout', phase, limitSeconds };
@@ -22,13 +22,16 @@ export function setJobTimer(ctx: Ctx, job: JobRec): void {
   if (isTerminal(job)) return;
   let bestAt = Number.POSITIVE_INFINITY;
   let bestFailure: JobFailure | undefined;
-  const consider = (startedAt: number, limitSeconds: number, phase?: JobPhase): void => {
+  let bestRetry: RetryReason | undefined;
+  /** A limit of the run itself (phase, execution, wrap): hitting it may be a stuck worker, so it is retried. */
+  const consider = (startedAt: number, limitSeconds: number, phase?: JobPhase, retry?: RetryReason): void => {
     // 0 disables a limit (as upstream's phase timeouts)
     if (limitSeconds <= 0) return;
     const at = startedAt + limitSeconds * 1000;
     if (at < bestAt) {
       bestAt = at;
       bestFailure = timeout(limitSeconds, phase);
+      bestRetry = retry;
     }
   };
   const cfg = ctx.cfg;
@@ -37,26 +40,28 @@ export function setJobTimer(ctx: Ctx, job: JobRec): void {
     if (deadline === undefined || deadline >= bestAt) return;
     bestAt = deadline;
     bestFailure = timeout(requestLimitSeconds(job, deadline), phase);
+    bestRetry = undefined;
   };
   const startedAt = job.startedAt ?? job.submittedAt;
 
+  const run: RetryReason = 'phase_timeout';
   if (job.status === 'queued') {
-    consider(job.submittedAt, cfg.queue_timeout_seconds);
+    consider(job.queuedAt, cfg.queue_timeout_seconds);
     considerDeadline();
   } else if (job.kind === 'setup') {
     consider(startedAt, cfg.setup_timeout_seconds);
   } else if (job.kind === 'wrap') {
-    consider(startedAt, cfg.wrap_timeout_seconds);
+    consider(startedAt, cfg.wrap_timeout_seconds, undefined, run);
     considerDeadline();
   } else if (job.kind === 'execute') {
-    consider(startedAt, cfg.execution_timeout_seconds, 1);
+    consider(startedAt, cfg.execution_timeout_seconds, 1, run);
     considerDeadline(1);
   } else {
     const p = job.prove;
-    if (job.phase === 1 || !p) consider(job.phaseStartedAt, cfg.phase1_timeout_seconds, 1);
-    else if (p.allProofsAt === undefined) consider(p.proveStartedAt, cfg.phase2_timeout_seconds, 2);
-    else consider(p.allProofsAt, cfg.phase3_timeout_seconds, 3);
+    if (job.phase === 1 || !p) consider(job.phaseStartedAt, cfg.phase1_timeout_seconds, 1, run);
+    else if (p.allProofsAt === undefined) consider(p.proveStartedAt, cfg.phase2_timeout_seconds, 2, run);
+    else consider(p.allProofsAt, cfg.phase3_timeout_seconds, 3, run);
     considerDeadline(job.phase);
   }
-  if (bestFailure) job.timer = ctx.schedule(bestAt, { kind: 'jobDeadline', job, failure: bestFailure });
+  if (bestFailure) job.timer = ctx.schedule(bestAt, { kind: 'jobDeadline', job, failure: bestFailure, retry: bestRetry });
 }

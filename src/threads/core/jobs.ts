@@ -3,8 +3,13 @@
  * `max_retained_jobs`, oldest evicted first. Termination order is time order, so the retained set is a
  * FIFO and both limits only ever look at its head.
  */
-import type { JobSpec } from '../../shared/scheduler/types';
+import type { InputSpec, JobSpec } from '../../shared/scheduler/types';
 import type { JobRec } from './model';
+
+/** Input a new attempt can get again: inline bytes stay in the blob store, files are read again. */
+function replayableInput(input: InputSpec): boolean {
+  return input.kind === 'none' || input.kind === 'inline' || (input.kind === 'local' && input.uri.startsWith('file://'));
+}
 
 export function newJobRec(id: string, spec: JobSpec, now: number): JobRec {
   return {
@@ -12,6 +17,10 @@ export function newJobRec(id: string, spec: JobSpec, now: number): JobRec {
     kind: spec.kind,
     spec,
     status: 'queued',
+    attempt: 1,
+    failedAttempts: [],
+    queuedAt: now,
+    replayable: spec.kind === 'wrap' || (spec.kind !== 'setup' && replayableInput(spec.input) && replayableInput(spec.hints)),
     phase: undefined,
     submittedAt: now,
     startedAt: undefined,

@@ -81,7 +81,7 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
     const reason = ev.reconnect
       ? `Worker ${ev.workerId} reconnected without job ${job.id}`
       : `Worker ${ev.workerId} re-registered while computing job ${job.id}`;
-    failJob(ctx, job, { kind: 'execution', reason }, { recovering: existing, handled: existing });
+    failJob(ctx, job, { kind: 'execution', reason }, { recovering: existing, handled: existing, retry: 'worker_lost' });
   }
   if (existing?.link) {
     ctx.emit({ type: 'closeWorker', linkId: existing.link.id, status: 'OK', message: 'Replaced by a newer connection' });
@@ -221,7 +221,7 @@ function expireLiveness(ctx: Ctx, w: WorkerRec, link: LinkRec): void {
   ctx.log('warn', `worker ${w.id} missed heartbeats; closing its stream`, { worker_id: w.id, job_id: w.job?.id });
   if (w.job) {
     const reason = `Worker ${w.id} missed heartbeats for job ${w.job.id}`;
-    failJob(ctx, w.job, { kind: 'execution', reason }, { handled: w });
+    failJob(ctx, w.job, { kind: 'execution', reason }, { handled: w, retry: 'worker_lost' });
   }
   // never back to Ready: a silent worker is presumed dead (bug B8)
   markDisconnected(ctx, w);
@@ -262,7 +262,7 @@ export function onWorkerTimer(ctx: Ctx, entry: TimerEntry<TimerTask>): void {
       if (w.link || w.generation !== task.generation || w.disconnectedAt !== undefined) return;
       if (w.job) {
         const reason = `Worker ${w.id} connection dropped`;
-        failJob(ctx, w.job, { kind: 'execution', reason }, { recovering: w, handled: w });
+        failJob(ctx, w.job, { kind: 'execution', reason }, { recovering: w, handled: w, retry: 'worker_lost' });
       }
       markDisconnected(ctx, w);
       return;

@@ -2,7 +2,7 @@
  * The scheduler core's internal records. They never leave the core: the outside world sees effects and
  * `snapshot()` only, so these can hold object references (worker ↔ link ↔ job) for O(1) hot paths.
  */
-import type { AggregateTask, BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobSpec, LinkId, SetupRef, TaskResultSummary, TaskType, WorkerStateName } from '../../shared/scheduler/types';
+import type { AggregateTask, BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobSpec, LinkId, RetryReasonName, SetupRef, TaskResultSummary, TaskType, WorkerStateName } from '../../shared/scheduler/types';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { TimerEntry } from './timers';
 
@@ -71,6 +71,14 @@ export interface WorkerRec {
 
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
+/**
+ * Why an attempt failed, when infrastructure failed it and another attempt may succeed (the label of
+ * `coordinator_job_retries_total`). A task sent to a stream that vanished is a worker lost: the
+ * stream's close starts the worker's grace period. Failures without a reason (a worker's own error, an
+ * invalid result, a cancel, the client's deadline, the queue timeout, the drain) are final.
+ */
+export type RetryReason = RetryReasonName;
+
 export function isTerminal(job: JobRec): boolean {
   return job.status === 'completed' || job.status === 'failed' || job.status === 'cancelled';
 }
@@ -111,6 +119,14 @@ export interface JobRec {
   readonly kind: JobKind;
   readonly spec: JobSpec;
   status: JobStatus;
+  /** 1 for the first run; each retry adds one (docs/decisions.md, Retries). */
+  attempt: number;
+  /** Why each earlier attempt failed, oldest first. */
+  failedAttempts: string[];
+  /** When it last entered the queue (the queue timeout counts from here). */
+  queuedAt: EpochMs;
+  /** Whether its input and hints can be sent again to a new set of workers. */
+  replayable: boolean;
   /** Client-visible phase of a running prove/execute job. */
   phase: JobPhase | undefined;
   readonly submittedAt: EpochMs;
@@ -144,5 +160,5 @@ export type TimerTask =
   | { kind: 'grace'; worker: WorkerRec; generation: number }
   | { kind: 'purge'; worker: WorkerRec }
   | { kind: 'recovery'; worker: WorkerRec }
-  | { kind: 'jobDeadline'; job: JobRec; failure: JobFailure }
+  | { kind: 'jobDeadline'; job: JobRec; failure: JobFailure; retry: RetryReason | undefined }
   | { kind: 'retention' };

@@ -17,6 +17,7 @@
  * | beginSetup       | (new)            | running   | queued, started                                    |
  * | enterPhase       | running(n)       | running(m)| progress m                                         |
  * | releaseWorker    | worker on job    | free      | (follow-up: workerReleased)                        |
+ * | retryJob         | running          | queued    | jobRetried, queued, sendJobCancelled, …            |
  * | completeJob      | queued / running | completed | completed, workerJobOutcome, releaseBlobs          |
  * | failJob          | queued / running | failed    | failed, sendJobCancelled, workerJobOutcome, …      |
  * | cancelJob        | queued / running | cancelled | cancelled, sendJobCancelled, workerJobOutcome, …   |
@@ -25,13 +26,15 @@ import { failureText } from '../../shared/job-failure';
 import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
-import { isTerminal, type JobRec, type JobStatus, type WorkerRec } from './model';
+import { isTerminal, type JobRec, type JobStatus, type RetryReason, type WorkerRec } from './model';
 
 export interface EndOptions {
   /** Parked for recovery: the worker said it is recovering (or its stream dropped mid-task). */
   recovering?: WorkerRec;
   /** The caller finishes this worker's own transition (disconnect, takeover): it is not released here. */
   handled?: WorkerRec;
+  /** Infrastructure failed the attempt: another one is made while attempts remain. */
+  retry?: RetryReason;
 }
 
 /** A prove/execute/wrap job joins the queue; the queue settles (and may start it) after the event. */
@@ -105,11 +108,85 @@ export function completeJob(ctx: Ctx, job: JobRec, result: JobResultSummary): vo
 export function failJob(ctx: Ctx, job: JobRec, failure: JobFailure, opts: EndOptions = {}): void {
   if (isTerminal(job)) return;
   const phase = job.phase;
-  const text = failureText(failure);
+  if (opts.retry && canRetry(ctx, job)) {
+    retryJob(ctx, job, failure, opts.retry, opts);
+    return;
+  }
+  const final = finalFailure(job, failure);
+  const text = failureText(final);
   setStatus(ctx, job, 'failed');
-  ctx.jobEvent(job, { kind: 'failed', failure });
-  ctx.log('error', `${job.kind} job failed: ${text}`, { job_id: job.id, kind: job.kind, phase });
-  endJob(ctx, job, opts, failure.kind === 'internal' ? failure.reason : text, []);
+  ctx.jobEvent(job, { kind: 'failed', failure: final });
+  ctx.log('error', `${job.kind} job failed: ${text}`, { job_id: job.id, kind: job.kind, phase, attempt: job.attempt });
+  endJob(ctx, job, opts, final.kind === 'internal' ? final.reason : text, []);
+}
+
+function canRetry(ctx: Ctx, job: JobRec): boolean {
+  return job.status === 'running' && job.kind !== 'setup' && job.replayable && job.attempt < ctx.cfg.max_job_attempts;
+}
+
+/** What a failed attempt was, for the final failure text: the reason and where it happened. */
+function attemptText(job: JobRec, failure: JobFailure): string {
+  const text = failureText(failure);
+  return job.phase !== undefined && failure.kind !== 'timeout' ? `${text} (phase ${job.phase})` : text;
+}
+
+/** After more than one attempt, the failure names them all, the last one last. */
+function finalFailure(job: JobRec, failure: JobFailure): JobFailure {
+  if (job.failedAttempts.length === 0 || failure.kind === 'internal') return failure;
+  const last = attemptText(job, failure);
+  const earlier = job.failedAttempts.map((t, i) => `attempt ${i + 1}: ${t}`).join('; ');
+  return { kind: 'execution', reason: `failed after ${job.attempt} attempts: ${last} (last; ${earlier})` };
+}
+
+/**
+ * An attempt failed for a reason another attempt may not meet (docs/decisions.md, Retries): its
+ * workers are released as on a failure, the attempt's results are dropped, and the job goes back to
+ * the head of the queue to start again from phase 1 on whatever workers are eligible then. Clients
+ * see `queued`, then `started` again.
+ */
+function retryJob(ctx: Ctx, job: JobRec, failure: JobFailure, reason: RetryReason, opts: EndOptions): void {
+  const text = attemptText(job, failure);
+  ctx.timers.cancel(job.timer);
+  job.timer = undefined;
+  releaseMembers(ctx, job, opts, 'failure', `attempt ${job.attempt} failed: ${text}; retrying`);
+  // The request's own blobs (inline input and hints, the proof to wrap) serve the next attempt too.
+  const kept = new Set(requestBlobs(job));
+  ctx.releaseBlobs([...job.blobs].filter((b) => !kept.has(b)));
+  job.blobs = kept;
+  job.failedAttempts.push(text);
+  job.attempt++;
+  job.status = 'queued';
+  job.phase = undefined;
+  job.startedAt = undefined;
+  job.workers = [];
+  job.prove = undefined;
+  job.exec = undefined;
+  job.queuedAt = ctx.now;
+  ctx.emit({ type: 'jobRetried', jobId: job.id, jobKind: job.kind, reason, attempt: job.attempt });
+  ctx.log('warn', `${job.kind} job attempt ${job.attempt - 1} failed: ${text}; retrying (attempt ${job.attempt} of ${ctx.cfg.max_job_attempts})`, {
+    job_id: job.id,
+    kind: job.kind,
+    attempt: job.attempt,
+    reason,
+  });
+  ctx.jobEvent(job, { kind: 'queued' });
+  // Back at the head: it was first, and its workers have just been freed for it.
+  const rest = [...ctx.queue];
+  ctx.queue.clear();
+  ctx.queue.add(job);
+  for (const other of rest) ctx.queue.add(other);
+  setJobTimer(ctx, job);
+  ctx.queueDirty = true;
+}
+
+function requestBlobs(job: JobRec): BlobId[] {
+  const spec = job.spec;
+  if (spec.kind === 'setup') return [];
+  if (spec.kind === 'wrap') return [spec.proofBlobId];
+  const out: BlobId[] = [];
+  if (spec.input.kind === 'inline') out.push(spec.input.blobId);
+  if (spec.hints.kind === 'inline') out.push(spec.hints.blobId);
+  return out;
 }
 
 export function cancelJob(ctx: Ctx, job: JobRec): void {
@@ -136,32 +213,48 @@ function setStatus(ctx: Ctx, job: JobRec, status: Exclude<JobStatus, 'queued' | 
  */
 function endJob(ctx: Ctx, job: JobRec, opts: EndOptions, cancelReason: string, keep: BlobId[]): void {
   const status = job.status;
-  const notifies = status !== 'completed' && job.kind !== 'setup';
+  const outcome = status === 'completed' ? 'success' : status === 'failed' ? 'failure' : 'cancelled';
+  releaseMembers(ctx, job, opts, outcome, status !== 'completed' && job.kind !== 'setup' ? cancelReason : undefined);
+  const kept = new Set(keep);
+  ctx.releaseBlobs([...job.blobs].filter((b) => !kept.has(b)));
+  job.blobs.clear();
+  if (job.kind === 'setup') endSetup(ctx, job);
+  ctx.jobs.retire(job);
+}
+
+/**
+ * Frees the workers still on the job (only those: a worker that moved on is never touched), tells
+ * them and the job's released members to drop it (`cancelReason`, unless undefined), and reports
+ * each worker's outcome.
+ */
+function releaseMembers(
+  ctx: Ctx,
+  job: JobRec,
+  opts: EndOptions,
+  outcome: 'success' | 'failure' | 'cancelled',
+  cancelReason: string | undefined,
+): void {
   const notify: number[] = [];
   for (const id of job.workers) {
     const w = ctx.pool.byId.get(id);
     if (!w) continue;
     if (w.job === job) {
       w.job = undefined;
-      if (status === 'cancelled' || w === opts.recovering) ctx.park(w);
+      if (outcome === 'cancelled' || w === opts.recovering) ctx.park(w);
       ctx.sync(w);
       if (w !== opts.handled) ctx.followUp({ kind: 'workerReleased', worker: w });
-      if (notifies && w.link) notify.push(w.link.id);
-    } else if (notifies && !w.job && w.link) {
+      if (cancelReason !== undefined && w.link) notify.push(w.link.id);
+    } else if (cancelReason !== undefined && !w.job && w.link) {
       // released earlier (a non-aggregator): it still holds the job context until told otherwise
       notify.push(w.link.id);
     }
   }
   job.owed.clear();
   job.unsent.clear();
-  if (notify.length > 0) ctx.emit({ type: 'sendJobCancelled', jobId: job.id, reason: cancelReason, linkIds: notify });
-  const outcome = status === 'completed' ? 'success' : status === 'failed' ? 'failure' : 'cancelled';
+  if (notify.length > 0 && cancelReason !== undefined) {
+    ctx.emit({ type: 'sendJobCancelled', jobId: job.id, reason: cancelReason, linkIds: notify });
+  }
   for (const id of job.workers) ctx.emit({ type: 'workerJobOutcome', workerId: id, outcome });
-  const kept = new Set(keep);
-  ctx.releaseBlobs([...job.blobs].filter((b) => !kept.has(b)));
-  job.blobs.clear();
-  if (job.kind === 'setup') endSetup(ctx, job);
-  ctx.jobs.retire(job);
 }
 
 /** A setup job is over: workers it kept SettingUp are let go unless it completed (their acks count). */
