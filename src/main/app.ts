@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import type { LoadedConfig } from '../shared/config/load';
 import type { Config } from '../shared/config/types';
+import type { Directories } from './directories';
 import { createLogger, flushLogger, type Logger } from '../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
 import type { SchedulerEvent } from '../shared/scheduler/events';
@@ -115,7 +116,7 @@ export interface Diagnostics {
   scheduler: CoreInternals | undefined;
 }
 
-export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
+export async function runCoordinator(loaded: LoadedConfig, directories: Directories): Promise<number> {
   const logger = createLogger(loaded.config.logging);
   for (const w of loaded.warnings) logger.warn(`config: ${w}`);
   logger.debug({ config: loaded.config, files: loaded.files }, 'effective configuration');
@@ -139,7 +140,7 @@ export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
   let code: number;
   try {
     try {
-      running = await startCoordinator(loaded.config, logger);
+      running = await startCoordinator(loaded.config, logger, directories);
     } catch (err) {
       if (err instanceof ListenError) {
         logger.error({ listener: err.listener, address: err.address }, err.message);
@@ -176,7 +177,8 @@ function armExitBackstop(code: number, logger: Logger): void {
   timer.unref();
 }
 
-export async function startCoordinator(config: Config, logger: Logger): Promise<RunningCoordinator> {
+/** `directories` come checked from `prepareDirectories` (directories.ts). */
+export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   const lifecycle = new Lifecycle();
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
@@ -227,6 +229,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
 
   const apiService = new ApiService({
     config,
+    directories,
     post,
     blobs,
     link: (id) => sinks.cluster?.link(id),
