@@ -12,7 +12,7 @@ import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../shar
 import type { EffectOf } from '../shared/scheduler/effects';
 import type { ElfSource, TaskDataSource } from './cluster-service';
 import type { JobEventWire } from './jobs';
-import { ProgramRegistry, resolveCacheDir } from './programs';
+import { ProgramRegistry } from './programs';
 import { WebhookNotifier } from './webhook';
 import { CallRecorder } from './api/calls';
 import type { ApiContext, ApiServiceDeps } from './api/context';
@@ -59,8 +59,7 @@ export class ApiService implements TaskDataSource, ElfSource {
   constructor(private readonly deps: ApiServiceDeps) {
     const mock = deps.config.backend.mode === 'mock';
     this.programs = new ProgramRegistry({
-      cacheDir: resolveCacheDir(deps.config.coordinator.cache_dir),
-      persist: !mock,
+      cacheDir: deps.directories.cache,
       logger: deps.logger,
       onNewProgram: () => deps.metrics.programRegistered(),
     });

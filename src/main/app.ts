@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import type { LoadedConfig } from '../shared/config/load';
 import type { Config } from '../shared/config/types';
+import type { Directories } from './directories';
 import { createLogger, flushLogger, type Logger } from '../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
 import type { SchedulerEvent } from '../shared/scheduler/events';
@@ -38,6 +39,13 @@ const ABANDON_FLUSH_MS = 500;
 /** If anything still holds the event loop this long after the close hooks, exit anyway and say so. */
 const EXIT_BACKSTOP_MS = 1_000;
 const SCHEDULER_STATS_INTERVAL_MS = 5_000;
+/**
+ * A stop signal this soon after the last one taken is the same request delivered twice, not a
+ * second one: Ctrl-C reaches every process of the terminal's foreground group, so under `npm start`
+ * the coordinator gets its own SIGINT and the copy npm forwards (a control-group stop does the same
+ * with SIGTERM). Taking the copy as a second signal would abandon every job at once.
+ */
+export const REPEATED_SIGNAL_MS = 1_000;
 /** The real worker's decoder limit is fixed at 128 MiB: a bigger message would kill its stream. */
 export const WORKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 
@@ -108,7 +116,7 @@ export interface Diagnostics {
   scheduler: CoreInternals | undefined;
 }
 
-export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
+export async function runCoordinator(loaded: LoadedConfig, directories: Directories): Promise<number> {
   const logger = createLogger(loaded.config.logging);
   for (const w of loaded.warnings) logger.warn(`config: ${w}`);
   logger.debug({ config: loaded.config, files: loaded.files }, 'effective configuration');
@@ -116,7 +124,14 @@ export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
   // process outright instead of draining it.
   let running: RunningCoordinator | undefined;
   const early: NodeJS.Signals[] = [];
+  let acceptedAt = Number.NEGATIVE_INFINITY;
   const onSignal = (signal: NodeJS.Signals): void => {
+    const now = performance.now();
+    if (now - acceptedAt < REPEATED_SIGNAL_MS) {
+      logger.info({ signal }, `received ${signal} again within ${REPEATED_SIGNAL_MS} ms: taken as the same stop request`);
+      return;
+    }
+    acceptedAt = now;
     if (running) running.shutdown(signal);
     else early.push(signal);
   };
@@ -125,7 +140,7 @@ export async function runCoordinator(loaded: LoadedConfig): Promise<number> {
   let code: number;
   try {
     try {
-      running = await startCoordinator(loaded.config, logger);
+      running = await startCoordinator(loaded.config, logger, directories);
     } catch (err) {
       if (err instanceof ListenError) {
         logger.error({ listener: err.listener, address: err.address }, err.message);
@@ -162,7 +177,8 @@ function armExitBackstop(code: number, logger: Logger): void {
   timer.unref();
 }
 
-export async function startCoordinator(config: Config, logger: Logger): Promise<RunningCoordinator> {
+/** `directories` come checked from `prepareDirectories` (directories.ts). */
+export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   const lifecycle = new Lifecycle();
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
@@ -213,6 +229,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
 
   const apiService = new ApiService({
     config,
+    directories,
     post,
     blobs,
     link: (id) => sinks.cluster?.link(id),
@@ -318,6 +335,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       version: config.service.version,
       // The launcher's V8 flags matter for memory at scale: say whether they are in effect.
       node_flags: process.execArgv.join(' '),
+      // Under a wrapper (`npm start`, a shell) the PID a supervisor knows is not this process's.
+      pid: process.pid,
     },
     'zisk-coordinator serving',
   );

@@ -36,21 +36,14 @@ export interface RecordedSetup {
 }
 
 export interface ProgramRegistryOptions {
-  /** Resolved cache directory (see `resolveCacheDir`). */
-  cacheDir: string;
-  /** false (mock mode): registry in memory only, nothing written (client-api.md §4.10). */
-  persist: boolean;
+  /**
+   * The checked cache directory (directories.ts); undefined in mock mode: the registry is in memory
+   * only and nothing is written (client-api.md §4.10).
+   */
+  cacheDir: string | undefined;
   logger: Logger;
   /** Called once per program this process stored for the first time. */
   onNewProgram(): void;
-}
-
-/** `[coordinator] cache_dir`, else `$ZISK_CACHE_DIR`, else `$ZISK_HOME/cache`, else `~/.zisk/cache`. */
-export function resolveCacheDir(configured: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  if (configured) return path.resolve(configured);
-  if (env.ZISK_CACHE_DIR) return path.resolve(env.ZISK_CACHE_DIR);
-  if (env.ZISK_HOME) return path.resolve(env.ZISK_HOME, 'cache');
-  return path.join(os.homedir(), '.zisk', 'cache');
 }
 
 interface SetupsFile {
@@ -74,24 +67,26 @@ export class ProgramRegistry {
 
   constructor(private readonly opts: ProgramRegistryOptions) {}
 
-  get cacheDir(): string {
-    return this.opts.cacheDir;
+  private get persist(): boolean {
+    return this.opts.cacheDir !== undefined;
+  }
+
+  /** Every caller checks `persist` first: getting here without a directory is a bug. */
+  private get dir(): string {
+    const dir = this.opts.cacheDir;
+    if (dir === undefined) throw new Error('program registry: no cache dir in memory-only mode');
+    return dir;
   }
 
   /** Indexes the cache dir and returns the recorded setups whose ELF is still there (bytes loaded). */
   async init(): Promise<RecordedSetup[]> {
-    if (!this.opts.persist) return [];
-    const dir = this.opts.cacheDir;
-    try {
-      await fs.promises.mkdir(dir, { recursive: true });
-      for (const name of await fs.promises.readdir(dir)) {
-        const m = /^([0-9a-f]{64})\.elf$/.exec(name);
-        if (m) this.known.add(m[1]);
-      }
-    } catch (err) {
-      // Not fatal: the API still serves everything else, and each registration reports the problem.
-      this.opts.logger.error({ cache_dir: dir, err: (err as Error).message }, `program cache dir unusable: ${(err as Error).message}`);
-      return [];
+    if (!this.persist) return [];
+    const dir = this.dir;
+    // The directory was created and proven writable before startup (directories.ts): a failure
+    // here is a cache dir that changed since, and stops the start like any other startup error.
+    for (const name of await fs.promises.readdir(dir)) {
+      const m = /^([0-9a-f]{64})\.elf$/.exec(name);
+      if (m) this.known.add(m[1]);
     }
     const restored: RecordedSetup[] = [];
     for (const s of await this.readSetups()) {
@@ -146,7 +141,7 @@ export class ProgramRegistry {
   async acquireElf(hashId: string): Promise<boolean> {
     if (!this.known.has(hashId)) return false;
     if (!this.elves.has(hashId)) {
-      if (!this.opts.persist) return false;
+      if (!this.persist) return false;
       try {
         const bytes = await fs.promises.readFile(this.elfPath(hashId));
         if (!this.elves.has(hashId)) this.elves.set(hashId, bytes);
@@ -185,11 +180,11 @@ export class ProgramRegistry {
     const prev = this.setups.get(key);
     if (prev && prev.vkHex === setup.vkHex && prev.programName === setup.programName) return this.setupsWrite;
     this.setups.set(key, { ...setup });
-    if (!this.opts.persist) return Promise.resolve();
+    if (!this.persist) return Promise.resolve();
     // Writes are chained so an older snapshot can never overwrite a newer one.
     this.setupsWrite = this.setupsWrite.then(() =>
       this.writeSetups().catch((err: Error) =>
-        this.opts.logger.error({ err: err.message, cache_dir: this.opts.cacheDir }, 'could not record completed setups'),
+        this.opts.logger.error({ err: err.message, cache_dir: this.dir }, 'could not record completed setups'),
       ),
     );
     return this.setupsWrite;
@@ -205,7 +200,7 @@ export class ProgramRegistry {
   // -------------------------------------------------------------------------------------------
 
   private elfPath(hashId: string): string {
-    return path.join(this.opts.cacheDir, `${hashId}.elf`);
+    return path.join(this.dir, `${hashId}.elf`);
   }
 
   private async hash(elf: Buffer): Promise<{ hashId: string; bytes: Buffer }> {
@@ -251,7 +246,7 @@ export class ProgramRegistry {
 
   /** true when this call wrote the file, false when it was already there. */
   private async store(hashId: string, bytes: Buffer): Promise<boolean> {
-    if (!this.opts.persist) {
+    if (!this.persist) {
       this.known.add(hashId);
       return true;
     }
@@ -263,8 +258,8 @@ export class ProgramRegistry {
     } catch {
       // not there yet: write it
     }
-    await fs.promises.mkdir(this.opts.cacheDir, { recursive: true });
-    const tmp = path.join(this.opts.cacheDir, `.${hashId}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    await fs.promises.mkdir(this.dir, { recursive: true });
+    const tmp = path.join(this.dir, `.${hashId}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       await fs.promises.writeFile(tmp, bytes, { flag: 'wx' });
       await fs.promises.rename(tmp, final);
@@ -279,7 +274,7 @@ export class ProgramRegistry {
   private async readSetups(): Promise<RecordedSetup[]> {
     let text: string;
     try {
-      text = await fs.promises.readFile(path.join(this.opts.cacheDir, SETUPS_FILE), 'utf8');
+      text = await fs.promises.readFile(path.join(this.dir, SETUPS_FILE), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.opts.logger.warn({ err: (err as Error).message }, 'recorded setups unreadable; starting without them');
@@ -321,8 +316,8 @@ export class ProgramRegistry {
         vk: s.vkHex,
       })),
     };
-    await fs.promises.mkdir(this.opts.cacheDir, { recursive: true });
-    const final = path.join(this.opts.cacheDir, SETUPS_FILE);
+    await fs.promises.mkdir(this.dir, { recursive: true });
+    const final = path.join(this.dir, SETUPS_FILE);
     const tmp = `${final}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await fs.promises.writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`, { flag: 'wx' });

@@ -10,7 +10,6 @@ import { JobRecord, JobTable, JobWatcher, parseUuid, type JobEventWire, type Rec
 import { BlobStore } from '../../src/main/blob-store';
 import { buildResult, publicsLayout, timestampOf } from '../../src/main/results';
 import { webhookBody, webhookUrlFor } from '../../src/main/webhook';
-import { resolveCacheDir } from '../../src/main/programs';
 
 describe('grpc-status-details-bin', () => {
   it('decodes with protobufjs from proto/google/rpc/status.proto and the public ApiError', async () => {
@@ -246,14 +245,5 @@ describe('webhook body and url', () => {
     assert.deepEqual(failed.error, { code: 'JOB_FAILED', message: 'x' });
     assert.equal(failed.executed_steps, null);
     assert.equal('proof_data' in failed, false);
-  });
-});
-
-describe('cache dir resolution', () => {
-  it('config, then $ZISK_CACHE_DIR, then $ZISK_HOME/cache, then ~/.zisk/cache', () => {
-    assert.equal(resolveCacheDir('/a', { ZISK_CACHE_DIR: '/b' }), '/a');
-    assert.equal(resolveCacheDir(undefined, { ZISK_CACHE_DIR: '/b', ZISK_HOME: '/z' }), '/b');
-    assert.equal(resolveCacheDir(undefined, { ZISK_HOME: '/z' }), '/z/cache');
-    assert.ok(resolveCacheDir(undefined, {}).endsWith(path.join('.zisk', 'cache')));
   });
 });

@@ -94,12 +94,13 @@ describe('zisk-coordinator binary', () => {
     assert.equal(line(fromCli.stdout, 'server', 'port'), 'port = 8000  # from --api-port');
   });
 
-  it('--check-config prints warnings to stderr and "configuration OK (<files>)" to stdout', async () => {
+  it('--check-config prints warnings to stderr, "configuration OK (<files>)" and the checked directories to stdout', async () => {
     freshCwd();
     const file = write('c.toml', '[server]\nport = 7100\nbogus = 1\n');
     const r = await run(['--config', 'c.toml', '--check-config']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `configuration OK (${file})\n`);
+    const cache = path.join(home, '.zisk', 'cache');
+    assert.match(r.stdout, new RegExp(`^configuration OK \\(${file}\\)\ncache directory ${cache} \\(default ~/\\.zisk/cache\\): OK( \\(created [^)]*\\))?\n$`));
     assert.equal(r.stderr, `zisk-coordinator: warning: ${file}: unknown key server.bogus (ignored)\n`);
   });
 

@@ -11,6 +11,7 @@ import { defaultConfig } from '../../src/shared/config/schema';
 import type { Config } from '../../src/shared/config/types';
 import { createLogger } from '../../src/shared/logging';
 import { startCoordinator, type RunningCoordinator } from '../../src/main/app';
+import { prepareDirectories } from '../../src/main/directories';
 import { CLIENT_API_PROTO, loadProto } from '../../src/shared/proto';
 
 export type ConfigOverrides = { [S in keyof Config]?: Partial<Config[S]> };
@@ -79,7 +80,9 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
     });
   };
   const logger = createLogger(config.logging, { destination: sink });
-  const running = await startCoordinator(config, logger);
+  // The same resolution and checks as the binary (a bad inputs_dir or proofs_dir fails here too).
+  const { directories } = prepareDirectories({ config, env: process.env, homeDir: os.homedir(), cwd: process.cwd() });
+  const running = await startCoordinator(config, logger, directories);
   return {
     running,
     config,

@@ -19,6 +19,9 @@ export interface RunCliOptions {
   /** The complete environment of the child: nothing is inherited, so the host's RUST_LOG etc. cannot leak in. */
   env: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Run as this user and group (the test runner must be root to switch). */
+  uid?: number;
+  gid?: number;
 }
 
 /** The repository root, found from this file whether it runs from test/ or dist/test/. */
@@ -42,6 +45,8 @@ export function runCli(args: readonly string[], options: RunCliOptions): Promise
       cwd: options.cwd,
       env: options.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
     let stdout = '';
     let stderr = '';

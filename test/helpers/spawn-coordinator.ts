@@ -38,6 +38,10 @@ export interface SpawnOptions {
   /** Resolve only after the serving line (default true). */
   waitServing?: boolean;
   timeoutMs?: number;
+  /** What runs instead of bin/zisk-coordinator (e.g. `npm start --`); `args` follow it. */
+  command?: readonly [string, ...string[]];
+  /** A process group of its own, so the test can signal the group as a terminal's Ctrl-C does. */
+  detached?: boolean;
 }
 
 export function tempDir(prefix = 'zisk-proc-'): string {
@@ -57,7 +61,13 @@ export async function spawnCoordinator(opts: SpawnOptions = {}): Promise<Spawned
     ...opts.env,
   };
   const t0 = performance.now();
-  const child = spawn(binPath(), opts.args ?? [], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, ...prefix] = opts.command ?? [binPath()];
+  const child = spawn(file, [...prefix, ...(opts.args ?? [])], {
+    cwd,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.detached ?? false,
+  });
   const lines: LogLine[] = [];
   const watchers: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = '';

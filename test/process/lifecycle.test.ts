@@ -12,6 +12,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient, unary } from '../helpers/coordinator';
+import { REPEATED_SIGNAL_MS } from '../../src/main/app';
 
 const LOOPBACK_ENV = {
   ZISK_COORDINATOR_SERVER_HOST: '127.0.0.1',
@@ -255,6 +256,7 @@ test('a second SIGTERM skips the drain window: the running job fails with intern
     });
     stream.on('error', () => resolve('stream error'));
   });
+  const firstSignalAt = performance.now();
   c.kill('SIGTERM');
   await c.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('received SIGTERM'));
   assert.equal((await httpGet(c.ports.metrics!, '/health')).status, 503, '/health is 503 while draining');
@@ -264,6 +266,7 @@ test('a second SIGTERM skips the drain window: the running job fails with intern
   );
   assert.equal(refused?.code, grpc.status.UNAVAILABLE);
   assert.equal(refused?.details, 'Coordinator is shutting down');
+  await afterRepeatWindow(firstSignalAt);
   const t0 = Date.now();
   c.kill('SIGTERM');
   assert.equal(await terminal, 'internal', `watcher events: ${events.join(',')}`);
@@ -271,3 +274,28 @@ test('a second SIGTERM skips the drain window: the running job fails with intern
   assert.ok(Date.now() - t0 < 10_000, 'did not wait out the 60 s window');
   assert.ok(c.lines.some((l) => l.abandoned === 1), 'logs what was abandoned');
 });
+
+test('a repeat within the repeat window is the same stop request: the running job finishes', async (t) => {
+  // What Ctrl-C under `npm start` delivers (test/process/npm-start.test.ts), without npm.
+  const c = await spawnCoordinator({
+    args: EPHEMERAL,
+    env: { ...LOOPBACK_ENV, ZISK_COORDINATOR_BACKEND_MODE: 'mock', ZISK_COORDINATOR_SERVER_SHUTDOWN_TIMEOUT_SECONDS: '60' },
+  });
+  t.after(() => stopCoordinator(c));
+  const client = apiClient(`127.0.0.1:${c.ports.api}`);
+  t.after(() => client.close());
+  const { hash_id: hashId } = await unary<{ hash_id: string }>(client, 'RegisterGuestProgram', { zisk_elf: Buffer.from('\x7fELF repeat') });
+  await unary(client, 'JobRequest', { job_kind: { setup: { hash_id: hashId, program_name: 'guest' } } });
+  c.kill('SIGTERM');
+  // Once the first is taken: sent back to back, the kernel may merge the two into one.
+  await c.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('received SIGTERM: draining'));
+  c.kill('SIGTERM');
+  assert.equal((await c.exited).code, 0);
+  assert.ok(c.lines.some((l) => l.msg === 'drain complete: 1 job(s) finished, none abandoned'), JSON.stringify(c.lines.slice(-4).map((l) => l.msg)));
+});
+
+/** Waits until a signal sent now counts as a second one (app.ts, REPEATED_SIGNAL_MS). */
+async function afterRepeatWindow(firstSignalAt: number): Promise<void> {
+  const wait = firstSignalAt + REPEATED_SIGNAL_MS + 100 - performance.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}

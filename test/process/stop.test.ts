@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnCoordinator, stopCoordinator, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient } from '../helpers/coordinator';
+import { REPEATED_SIGNAL_MS } from '../../src/main/app';
 import { fakeElf, register, submit, inline } from '../api/helpers';
 import { SimWorker } from '../../src/sim/worker';
 import { idleKeepAliveSocket, rudeCall, rudeSession, rudeWorkerStream } from '../helpers/rude-peers';
@@ -136,8 +137,11 @@ test('a second SIGTERM skips the drain window and the process exits with rude pe
   const peers = await rudePeers(c, jobId);
   t.after(() => peers.destroy());
 
+  const firstSignalAt = performance.now();
   c.kill('SIGTERM');
   await c.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('received SIGTERM: draining'));
+  // Sooner, the second SIGTERM would be taken as the same request (app.ts, REPEATED_SIGNAL_MS).
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstSignalAt + REPEATED_SIGNAL_MS + 100 - performance.now())));
   c.kill('SIGTERM');
   const exit = await exitWithin(c, PAST_WINDOW_MS);
   assert.equal(exit.code, 0);

@@ -1,5 +1,6 @@
 /** What the client API's handlers share: the service's dependencies and its job-side state. */
 import type { Config } from '../../shared/config/types';
+import type { Directories } from '../directories';
 import type { Logger } from '../../shared/logging';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { BlobStore } from '../blob-store';
@@ -13,6 +14,8 @@ import type { SchedulerRequests } from './scheduler-requests';
 
 export interface ApiServiceDeps {
   config: Config;
+  /** Resolved and checked before anything was bound; not re-resolved from `config`. */
+  directories: Directories;
   post(event: SchedulerEvent): void;
   blobs: BlobStore;
   /** Worker links by id, for input/hints relays. */

@@ -191,7 +191,7 @@ export class JobRegistry {
       programs.releaseElf(rec.hashId);
     }
     if (rec.kind !== 'setup') webhook?.notify(webhookNotice(rec, at));
-    const proofsDir = deps.config.coordinator.proofs_dir;
+    const proofsDir = deps.directories.proofs;
     if (proofsDir && rec.kind === 'prove' && rec.state === 'completed' && rec.result?.proofData) {
       saveProof(proofsDir, rec.id, rec.result.proofData, deps.logger);
     }

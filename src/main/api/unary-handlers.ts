@@ -24,7 +24,7 @@ export async function registerProgram(ctx: ApiContext, req: RegisterProgramMsg):
 
 export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{ job_id: string }> {
   const { deps, programs, jobs } = ctx;
-  const parsed = parseJobRequest(req, deps.config.coordinator.inputs_dir);
+  const parsed = parseJobRequest(req, deps.directories.inputs);
   const { meta } = parsed;
   if (meta.kind !== 'wrap' && !programs.has(meta.hashId)) {
     throw new ApiFailure(apiErrors.programNotFound(meta.hashId));
