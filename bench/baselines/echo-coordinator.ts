@@ -29,7 +29,7 @@ import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../../src/shared/proto';
 import { loadBlake3 } from '../../src/shared/blake3';
 import { LoopStatsSampler, type LoopStats } from '../../src/shared/loop-stats';
-import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer, type GrpcServerTuning } from '../../src/main/grpc-server';
+import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer, type GrpcServerTuning } from '../../src/main/process/grpc-server';
 import { serveIpc } from '../lib/ipc';
 
 export interface EchoConfig {

@@ -8,7 +8,7 @@
  * windows the way the coordinator does (`TunedGrpcServer`, src/main/grpc-server.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer } from '../../src/main/grpc-server';
+import { HTTP2_DEFAULT_WINDOW_BYTES, TunedGrpcServer } from '../../src/main/process/grpc-server';
 import { serveIpc } from '../lib/ipc';
 import { hostNow } from '../lib/proc';
 

@@ -12,8 +12,8 @@ import type { BlobId, JobKind, JobPhase, JobSpec, LinkId, WorkerStateName } from
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { Ctx, type CoreConfig, type CoreDeps } from './core/context';
-import { newJobRec } from './core/jobs';
-import { afterRelease, onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/lifecycle';
+import { newJobRec } from './core/job-table';
+import { afterRelease, onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/worker-connections';
 import { isTerminal, programKey, type EventOf, type JobStatus, type TimerTask } from './core/model';
 import { pump, wouldStartNow } from './core/queue';
 import { anyLiveWorkerCanRun, onSetupAck, startSetupJob } from './core/setup';

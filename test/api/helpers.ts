@@ -2,7 +2,7 @@
 import * as assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { blake3 } from 'hash-wasm';
-import { apiErrorOf, type DecodedApiError } from '../../src/main/grpc-errors';
+import { apiErrorOf, type DecodedApiError } from '../../src/main/api/grpc-errors';
 import { apiClient, startTestCoordinator, unary, type ConfigOverrides, type TestCoordinator } from '../helpers/coordinator';
 
 export { apiClient, unary };

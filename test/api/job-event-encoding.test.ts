@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../../src/shared/proto';
-import { encodeSmallJobEvent } from '../../src/main/job-event-encoding';
-import type { JobEventWire } from '../../src/main/jobs';
+import { encodeSmallJobEvent } from '../../src/main/api/job-event-encoding';
+import type { JobEventWire } from '../../src/main/api/job-mirror';
 
 const watch = serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE).WatchJob;
 const decode = (b: Buffer): unknown => watch.responseDeserialize(b);

@@ -5,11 +5,11 @@ import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { apiErrors } from '../../src/shared/errors';
 import { PROTO_DIR } from '../../src/shared/proto';
-import { API_ERROR_TYPE_URL, STATUS_DETAILS_KEY, apiErrorOf, toServiceError } from '../../src/main/grpc-errors';
-import { JobRecord, JobTable, JobWatcher, parseUuid, type JobEventWire, type RecordedEvent } from '../../src/main/jobs';
-import { BlobStore } from '../../src/main/blob-store';
-import { buildResult, publicsLayout, timestampOf } from '../../src/main/results';
-import { webhookBody, webhookUrlFor } from '../../src/main/webhook';
+import { API_ERROR_TYPE_URL, STATUS_DETAILS_KEY, apiErrorOf, toServiceError } from '../../src/main/api/grpc-errors';
+import { JobRecord, JobTable, JobWatcher, parseUuid, type JobEventWire, type RecordedEvent } from '../../src/main/api/job-mirror';
+import { BlobStore } from '../../src/main/data/blob-store';
+import { buildResult, publicsLayout, timestampOf } from '../../src/main/api/results';
+import { webhookBody, webhookUrlFor } from '../../src/main/api/webhook';
 
 describe('grpc-status-details-bin', () => {
   it('decodes with protobufjs from proto/google/rpc/status.proto and the public ApiError', async () => {

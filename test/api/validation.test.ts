@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator';
 import { startCluster } from '../helpers/cluster';
-import { apiErrorOf } from '../../src/main/grpc-errors';
+import { apiErrorOf } from '../../src/main/api/grpc-errors';
 import {
   API_NAMES,
   apiClient,

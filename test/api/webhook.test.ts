@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/shared/logging';
-import { WebhookNotifier } from '../../src/main/webhook';
+import { WebhookNotifier } from '../../src/main/api/webhook';
 import { fakeElf, inline, register, submit, unary, waitTerminal, withCoordinator } from './helpers';
 
 interface Received {

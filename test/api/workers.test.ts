@@ -353,7 +353,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
             await unary(c.client, 'JobRequest', { job_kind: { execute: { hash_id: c.hashId, input: inline() } } });
           } catch (err) {
             const e = err as grpc.ServiceError;
-            const { apiErrorOf } = await import('../../src/main/grpc-errors');
+            const { apiErrorOf } = await import('../../src/main/api/grpc-errors');
             return { code: e.code, details: e.details, apiError: apiErrorOf(e.metadata), metadata: e.metadata };
           }
           throw new Error('accepted while draining');

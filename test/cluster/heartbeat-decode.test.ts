@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER_API_PROTO, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../../src/shared/proto';
-import { decodeHeartbeatAck } from '../../src/main/cluster-service';
+import { decodeHeartbeatAck } from '../../src/main/cluster/service';
 
 const pub = serviceDefinition(CLUSTER_API_PROTO, CLUSTER_API_SERVICE).WorkerStream;
 const view = serviceDefinition(CLUSTER_VIEW_PROTO, CLUSTER_API_SERVICE).WorkerStream;

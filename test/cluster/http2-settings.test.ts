@@ -10,8 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FLAG_ACK, FRAME, RawH2Connection, isPing } from '../helpers/h2-frames';
 import { startTestCoordinator } from '../helpers/coordinator';
-import { WORKER_MAX_MESSAGE_BYTES, apiServerTuning, clusterServerTuning } from '../../src/main/app';
-import { grpcServerOptions } from '../../src/main/grpc-server';
+import { WORKER_MAX_MESSAGE_BYTES, apiServerTuning, clusterServerTuning } from '../../src/main/process/app';
+import { grpcServerOptions } from '../../src/main/process/grpc-server';
 
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const DEFAULT_WINDOW = 65_535;

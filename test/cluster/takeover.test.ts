@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator';
 import { encodeWorkerMessage, grpcFrame, rudeSession, rudeWorkerStream, type RudeSession, type RudeStream } from '../helpers/rude-peers';
-import { MAX_TAKEOVERS_PER_WINDOW } from '../../src/threads/core/lifecycle';
+import { MAX_TAKEOVERS_PER_WINDOW } from '../../src/threads/core/worker-connections';
 
 const registered = (tc: TestCoordinator, workerId: string, nth: number): Promise<unknown> => {
   let seen = 0;

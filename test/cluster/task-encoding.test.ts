@@ -10,7 +10,7 @@ import {
   encodeAggregateTask,
   encodeWrapTask,
   proveTaskEncoder,
-} from '../../src/main/task-encoding';
+} from '../../src/main/cluster/task-encoding';
 
 const stream = serviceDefinition(CLUSTER_API_PROTO, CLUSTER_API_SERVICE).WorkerStream;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- decoded test fixtures are inspected dynamically

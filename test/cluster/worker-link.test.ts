@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { EgressBudget, WorkerLink } from '../../src/main/worker-link';
+import { EgressBudget, WorkerLink } from '../../src/main/cluster/worker-link';
 
 const MiB = 1 << 20;
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCommandLine } from '../../src/main/cli-args';
+import { parseCommandLine } from '../../src/main/process/cli-args';
 
 function usageError(argv: string[]): string {
   const r = parseCommandLine(argv);

@@ -10,8 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { defaultConfig } from '../../src/shared/config/schema';
 import type { Config } from '../../src/shared/config/types';
 import { createLogger } from '../../src/shared/logging';
-import { startCoordinator, type RunningCoordinator } from '../../src/main/app';
-import { prepareDirectories } from '../../src/main/directories';
+import { startCoordinator, type RunningCoordinator } from '../../src/main/process/app';
+import { prepareDirectories } from '../../src/main/process/directories';
 import { CLIENT_API_PROTO, loadProto } from '../../src/shared/proto';
 
 export type ConfigOverrides = { [S in keyof Config]?: Partial<Config[S]> };

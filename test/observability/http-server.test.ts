@@ -3,9 +3,9 @@ import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { Writable } from 'node:stream';
-import { startHttpServer } from '../../src/main/http-server';
-import type { HttpServerHandle } from '../../src/main/http-server';
-import { CoordinatorMetrics } from '../../src/main/metrics';
+import { startHttpServer } from '../../src/main/process/http-server';
+import type { HttpServerHandle } from '../../src/main/process/http-server';
+import { CoordinatorMetrics } from '../../src/main/observability/metrics';
 import { createLogger } from '../../src/shared/logging';
 
 interface Reply {

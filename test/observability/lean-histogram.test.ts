@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Histogram, Registry } from 'prom-client';
-import { LeanHistogram } from '../../src/main/lean-histogram';
+import { LeanHistogram } from '../../src/main/observability/lean-histogram';
 
 const BUCKETS = [0.001, 0.005, 0.1, 0.5, 1, 2, 5, 7200];
 

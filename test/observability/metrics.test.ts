@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler } from '../../src/main/metrics';
+import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler } from '../../src/main/observability/metrics';
 
 const D8: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_requests_total', 'counter'],

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isolatedEnv, runCli, type CliRun } from '../helpers/run-cli';
 import { spawnCoordinator, stopCoordinator } from '../helpers/spawn-coordinator';
-import { prepareDirectories, type DirectoryInput } from '../../src/main/directories';
+import { prepareDirectories, type DirectoryInput } from '../../src/main/process/directories';
 import { defaultConfig } from '../../src/shared/config/schema';
 import type { Config } from '../../src/shared/config/types';
 

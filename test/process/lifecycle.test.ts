@@ -12,7 +12,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient, unary } from '../helpers/coordinator';
-import { REPEATED_SIGNAL_MS } from '../../src/main/app';
+import { REPEATED_SIGNAL_MS } from '../../src/main/process/app';
 
 const LOOPBACK_ENV = {
   ZISK_COORDINATOR_SERVER_HOST: '127.0.0.1',

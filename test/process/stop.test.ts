@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnCoordinator, stopCoordinator, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient } from '../helpers/coordinator';
-import { REPEATED_SIGNAL_MS } from '../../src/main/app';
+import { REPEATED_SIGNAL_MS } from '../../src/main/process/app';
 import { fakeElf, register, submit, inline } from '../api/helpers';
 import { SimWorker } from '../../src/sim/worker';
 import { idleKeepAliveSocket, rudeCall, rudeSession, rudeWorkerStream } from '../helpers/rude-peers';

@@ -1,8 +1,8 @@
 /** Shared fakes for the relay tests: controllable targets, the production encoder, a public-proto decoder. */
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLUSTER_API_PROTO, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, loadProto, serviceDefinition } from '../../src/shared/proto';
-import { JobRelay, type RelayKind, type RelayTarget } from '../../src/main/relays';
-import type { OutboundMessage } from '../../src/main/worker-link';
+import { JobRelay, type RelayKind, type RelayTarget } from '../../src/main/data/relays';
+import type { OutboundMessage } from '../../src/main/cluster/worker-link';
 
 export class FakeTarget implements RelayTarget {
   room = true;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { HintsFramingError, HintsFramingValidator } from '../../src/main/hints-framing';
+import { HintsFramingError, HintsFramingValidator } from '../../src/main/data/hints-framing';
 import { END, START, bytes, header, hint } from './fakes';
 
 function violation(fn: () => unknown): string {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { RelayError } from '../../src/main/relays';
+import { RelayError } from '../../src/main/data/relays';
 import { END, FakeTarget, START, bytes, header, hint, makeRelay, settle, track, type DecodedMessage } from './fakes';
 
 const STREAM_START = 0;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { MAX_INPUT_MESSAGE_BYTES, RelayError } from '../../src/main/relays';
+import { MAX_INPUT_MESSAGE_BYTES, RelayError } from '../../src/main/data/relays';
 import { FakeTarget, bytes, makeRelay, settle, track } from './fakes';
 
 function target(h: { targets: Map<number, FakeTarget> }, id: number): FakeTarget {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, startLocalSource } from '../../src/main/local-sources';
+import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, startLocalSource } from '../../src/main/data/local-sources';
 import { END, FakeTarget, START, bytes, hint, makeRelay, settle } from './fakes';
 
 let base: string;

@@ -8,7 +8,7 @@ import type { Worker } from 'node:worker_threads';
 import { defaultConfig } from '../../src/shared/config/schema';
 import type { SchedulerEvent } from '../../src/shared/scheduler/events';
 import type { SchedulerEffect } from '../../src/shared/scheduler/effects';
-import { InlineSchedulerHost, ThreadSchedulerHost } from '../../src/main/scheduler-host';
+import { InlineSchedulerHost, ThreadSchedulerHost } from '../../src/main/scheduler/host';
 
 test('events go through the thread in order and effects come back in batches', async () => {
   const effects: SchedulerEffect[] = [];

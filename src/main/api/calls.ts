@@ -1,8 +1,8 @@
 /** What every client API call shares: its request metric and the mapping of failures to gRPC statuses. */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../shared/logging';
-import type { CoordinatorMetrics, GrpcStatusName } from '../metrics';
-import { ApiFailure, internalFailure, toServiceError } from '../grpc-errors';
+import type { CoordinatorMetrics, GrpcStatusName } from '../observability/metrics';
+import { ApiFailure, internalFailure, toServiceError } from './grpc-errors';
 
 /** Records a call once with its final status. */
 export type CallDone = (status: GrpcStatusName | number) => void;

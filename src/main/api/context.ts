@@ -1,13 +1,13 @@
 /** What the client API's handlers share: the service's dependencies and its job-side state. */
 import type { Config } from '../../shared/config/types';
-import type { Directories } from '../directories';
+import type { Directories } from '../process/directories';
 import type { Logger } from '../../shared/logging';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
-import type { BlobStore } from '../blob-store';
-import type { CoordinatorMetrics } from '../metrics';
-import type { Lifecycle } from '../lifecycle';
-import type { ProgramRegistry } from '../programs';
-import type { WorkerLink } from '../worker-link';
+import type { BlobStore } from '../data/blob-store';
+import type { CoordinatorMetrics } from '../observability/metrics';
+import type { Lifecycle } from '../process/lifecycle';
+import type { ProgramRegistry } from './programs';
+import type { WorkerLink } from '../cluster/worker-link';
 import type { CallRecorder } from './calls';
 import type { JobRegistry } from './job-registry';
 import type { SchedulerRequests } from './scheduler-requests';

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../shared/logging';
 import type { EpochMs } from '../../shared/scheduler/types';
-import type { JobRecord } from '../jobs';
-import { WEBHOOK_CANCELLED_MESSAGE, WEBHOOK_FAILURE_MESSAGE, type WebhookNotice } from '../webhook';
+import type { JobRecord } from './job-mirror';
+import { WEBHOOK_CANCELLED_MESSAGE, WEBHOOK_FAILURE_MESSAGE, type WebhookNotice } from './webhook';
 
 /** The metrics' outcome label of a terminal job. */
 export function outcomeOf(rec: JobRecord): 'success' | 'cancelled' | 'failure' {

@@ -1,15 +1,15 @@
 /** The client API's jobs: lookup, the scheduler's events, and what each job holds until it ends or is evicted. */
 import { apiErrors } from '../../shared/errors';
 import type { EpochMs, JobEventBody, LinkId, RetryReasonName } from '../../shared/scheduler/types';
-import type { TaskDataSource } from '../cluster-service';
-import { ApiFailure } from '../grpc-errors';
-import { JobRecord, JobTable, JobWatcher, type DataMode, type LocalSourceRef, type RecordedEvent } from '../jobs';
-import { startLocalSource } from '../local-sources';
-import type { ProgramRegistry } from '../programs';
-import { JobRelay, type RelayKind } from '../relays';
+import type { TaskDataSource } from '../cluster/service';
+import { ApiFailure } from './grpc-errors';
+import { JobRecord, JobTable, JobWatcher, type DataMode, type LocalSourceRef, type RecordedEvent } from './job-mirror';
+import { startLocalSource } from '../data/local-sources';
+import type { ProgramRegistry } from './programs';
+import { JobRelay, type RelayKind } from '../data/relays';
 import { failureText } from '../../shared/job-failure';
-import { buildResult, type BuiltResult } from '../results';
-import type { WebhookNotifier } from '../webhook';
+import { buildResult, type BuiltResult } from './results';
+import type { WebhookNotifier } from './webhook';
 import type { ApiServiceDeps } from './context';
 import { outcomeOf, saveProof, webhookNotice } from './job-outputs';
 import { parseJobId, type ParsedJob } from './validation';

@@ -1,6 +1,6 @@
 /** Client API messages as proto-loader decodes them (`kind` names the member set in a oneof). */
-import type { JobStatusWire } from '../jobs';
-import type { JobKindResponseWire } from '../results';
+import type { JobStatusWire } from './job-mirror';
+import type { JobKindResponseWire } from './results';
 
 export interface TimestampMsg {
   seconds?: string | number;

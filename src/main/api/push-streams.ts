@@ -1,8 +1,8 @@
 /** PushJobInput / PushJobHintsInput: client streams feeding a job's input or hints relay, one chunk at a time. */
 import * as grpc from '@grpc/grpc-js';
-import { ApiFailure } from '../grpc-errors';
-import type { JobRecord } from '../jobs';
-import { RelayError, type JobRelay } from '../relays';
+import { ApiFailure } from './grpc-errors';
+import type { JobRecord } from './job-mirror';
+import { RelayError, type JobRelay } from '../data/relays';
 import type { ApiContext } from './context';
 import type { PushKind, PushMsg } from './messages';
 import { checkPushTarget, invalid, parseJobId } from './validation';

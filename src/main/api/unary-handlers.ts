@@ -2,9 +2,9 @@
 import { randomUUID } from 'node:crypto';
 import { apiErrors, ERROR_CODES } from '../../shared/errors';
 import type { BlobId, InputSpec, JobSpec } from '../../shared/scheduler/types';
-import type { BlobStore } from '../blob-store';
-import { ApiFailure } from '../grpc-errors';
-import { JobRecord, type DataMode } from '../jobs';
+import type { BlobStore } from '../data/blob-store';
+import { ApiFailure } from './grpc-errors';
+import { JobRecord, type DataMode } from './job-mirror';
 import type { ApiContext } from './context';
 import type { JobIdMsg, JobRequestMsg, RegisterProgramMsg } from './messages';
 import type { SubmitOutcome } from './scheduler-requests';

@@ -2,11 +2,11 @@
 import type { Deadline } from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
 import type { EpochMs, JobKind, ProofKind } from '../../shared/scheduler/types';
-import { ApiFailure } from '../grpc-errors';
-import { parseUuid, type JobRecord } from '../jobs';
-import { HASH_ID_PATTERN } from '../programs';
-import type { RequestMeta } from '../results';
-import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, type LocalSourceKind } from '../local-sources';
+import { ApiFailure } from './grpc-errors';
+import { parseUuid, type JobRecord } from './job-mirror';
+import { HASH_ID_PATTERN } from './programs';
+import type { RequestMeta } from './results';
+import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, type LocalSourceKind } from '../data/local-sources';
 import type { InputKindMsg, JobRequestMsg, PushKind, TimestampMsg, WaitMsg } from './messages';
 
 /** WaitJobResult hold (client-api.md §2.3). */

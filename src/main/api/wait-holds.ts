@@ -1,6 +1,6 @@
 /** WaitJobResult: answers at once for a finished job, else holds the call until the job ends or the hold runs out. */
 import * as grpc from '@grpc/grpc-js';
-import type { JobRecord } from '../jobs';
+import type { JobRecord } from './job-mirror';
 import type { ApiContext } from './context';
 import type { WaitMsg, WaitResponse } from './messages';
 import { waitHoldMs } from './validation';

@@ -1,9 +1,9 @@
 /** WatchJob: one server stream per watcher, replaying the job's history and then following it. */
 import * as grpc from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
-import { toServiceError } from '../grpc-errors';
-import { JobWatcher, type JobEventWire, type JobRecord } from '../jobs';
-import { encodeSmallJobEvent } from '../job-event-encoding';
+import { toServiceError } from './grpc-errors';
+import { JobWatcher, type JobEventWire, type JobRecord } from './job-mirror';
+import { encodeSmallJobEvent } from './job-event-encoding';
 import type { ApiContext } from './context';
 import type { JobIdMsg } from './messages';
 

@@ -6,10 +6,10 @@
 import type { CoordinatorConfig, LogLevel } from '../../shared/config/types';
 import type { BlobId, JobEventBody, LinkId, LogLevelName, WorkerStateName } from '../../shared/scheduler/types';
 import type { SchedulerEffect } from '../../shared/scheduler/effects';
-import { JobTable } from './jobs';
+import { JobTable } from './job-table';
 import type { FollowUp, JobRec, ProgramKey, RegisteredSetup, TimerTask, WorkerRec } from './model';
 import { TimerHeap, type TimerEntry } from './timers';
-import { WorkerPool, emptyCounts, type StateCounts } from './workers';
+import { WorkerPool, emptyCounts, type StateCounts } from './worker-pool';
 
 export type CoreConfig = Pick<
   CoordinatorConfig,

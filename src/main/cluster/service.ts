@@ -4,12 +4,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
-import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../shared/proto';
-import type { AggregateTask, LinkId, SetupRef } from '../shared/scheduler/types';
-import type { SchedulerEvent } from '../shared/scheduler/events';
-import type { EffectOf } from '../shared/scheduler/effects';
-import type { Logger } from '../shared/logging';
-import type { BlobStore } from './blob-store';
+import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../../shared/proto';
+import type { AggregateTask, LinkId, SetupRef } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
+import type { EffectOf } from '../../shared/scheduler/effects';
+import type { Logger } from '../../shared/logging';
+import type { BlobStore } from '../data/blob-store';
 import { EgressBudget, WorkerLink, type BytesKind, type OutboundMessage } from './worker-link';
 import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
 import {

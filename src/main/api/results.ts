@@ -7,8 +7,8 @@
  * kind. uint64 values stay decimal strings.
  */
 import { randomUUID } from 'node:crypto';
-import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../shared/scheduler/types';
-import type { BlobStore } from './blob-store';
+import type { BlobId, EpochMs, JobFailure, JobResultSummary, ProofKind } from '../../shared/scheduler/types';
+import type { BlobStore } from '../data/blob-store';
 
 /**
  * `seconds` is an int64 on the wire; a number encodes exactly up to 2^53 s and skips the decimal

@@ -3,9 +3,9 @@
  * call it directly. Usage errors map to exit 2 (commander would use 1, which we keep for runtime errors).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { LogLevel } from '../shared/config/types';
-import type { CliOverrides } from '../shared/config/load';
-import { CONFIG_FILE_ENV, keyByPath, packageVersion, type KeySpec } from '../shared/config/schema';
+import type { LogLevel } from '../../shared/config/types';
+import type { CliOverrides } from '../../shared/config/load';
+import { CONFIG_FILE_ENV, keyByPath, packageVersion, type KeySpec } from '../../shared/config/schema';
 
 export interface CliOptions extends CliOverrides {
   printConfig: boolean;

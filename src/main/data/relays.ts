@@ -20,9 +20,9 @@
  * - After `abort()` (job terminal) pending and later pushes reject with a `RelayError`; `onFailure` is
  *   not called because the job is already over.
  */
-import type { LinkId } from '../shared/scheduler/types';
+import type { LinkId } from '../../shared/scheduler/types';
 import { HintsFramingError, HintsFramingValidator, type HintsBatchInfo } from './hints-framing';
-import type { OutboundMessage } from './worker-link';
+import type { OutboundMessage } from '../cluster/worker-link';
 
 /** The part of a worker link a relay writes to (WorkerLink satisfies it). */
 export interface RelayTarget {

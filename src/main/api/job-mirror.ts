@@ -4,9 +4,9 @@
  * recorded history with original timestamps, the current status, the result built once — and who
  * is waiting for it (WaitJobResult waiters, WatchJob watchers).
  */
-import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase } from '../shared/scheduler/types';
+import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase } from '../../shared/scheduler/types';
 import { failureWire, timestampOf, type BuiltResult, type JobFailureWire, type JobKindResponseWire, type RequestMeta, type TimestampWire } from './results';
-import type { JobRelay } from './relays';
+import type { JobRelay } from '../data/relays';
 
 // ---------------------------------------------------------------------------------------------
 // UUIDs as the Rust `uuid` crate parses them (client-api.md §2.0)

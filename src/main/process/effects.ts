@@ -3,12 +3,12 @@
  * effect kind with no default, so a new kind added to `SchedulerEffect` and handled nowhere is a
  * compile error (the `never` check below).
  */
-import type { Logger } from '../shared/logging';
-import type { SchedulerEffect } from '../shared/scheduler/effects';
-import type { ApiService } from './api-service';
-import type { BlobStore } from './blob-store';
-import type { ClusterService } from './cluster-service';
-import type { CoordinatorMetrics } from './metrics';
+import type { Logger } from '../../shared/logging';
+import type { SchedulerEffect } from '../../shared/scheduler/effects';
+import type { ApiService } from '../api/service';
+import type { BlobStore } from '../data/blob-store';
+import type { ClusterService } from '../cluster/service';
+import type { CoordinatorMetrics } from '../observability/metrics';
 
 export interface EffectTargets {
   blobs: BlobStore;

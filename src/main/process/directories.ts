@@ -11,8 +11,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../shared/config/load';
-import type { Config, ConfigSource } from '../shared/config/types';
+import { ConfigError } from '../../shared/config/load';
+import type { Config, ConfigSource } from '../../shared/config/types';
 
 /** The directories the coordinator uses, absolute and checked. */
 export interface Directories {

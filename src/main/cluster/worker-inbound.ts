@@ -3,10 +3,10 @@
  * Buffers): every message becomes a typed scheduler event, a hello, or a precise reason to ignore
  * it or end the stream. Nothing here throws on malformed input.
  */
-import type { BlobStore } from './blob-store';
-import { WORKER_PAYLOADS, type WorkerPayloadName } from '../shared/worker-payloads';
-import type { TaskResultSummary, TaskType } from '../shared/scheduler/types';
-import type { SchedulerEvent } from '../shared/scheduler/events';
+import type { BlobStore } from '../data/blob-store';
+import { WORKER_PAYLOADS, type WorkerPayloadName } from '../../shared/worker-payloads';
+import type { TaskResultSummary, TaskType } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
 
 export type { WorkerPayloadName };
 

@@ -10,7 +10,7 @@
  * public proto.
  */
 
-import { FieldWriter } from '../shared/protobuf-wire';
+import { FieldWriter } from '../../shared/protobuf-wire';
 
 /** CoordinatorMessage.execute_task */
 const COORDINATOR_EXECUTE_TASK = 4;

@@ -1,4 +1,4 @@
-import type { BlobId } from '../shared/scheduler/types';
+import type { BlobId } from '../../shared/scheduler/types';
 
 /**
  * Bulk bytes (inputs, challenges, proofs) held on the main thread while the scheduler refers to

@@ -8,24 +8,24 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
-import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../shared/proto';
-import type { EffectOf } from '../shared/scheduler/effects';
-import type { ElfSource, TaskDataSource } from './cluster-service';
-import type { JobEventWire } from './jobs';
+import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../../shared/proto';
+import type { EffectOf } from '../../shared/scheduler/effects';
+import type { ElfSource, TaskDataSource } from '../cluster/service';
+import type { JobEventWire } from './job-mirror';
 import { ProgramRegistry } from './programs';
 import { WebhookNotifier } from './webhook';
-import { CallRecorder } from './api/calls';
-import type { ApiContext, ApiServiceDeps } from './api/context';
-import { JobRegistry } from './api/job-registry';
-import type { JobIdMsg, JobRequestMsg, PushMsg, RegisterProgramMsg, WaitMsg, WaitResponse } from './api/messages';
-import { handlePush } from './api/push-streams';
-import { SchedulerRequests } from './api/scheduler-requests';
-import { cancelJob, jobRequest, registerProgram } from './api/unary-handlers';
-import { WaitHolds } from './api/wait-holds';
-import { WatchStreams } from './api/watch-streams';
+import { CallRecorder } from './calls';
+import type { ApiContext, ApiServiceDeps } from './context';
+import { JobRegistry } from './job-registry';
+import type { JobIdMsg, JobRequestMsg, PushMsg, RegisterProgramMsg, WaitMsg, WaitResponse } from './messages';
+import { handlePush } from './push-streams';
+import { SchedulerRequests } from './scheduler-requests';
+import { cancelJob, jobRequest, registerProgram } from './unary-handlers';
+import { WaitHolds } from './wait-holds';
+import { WatchStreams } from './watch-streams';
 
-export type { ApiServiceDeps } from './api/context';
-export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_MIN_SECONDS } from './api/validation';
+export type { ApiServiceDeps } from './context';
+export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_MIN_SECONDS } from './validation';
 
 /** Webhook deliveries in flight get this long at shutdown before they are abandoned. */
 const WEBHOOK_CLOSE_GRACE_MS = 2_000;

@@ -5,8 +5,8 @@
  * and keep the generated encoder. Zero-valued scalars are omitted, as proto3 encoders do; any decoder
  * reads the same message (test/api/job-event-encoding.test.ts decodes the output with the proto).
  */
-import { varintSize, writeVarint } from '../shared/protobuf-wire';
-import type { JobEventWire } from './jobs';
+import { varintSize, writeVarint } from '../../shared/protobuf-wire';
+import type { JobEventWire } from './job-mirror';
 import type { TimestampWire } from './results';
 
 /** JobEvent oneof members (client-api proto). */

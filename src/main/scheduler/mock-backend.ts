@@ -3,11 +3,11 @@
  * (client-api.md §2.8, §4.10) with synthetic results. It stands in for the scheduler, so the client
  * API, watchers, metrics and retention behave exactly as in real mode.
  */
-import type { BlobStore } from './blob-store';
-import type { EffectHandler, SchedulerHost } from './scheduler-host';
-import type { JobEventBody, JobKind, JobPhase, JobSpec } from '../shared/scheduler/types';
-import type { SchedulerEvent } from '../shared/scheduler/events';
-import type { LoopStats } from './metrics';
+import type { BlobStore } from '../data/blob-store';
+import type { EffectHandler, SchedulerHost } from './host';
+import type { JobEventBody, JobKind, JobPhase, JobSpec } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
+import type { LoopStats } from '../observability/metrics';
 
 /** A client-visible step of a mock job, this many milliseconds after submission. */
 interface TimedStep {

@@ -5,8 +5,8 @@
  */
 import * as http2 from 'node:http2';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { LinkId } from '../shared/scheduler/types';
-import { http2StreamOf } from './grpc-server';
+import type { LinkId } from '../../shared/scheduler/types';
+import { http2StreamOf } from '../process/grpc-server';
 
 export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';
 

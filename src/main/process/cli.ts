@@ -4,8 +4,8 @@
  */
 import * as os from 'node:os';
 import { parseCommandLine, PROGRAM_NAME } from './cli-args';
-import { ConfigError, loadConfig, type LoadedConfig } from '../shared/config/load';
-import { renderConfigToml } from '../shared/config/print';
+import { ConfigError, loadConfig, type LoadedConfig } from '../../shared/config/load';
+import { renderConfigToml } from '../../shared/config/print';
 import { prepareDirectories, type DirectoryStatus, type PreparedDirectories } from './directories';
 
 export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<void> {

@@ -7,8 +7,8 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '../shared/logging';
-import type { CoordinatorMetrics } from './metrics';
+import type { Logger } from '../../shared/logging';
+import type { CoordinatorMetrics } from '../observability/metrics';
 
 export interface HttpServerOptions {
   host: string;

@@ -10,8 +10,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import { FieldWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, readVarint } from '../shared/protobuf-wire';
-import { apiErrors, grpcMessageOf, grpcStatusOf, numericCodeOf, type ApiErrorData } from '../shared/errors';
+import { FieldWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, readVarint } from '../../shared/protobuf-wire';
+import { apiErrors, grpcMessageOf, grpcStatusOf, numericCodeOf, type ApiErrorData } from '../../shared/errors';
 
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 export const API_ERROR_TYPE_URL = 'type.googleapis.com/zisk.coordinator.v1.ApiError';

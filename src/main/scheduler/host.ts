@@ -3,13 +3,13 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/umd/node-adapter';
-import type { LinkId } from '../shared/scheduler/types';
-import type { SchedulerEvent } from '../shared/scheduler/events';
-import type { SchedulerEffect } from '../shared/scheduler/effects';
-import type { SchedulerThreadApi } from '../threads/scheduler-thread';
-import { SchedulerCore, type CoreConfig, type CoreInternals } from '../threads/scheduler-core';
-import { CoreRunner } from '../threads/core-runner';
-import type { LoopStats } from './metrics';
+import type { LinkId } from '../../shared/scheduler/types';
+import type { SchedulerEvent } from '../../shared/scheduler/events';
+import type { SchedulerEffect } from '../../shared/scheduler/effects';
+import type { SchedulerThreadApi } from '../../threads/scheduler-thread';
+import { SchedulerCore, type CoreConfig, type CoreInternals } from '../../threads/scheduler-core';
+import { CoreRunner } from '../../threads/core-runner';
+import type { LoopStats } from '../observability/metrics';
 
 export type EffectHandler = (effects: SchedulerEffect[]) => void;
 
@@ -109,7 +109,7 @@ export class ThreadSchedulerHost extends BatchingHost {
 
   private constructor(config: CoreConfig, onEffects: EffectHandler, private readonly onDeath: (err: Error) => void) {
     super();
-    this.worker = new Worker(path.join(__dirname, '../threads/scheduler-thread.js'));
+    this.worker = new Worker(path.join(__dirname, '../../threads/scheduler-thread.js'));
     this.remote = Comlink.wrap<SchedulerThreadApi>(nodeEndpoint(this.worker));
     this.worker.on('error', (err) => this.died(err));
     this.worker.on('exit', (code) => {

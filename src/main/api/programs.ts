@@ -15,9 +15,9 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { loadBlake3 } from '../shared/blake3';
-import type { Logger } from '../shared/logging';
-import type { HashTask, HashTaskResult } from '../threads/hash-task';
+import { loadBlake3 } from '../../shared/blake3';
+import type { Logger } from '../../shared/logging';
+import type { HashTask, HashTaskResult } from '../../threads/hash-task';
 
 export const HASH_ID_PATTERN = /^[0-9a-f]{64}$/;
 const SETUPS_FILE = 'setups.json';
@@ -215,7 +215,7 @@ export class ProgramRegistry {
       return { hashId, bytes: elf };
     }
     this.pool ??= new Piscina<HashTask, HashTaskResult>({
-      filename: path.join(__dirname, '../threads/hash-task.js'),
+      filename: path.join(__dirname, '../../threads/hash-task.js'),
       minThreads: 0,
       maxThreads: Math.max(1, Math.min(2, os.availableParallelism() - 1)),
       idleTimeout: HASH_POOL_IDLE_MS,

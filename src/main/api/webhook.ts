@@ -3,7 +3,7 @@
  * a JSON POST for every terminal outcome of prove, execute and wrap jobs, with upstream's body and
  * retry policy. Deliveries run in the background; nothing ever waits for them.
  */
-import type { Logger } from '../shared/logging';
+import type { Logger } from '../../shared/logging';
 
 export interface WebhookOptions {
   url: string;

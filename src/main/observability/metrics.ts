@@ -62,8 +62,8 @@ export const DURATION_BUCKETS: readonly number[] = [0.1, 0.5, 1, 2, 5, 10, 30, 6
  */
 export const REQUEST_DURATION_BUCKETS: readonly number[] = [0.001, 0.005, 0.01, 0.025, 0.05, ...DURATION_BUCKETS];
 
-import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
-import type { RetryReasonName } from '../shared/scheduler/types';
+import { LoopStatsSampler, type LoopStats } from '../../shared/loop-stats';
+import type { RetryReasonName } from '../../shared/scheduler/types';
 export { LoopStatsSampler, type LoopStats };
 
 export interface RenderedMetrics {
