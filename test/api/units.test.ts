@@ -6,7 +6,9 @@ import * as protobuf from 'protobufjs';
 import { apiErrors } from '../../src/shared/errors';
 import { PROTO_DIR } from '../../src/shared/proto';
 import { API_ERROR_TYPE_URL, STATUS_DETAILS_KEY, apiErrorOf, toServiceError } from '../../src/main/api/grpc-errors';
-import { JobRecord, JobTable, JobWatcher, parseUuid, type JobEventWire, type RecordedEvent } from '../../src/main/api/job-mirror';
+import { JobRecord, JobMirror, type JobEventWire, type RecordedEvent } from '../../src/main/api/job-mirror';
+import { parseUuid } from '../../src/main/api/job-ids';
+import { JobWatcher } from '../../src/main/api/job-watcher';
 import { BlobStore } from '../../src/main/data/blob-store';
 import { buildResult, publicsLayout, timestampOf } from '../../src/main/api/results';
 import { webhookBody, webhookUrlFor } from '../../src/main/api/webhook';
@@ -128,7 +130,7 @@ describe('job table', () => {
   const names = (events: RecordedEvent[]): string[] => events.map((e) => (e.phase ? `${e.kind}(${e.phase})` : e.kind));
 
   it('records what the scheduler says, as it says it, and nothing after the terminal event', () => {
-    const t = new JobTable();
+    const t = new JobMirror();
     const r = rec('prove');
     t.apply(r, 1, { kind: 'queued' });
     t.apply(r, 2, { kind: 'started' });
@@ -144,7 +146,7 @@ describe('job table', () => {
   });
 
   it('invents nothing: no queued or started the scheduler did not send, no progress of its own', () => {
-    const t = new JobTable();
+    const t = new JobMirror();
     const w = rec('wrap');
     t.apply(w, 1, { kind: 'started' });
     assert.deepEqual(names(w.history), ['started']);
@@ -157,7 +159,7 @@ describe('job table', () => {
   });
 
   it('a retried job is queued and started again, and its status follows', () => {
-    const t = new JobTable();
+    const t = new JobMirror();
     const r = rec('prove');
     for (const [at, ev] of [
       [1, { kind: 'queued' }],

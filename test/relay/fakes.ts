@@ -2,7 +2,7 @@
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLUSTER_API_PROTO, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, loadProto, serviceDefinition } from '../../src/shared/proto';
 import { JobRelay, type RelayKind, type RelayTarget } from '../../src/main/data/relays';
-import type { OutboundMessage } from '../../src/main/cluster/worker-link';
+import type { OutboundMessage } from '../../src/main/data/outbound';
 
 export class FakeTarget implements RelayTarget {
   room = true;

@@ -4,73 +4,9 @@
  * recorded history with original timestamps, the current status, the result built once — and who
  * is waiting for it (WaitJobResult waiters, WatchJob watchers).
  */
-import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase } from '../../shared/scheduler/types';
+import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobStatus } from '../../shared/scheduler/types';
 import { failureWire, timestampOf, type BuiltResult, type JobFailureWire, type JobKindResponseWire, type RequestMeta, type TimestampWire } from './results';
 import type { JobRelay } from '../data/relays';
-
-// ---------------------------------------------------------------------------------------------
-// UUIDs as the Rust `uuid` crate parses them (client-api.md §2.0)
-// ---------------------------------------------------------------------------------------------
-
-export type UuidParse = { ok: true; uuid: string } | { ok: false; detail: string };
-
-const HYPHENATED = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const SIMPLE = /^[0-9a-fA-F]{32}$/;
-const URN_PREFIX = 'urn:uuid:';
-
-/**
- * Accepts hyphenated, 32-hex simple, `urn:uuid:` and `{braced}` forms in any case; returns the
- * canonical lowercase hyphenated form, or the parser's explanation (worded as the uuid crate's).
- */
-export function parseUuid(input: string): UuidParse {
-  let body = input;
-  let offset = 0;
-  let simpleAllowed = true;
-  if (body.length >= 2 && body.startsWith('{') && body.endsWith('}')) {
-    body = body.slice(1, -1);
-    offset = 1;
-    simpleAllowed = false;
-  } else if (body.slice(0, URN_PREFIX.length).toLowerCase() === URN_PREFIX) {
-    body = body.slice(URN_PREFIX.length);
-    offset = URN_PREFIX.length;
-    simpleAllowed = false;
-  }
-  if (HYPHENATED.test(body)) return { ok: true, uuid: body.toLowerCase() };
-  if (simpleAllowed && SIMPLE.test(body)) {
-    const s = body.toLowerCase();
-    return { ok: true, uuid: `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}` };
-  }
-  return { ok: false, detail: uuidErrorDetail(input, body, offset, simpleAllowed) };
-}
-
-function uuidErrorDetail(input: string, body: string, offset: number, simple: boolean): string {
-  const bytes = Buffer.from(body, 'utf8');
-  const hyphens: number[] = [];
-  let index = 0;
-  for (const ch of body) {
-    if (ch === '-') hyphens.push(index);
-    else if (!/^[0-9a-fA-F]$/.test(ch)) {
-      return `invalid character: expected an optional prefix of \`urn:uuid:\` followed by [0-9a-fA-F-], found \`${ch}\` at ${index + offset + 1}`;
-    }
-    index += Buffer.byteLength(ch, 'utf8');
-  }
-  if (hyphens.length === 0 && simple) {
-    return `invalid length: expected length 32 for simple format, found ${Buffer.byteLength(input, 'utf8')}`;
-  }
-  if (hyphens.length !== 4) return `invalid group count: expected 5, found ${hyphens.length + 1}`;
-  const starts = [0, 9, 14, 19, 24];
-  const expected = [8, 4, 4, 4, 12];
-  for (let g = 0; g < 4; g++) {
-    if (hyphens[g] !== starts[g + 1] - 1) {
-      return `invalid group length in group ${g}: expected ${expected[g]}, found ${hyphens[g] - starts[g]}`;
-    }
-  }
-  return `invalid group length in group 4: expected 12, found ${bytes.length - starts[4]}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Client-visible events
-// ---------------------------------------------------------------------------------------------
 
 export type JobEventWire =
   | { queued: { job_id: string; timestamp: TimestampWire } }
@@ -89,8 +25,6 @@ export interface RecordedEvent {
   terminal: boolean;
   wire: JobEventWire;
 }
-
-export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 export type JobStatusWire =
   | { queued: Record<string, never> }
@@ -114,7 +48,7 @@ export interface JobObserver {
 }
 
 export class JobRecord {
-  state: JobState = 'queued';
+  state: JobStatus = 'queued';
   phase: JobPhase | undefined;
   /** true once the scheduler accepted the submit */
   accepted = false;
@@ -186,7 +120,7 @@ export type IncomingEvent =
   | { kind: 'failed'; failure: JobFailure }
   | { kind: 'cancelled' };
 
-export class JobTable {
+export class JobMirror {
   private readonly jobs = new Map<string, JobRecord>();
 
   add(record: JobRecord): void {
@@ -287,86 +221,3 @@ export class JobTable {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// WatchJob streams
-// ---------------------------------------------------------------------------------------------
-
-/** The part of a grpc-js server stream a watcher writes to. */
-export interface WatchSink {
-  /** `done` runs once the message has been handed to the transport. */
-  write(event: JobEventWire, done: () => void): void;
-  /** Ends the stream with status OK. */
-  end(): void;
-}
-
-/** Events a stalled watcher keeps before it starts dropping (intermediate progress first). */
-export const WATCH_BUFFER_EVENTS = 4;
-/** Writes handed to grpc-js and not yet flushed: beyond this the watcher buffers itself. */
-export const WATCH_MAX_IN_FLIGHT = 2;
-
-/**
- * One WatchJob subscriber. It writes events in order, at most `WATCH_MAX_IN_FLIGHT` unflushed at a
- * time (grpc-js flushes only as the client reads, so this is the client's pace); behind that it
- * keeps a small buffer that sheds intermediate progress events first, then the oldest non-terminal
- * ones. The terminal event is never dropped; the stream ends right after it. Nothing here ever
- * waits on the scheduler or on other watchers.
- */
-export class JobWatcher implements JobObserver {
-  private readonly pending: RecordedEvent[] = [];
-  private inFlight = 0;
-  private finished = false;
-  dropped = 0;
-
-  constructor(
-    private readonly sink: WatchSink,
-    private readonly onFinished: () => void,
-    private readonly bufferLimit = WATCH_BUFFER_EVENTS,
-    private readonly maxInFlight = WATCH_MAX_IN_FLIGHT,
-  ) {}
-
-  get done(): boolean {
-    return this.finished;
-  }
-
-  push(event: RecordedEvent): void {
-    if (this.finished) return;
-    this.pending.push(event);
-    this.shed();
-    this.flush();
-  }
-
-  /** The client went away (or the service closes): stop without writing more. */
-  cancel(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.pending.length = 0;
-    this.onFinished();
-  }
-
-  private shed(): void {
-    while (this.pending.length > this.bufferLimit) {
-      let i = this.pending.findIndex((e) => e.kind === 'progress');
-      if (i < 0) i = this.pending.findIndex((e) => !e.terminal);
-      if (i < 0) return;
-      this.pending.splice(i, 1);
-      this.dropped++;
-    }
-  }
-
-  private flush(): void {
-    while (!this.finished && this.inFlight < this.maxInFlight && this.pending.length > 0) {
-      const e = this.pending.shift() as RecordedEvent;
-      this.inFlight++;
-      this.sink.write(e.wire, () => {
-        this.inFlight--;
-        this.flush();
-      });
-      if (e.terminal) {
-        this.finished = true;
-        this.pending.length = 0;
-        this.sink.end();
-        this.onFinished();
-      }
-    }
-  }
-}

@@ -3,14 +3,15 @@ import { apiErrors } from '../../shared/errors';
 import type { EpochMs, JobEventBody, LinkId, RetryReasonName } from '../../shared/scheduler/types';
 import type { TaskDataSource } from '../cluster/service';
 import { ApiFailure } from './grpc-errors';
-import { JobRecord, JobTable, JobWatcher, type DataMode, type LocalSourceRef, type RecordedEvent } from './job-mirror';
+import { JobRecord, JobMirror, type DataMode, type LocalSourceRef, type RecordedEvent } from './job-mirror';
+import { JobWatcher } from './job-watcher';
 import { startLocalSource } from '../data/local-sources';
 import type { ProgramRegistry } from './programs';
 import { JobRelay, type RelayKind } from '../data/relays';
 import { failureText } from '../../shared/job-failure';
 import { buildResult, type BuiltResult } from './results';
 import type { WebhookNotifier } from './webhook';
-import type { ApiServiceDeps } from './context';
+import type { ApiServiceDeps } from './deps';
 import { outcomeOf, saveProof, webhookNotice } from './job-outputs';
 import { parseJobId, type ParsedJob } from './validation';
 
@@ -31,7 +32,7 @@ function isRelayed(m: DataMode): m is Extract<DataMode, { kind: 'grpc' | 'local'
 }
 
 export class JobRegistry {
-  private readonly table = new JobTable();
+  private readonly table = new JobMirror();
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: JobRegistryOptions) {}

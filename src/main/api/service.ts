@@ -15,7 +15,8 @@ import type { JobEventWire } from './job-mirror';
 import { ProgramRegistry } from './programs';
 import { WebhookNotifier } from './webhook';
 import { CallRecorder } from './calls';
-import type { ApiContext, ApiServiceDeps } from './context';
+import type { ApiContext } from './context';
+import type { ApiServiceDeps } from './deps';
 import { JobRegistry } from './job-registry';
 import type { JobIdMsg, JobRequestMsg, PushMsg, RegisterProgramMsg, WaitMsg, WaitResponse } from './messages';
 import { handlePush } from './push-streams';
@@ -24,7 +25,7 @@ import { cancelJob, jobRequest, registerProgram } from './unary-handlers';
 import { WaitHolds } from './wait-holds';
 import { WatchStreams } from './watch-streams';
 
-export type { ApiServiceDeps } from './context';
+export type { ApiServiceDeps } from './deps';
 export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_MIN_SECONDS } from './validation';
 
 /** Webhook deliveries in flight get this long at shutdown before they are abandoned. */

@@ -2,7 +2,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
 import { toServiceError } from './grpc-errors';
-import { JobWatcher, type JobEventWire, type JobRecord } from './job-mirror';
+import { type JobEventWire, type JobRecord } from './job-mirror';
+import { JobWatcher } from './job-watcher';
 import { encodeSmallJobEvent } from './job-event-encoding';
 import type { ApiContext } from './context';
 import type { JobIdMsg } from './messages';

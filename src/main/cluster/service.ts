@@ -10,7 +10,8 @@ import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { EffectOf } from '../../shared/scheduler/effects';
 import type { Logger } from '../../shared/logging';
 import type { BlobStore } from '../data/blob-store';
-import { EgressBudget, WorkerLink, type BytesKind, type OutboundMessage } from './worker-link';
+import type { BytesKind, OutboundMessage } from '../data/outbound';
+import { EgressBudget, WorkerLink } from './worker-link';
 import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
 import {
   contributionTaskEncoder,

@@ -3,12 +3,11 @@
  * byte bound that relay producers wait on, and a process-wide budget for large messages (grpc-js
  * copies every message it writes, so fan-out of big payloads must be paced — decisions D7).
  */
-import * as http2 from 'node:http2';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { LinkId } from '../../shared/scheduler/types';
-import { http2StreamOf } from '../process/grpc-server';
+import type { BytesKind, OutboundMessage } from '../data/outbound';
+import { http2StreamOf, resetAfterStatus } from './stream-reset';
 
-export type BytesKind = 'elf' | 'input' | 'hints' | 'task' | 'other';
 
 /** Messages at least this big count against the global egress budget. */
 export const LARGE_MESSAGE_BYTES = 1 << 20;
@@ -16,11 +15,7 @@ export const LARGE_MESSAGE_BYTES = 1 << 20;
 const WRITE_WINDOW_BYTES = 4 << 20;
 /** Large-message bytes handed to grpc-js in one event-loop turn, across all streams (one message if bigger). */
 export const TURN_LARGE_BYTES = 16 << 20;
-/**
- * How long an ended stream's queued messages and status may take to go out before the stream is
- * reset anyway: a worker that stopped reading must not keep a replaced stream open forever.
- */
-const END_FLUSH_LIMIT_MS = 5_000;
+
 
 type Waiter = () => void;
 
@@ -88,13 +83,6 @@ export class EgressBudget {
   }
 }
 
-export interface OutboundMessage {
-  /** encoded size, known before encoding (used for budgets) */
-  bytes: number;
-  kind: BytesKind;
-  /** Encodes just in time, so queued large messages hold their source, not a per-worker copy. */
-  encode(): Buffer;
-}
 
 export interface LinkCounters {
   bytesSent(kind: BytesKind, n: number): void;
@@ -249,29 +237,4 @@ export class WorkerLink {
     const ready = this.roomWaiters.splice(0);
     for (const w of ready) w();
   }
-}
-
-/** How often `resetAfterStatus` looks whether the status has left. */
-const RESET_POLL_MS = 10;
-
-/**
- * Resets `stream` once its status (the trailers) is on the wire. Not sooner: nghttp2 sends an
- * RST_STREAM ahead of the stream's queued trailers and then drops them, so the peer would never see
- * the status. Node has no event for "trailers sent", but the stream's local side closes when they go
- * out (END_STREAM), so that is what is awaited, bounded by END_FLUSH_LIMIT_MS (a peer that stopped
- * reading keeps the trailers queued behind flow-controlled data: it gets the reset without them).
- */
-function resetAfterStatus(stream: http2.ServerHttp2Stream): void {
-  const deadline = Date.now() + END_FLUSH_LIMIT_MS;
-  const check = (): void => {
-    if (stream.closed || stream.destroyed) return;
-    const sent = stream.state.localClose === 1;
-    if (sent || Date.now() >= deadline) {
-      stream.close(sent ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CANCEL);
-      return;
-    }
-    setTimeout(check, RESET_POLL_MS).unref();
-  };
-  // grpc-js submits the status only after its own queue of messages is flushed: poll from now on.
-  setTimeout(check, RESET_POLL_MS).unref();
 }

@@ -22,7 +22,7 @@
  */
 import type { LinkId } from '../../shared/scheduler/types';
 import { HintsFramingError, HintsFramingValidator, type HintsBatchInfo } from './hints-framing';
-import type { OutboundMessage } from '../cluster/worker-link';
+import type { OutboundMessage } from './outbound';
 
 /** The part of a worker link a relay writes to (WorkerLink satisfies it). */
 export interface RelayTarget {

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import type { LoadedConfig } from '../../shared/config/load';
 import type { Config } from '../../shared/config/types';
-import type { Directories } from './directories';
+import type { Directories } from '../../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
 import type { SchedulerEvent } from '../../shared/scheduler/events';

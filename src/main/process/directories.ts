@@ -12,19 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../../shared/config/load';
-import type { Config, ConfigSource } from '../../shared/config/types';
+import type { Config, ConfigSource, Directories } from '../../shared/config/types';
 
 /** The directories the coordinator uses, absolute and checked. */
-export interface Directories {
-  /** ELFs and completed setups; undefined in mock mode (programs are kept in memory there). */
-  cache: string | undefined;
-  /** `[coordinator] proofs_dir`: proof files are written here; undefined when unset. */
-  proofs: string | undefined;
-  /** `[coordinator] inputs_dir`: file:// and unix:// inputs are read from under it, never written. */
-  inputs: string | undefined;
-  /** The directory of `[logging] file_path`, checked only: the logger opens the file by its setting. */
-  logs: string | undefined;
-}
 
 export interface DirectoryInput {
   config: Config;

@@ -35,11 +35,6 @@ interface ServerInternals {
   commonServerOptions?: http2.ServerOptions;
 }
 
-/** The HTTP/2 stream under a server call (private in grpc-js's typings); see `http2StreamOf`. */
-interface CallInternals {
-  call?: { stream?: unknown };
-}
-
 export function grpcServerOptions(t: GrpcServerTuning): grpc.ServerOptions {
   return {
     'grpc.max_receive_message_length': t.maxMessageBytes,
@@ -122,18 +117,4 @@ export class TunedGrpcServer {
       this.server.tryShutdown(finish);
     });
   }
-}
-
-/**
- * The HTTP/2 stream under a grpc-js server call, for the one thing grpc-js does not do: reset a
- * stream after its final status (docs/protocol.md, "Ending a worker stream"). Undefined when the
- * call is not a plain server call on this grpc-js version.
- */
-export function http2StreamOf(call: object): http2.ServerHttp2Stream | undefined {
-  const stream = (call as CallInternals).call?.stream;
-  if (typeof stream !== 'object' || stream === null) return undefined;
-  const candidate = stream as Partial<http2.ServerHttp2Stream>;
-  return typeof candidate.close === 'function' && typeof candidate.respond === 'function'
-    ? (stream as http2.ServerHttp2Stream)
-    : undefined;
 }

@@ -104,3 +104,15 @@ export type ConfigSource =
   | { kind: 'legacy-file'; path: string }
   | { kind: 'env'; name: string }
   | { kind: 'cli'; flag: string };
+
+/** The directories the process uses, resolved from the configuration and checked before anything binds. */
+export interface Directories {
+  /** ELFs and completed setups; undefined in mock mode (programs are kept in memory there). */
+  cache: string | undefined;
+  /** `[coordinator] proofs_dir`: proof files are written here; undefined when unset. */
+  proofs: string | undefined;
+  /** `[coordinator] inputs_dir`: file:// and unix:// inputs are read from under it, never written. */
+  inputs: string | undefined;
+  /** The directory of `[logging] file_path`, checked only: the logger opens the file by its setting. */
+  logs: string | undefined;
+}

@@ -13,6 +13,8 @@ export type BlobId = number;
 export type EpochMs = number;
 
 export type JobKind = 'setup' | 'prove' | 'execute' | 'wrap';
+/** A job's status, as the scheduler holds it and the client sees it. */
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 /** Client-visible phases (client-api.md JobPhase numbers). */
 export type JobPhase = 1 | 2 | 3; // CONTRIBUTIONS | PROVE | AGGREGATE
 

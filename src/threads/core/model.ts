@@ -2,7 +2,7 @@
  * The scheduler core's internal records. They never leave the core: the outside world sees effects and
  * `snapshot()` only, so these can hold object references (worker ↔ link ↔ job) for O(1) hot paths.
  */
-import type { AggregateTask, BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobSpec, LinkId, RetryReasonName, SetupRef, TaskResultSummary, TaskType, WorkerStateName } from '../../shared/scheduler/types';
+import type { AggregateTask, BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobSpec, JobStatus, LinkId, RetryReasonName, SetupRef, TaskResultSummary, TaskType, WorkerStateName } from '../../shared/scheduler/types';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { TimerEntry } from './timers';
 
@@ -69,7 +69,6 @@ export interface WorkerRec {
   takeovers: EpochMs[];
 }
 
-export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 /**
  * Why an attempt failed, when infrastructure failed it and another attempt may succeed (the label of

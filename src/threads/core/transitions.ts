@@ -26,7 +26,8 @@ import { failureText } from '../../shared/job-failure';
 import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
-import { isTerminal, type JobRec, type JobStatus, type RetryReason, type WorkerRec } from './model';
+import { isTerminal, type JobRec, type RetryReason, type WorkerRec } from './model';
+import type { JobStatus } from '../../shared/scheduler/types';
 
 export interface EndOptions {
   /** Parked for recovery: the worker said it is recovering (or its stream dropped mid-task). */
