@@ -5,12 +5,13 @@
  */
 const ROOMS = {
   // room: the rooms it may import from (besides itself and src/shared)
-  'main/process': ['main/api', 'main/cluster', 'main/data', 'main/observability', 'main/scheduler', 'threads'],
-  'main/api': ['main/cluster', 'main/data', 'main/observability', 'threads'],
+  'main/process': ['main/api', 'main/cluster', 'main/data', 'main/observability', 'main/scheduler', 'main/state', 'threads'],
+  'main/api': ['main/cluster', 'main/data', 'main/observability', 'main/state', 'threads'],
   'main/cluster': ['main/data', 'main/observability'],
   'main/data': [],
   'main/observability': [],
   'main/scheduler': ['main/data', 'main/observability', 'threads'],
+  'main/state': [],
   threads: [],
   sim: [],
   demo: ['sim'],

@@ -20,7 +20,7 @@ import { pump, wouldStartNow } from './core/queue';
 import { anyLiveWorkerCanRun, onSetupAck, startSetupJob } from './core/setup';
 import { onTaskResult, onWorkerError } from './core/tasks';
 import type { TimerEntry } from './core/timers';
-import { cancelJob, enqueueJob, failJob } from './core/transitions';
+import { cancelJob, enqueueJob, failJob, restoreJob } from './core/transitions';
 
 export type { CoreConfig, CoreDeps } from './core/context';
 
@@ -141,6 +141,20 @@ export class SchedulerCore {
       case 'restoreSetup': {
         const { hashId, withHints, programName, vkHex } = event;
         ctx.registry.set(programKey(hashId, withHints), { hashId, withHints, programName, vkHex });
+        break;
+      }
+      case 'restoreJob': {
+        if (ctx.jobs.byId.has(event.jobId)) break;
+        const job = newJobRec(event.jobId, event.spec, event.submittedAt);
+        job.attempt = event.attempt;
+        job.failedAttempts = [...event.failedAttempts];
+        job.replayable = event.replayable;
+        restoreJob(ctx, job, event.status, event.terminatedAt);
+        break;
+      }
+      case 'jobReplayable': {
+        const job = ctx.jobs.byId.get(event.jobId);
+        if (job) job.replayable = event.replayable;
         break;
       }
       case 'abandonAll':

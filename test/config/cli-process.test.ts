@@ -100,7 +100,14 @@ describe('zisk-coordinator binary', () => {
     const r = await run(['--config', 'c.toml', '--check-config']);
     assert.equal(r.code, 0, r.stderr);
     const cache = path.join(home, '.zisk', 'cache');
-    assert.match(r.stdout, new RegExp(`^configuration OK \\(${file}\\)\ncache directory ${cache} \\(default ~/\\.zisk/cache\\): OK( \\(created [^)]*\\))?\n$`));
+    const state = path.join(cache, 'coordinator-state');
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^configuration OK \\(${file}\\)\ncache directory ${cache} \\(default ~/\\.zisk/cache\\): OK( \\(created [^)]*\\))?\n` +
+          `state directory ${state} \\(default: coordinator-state in the cache directory\\): OK( \\(created [^)]*\\))?\n$`,
+      ),
+    );
     assert.equal(r.stderr, `zisk-coordinator: warning: ${file}: unknown key server.bogus (ignored)\n`);
   });
 

@@ -111,6 +111,7 @@ describe('defaults', () => {
         keepalive_timeout_seconds: 10,
         scheduler_thread: true,
       },
+      state: { backend: 'embedded', spool_max_bytes: 1073741824 },
     });
     assert.deepEqual(l.files, []);
     assert.deepEqual(l.warnings, []);

@@ -43,6 +43,7 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
     // One attempt per job unless a test asks for more: most tests pin what a single attempt does,
     // and the retry tests set max_job_attempts themselves.
     coordinator: { ...base.coordinator, port: 0, cache_dir: cacheDir, max_job_attempts: 1, ...overrides.coordinator },
+    state: { ...base.state, ...overrides.state },
   };
   const logs: Record<string, unknown>[] = [];
   const logWaiters = new Set<(l: Record<string, unknown>) => void>();

@@ -236,12 +236,14 @@ describe('usable directories', { skip: hostEtcFile }, () => {
       r.stdout,
       `configuration OK (${f})\n` +
         `cache directory ${cache} (from [coordinator] cache_dir in ${f}): OK (created ${path.join(cwd, 'state')}, ${cache})\n` +
+        `state directory ${path.join(cache, 'coordinator-state')} (default: coordinator-state in the cache directory): OK (created ${path.join(cache, 'coordinator-state')})\n` +
         `proofs directory ${proofs} (from [coordinator] proofs_dir in ${f}): OK (created ${path.join(root, 'out')}, ${proofs})\n` +
         `inputs directory ${inputs} (from [coordinator] inputs_dir in ${f}): OK\n` +
         `log file directory ${path.join(cwd, 'logs')} (from [logging] file_path in ${f}): OK (created ${path.join(cwd, 'logs')})\n`,
     );
     // The write probe leaves nothing behind.
-    assert.deepEqual(fs.readdirSync(cache), []);
+    assert.deepEqual(fs.readdirSync(cache), ['coordinator-state']);
+    assert.deepEqual(fs.readdirSync(path.join(cache, 'coordinator-state')), []);
     assert.deepEqual(fs.readdirSync(proofs), []);
     const again = await timed(['--check-config'], cwd, {});
     assert.match(again.stdout, new RegExp(`^cache directory ${escape(cache)} \\(.*\\): OK$`, 'm'), 'nothing to create the second time');
@@ -269,7 +271,11 @@ describe('usable directories', { skip: hostEtcFile }, () => {
     const env = { ZISK_COORDINATOR_BACKEND_MODE: 'mock', ZISK_CACHE_DIR: path.join(procMissing, 'cache') };
     const r = await timed(['--check-config'], cwd, env);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'configuration OK (no config file)\ncache directory: not used (mock mode keeps programs in memory)\n');
+    assert.equal(
+      r.stdout,
+      'configuration OK (no config file)\ncache directory: not used (mock mode keeps programs in memory)\n' +
+        'state directory: not used (mock mode keeps jobs in memory)\n',
+    );
     const c = await spawnCoordinator({ args: EPHEMERAL, cwd, env: { ...LOOPBACK, ...env } });
     t.after(() => stopCoordinator(c));
     c.kill('SIGTERM');
@@ -294,6 +300,12 @@ describe('prepareDirectories', () => {
 
   it('relative settings resolve against the working directory; unset ones stay unset', () => {
     const { directories } = prepareDirectories(input({ cache_dir: 'rel/cache', proofs_dir: 'rel/proofs' }, {}));
-    assert.deepEqual(directories, { cache: path.join(root, 'rel', 'cache'), proofs: path.join(root, 'rel', 'proofs'), inputs: undefined, logs: undefined });
+    assert.deepEqual(directories, {
+      cache: path.join(root, 'rel', 'cache'),
+      proofs: path.join(root, 'rel', 'proofs'),
+      inputs: undefined,
+      logs: undefined,
+      state: path.join(root, 'rel', 'cache', 'coordinator-state'),
+    });
   });
 });

@@ -22,7 +22,14 @@ describe('retries', () => {
     h.contribute('w0', jobId);
     h.close('w1');
     const out = h.advance(500); // the reconnect grace
-    assert.deepEqual(one(out, 'jobRetried'), { type: 'jobRetried', jobId, jobKind: 'prove', reason: 'worker_lost', attempt: 2 });
+    assert.deepEqual(one(out, 'jobRetried'), {
+      type: 'jobRetried',
+      jobId,
+      jobKind: 'prove',
+      reason: 'worker_lost',
+      attempt: 2,
+      failedAttempt: 'Worker w1 connection dropped (phase 1)',
+    });
     // Clients see the job queued, then started again at once on the two workers left.
     assert.deepEqual(eventKinds(out, jobId), ['queued', 'started', 'progress:1']);
     assert.deepEqual(h.job(jobId).workers, ['w0', 'w2']);

@@ -5,6 +5,7 @@ import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { BlobStore } from '../data/blob-store';
 import type { RelayTarget } from '../data/relays';
 import type { CoordinatorMetrics } from '../observability/metrics';
+import type { JobStore } from '../state/store';
 
 export interface ApiServiceDeps {
   config: Config;
@@ -17,6 +18,8 @@ export interface ApiServiceDeps {
   /** Encodes a CoordinatorMessage object once (relays write the same bytes to every worker). */
   encodeWorkerMessage(message: Record<string, unknown>): Buffer;
   metrics: CoordinatorMetrics;
+  /** Where jobs are recorded (docs/decisions.md, Durable jobs); opened and checked before anything binds. */
+  store: JobStore;
   logger: Logger;
   /** The process lifecycle, as far as the client API needs it: new jobs only while serving. */
   lifecycle: { readonly acceptingJobs: boolean };

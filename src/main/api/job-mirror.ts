@@ -7,6 +7,7 @@
 import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobStatus } from '../../shared/scheduler/types';
 import { failureWire, timestampOf, type BuiltResult, type JobFailureWire, type JobKindResponseWire, type RequestMeta, type TimestampWire } from './results';
 import type { JobRelay } from '../data/relays';
+import type { Spool } from '../state/job-files';
 
 export type JobEventWire =
   | { queued: { job_id: string; timestamp: TimestampWire } }
@@ -35,6 +36,12 @@ export type JobStatusWire =
 
 /** How a job takes its input or hints (Push RPCs are accepted only for `grpc`). */
 export type DataMode = { kind: 'none' } | { kind: 'inline'; blobId: BlobId } | { kind: 'grpc'; uri: string } | { kind: 'local'; uri: string };
+
+/** A pushed stream held whole on disk (a file of the state store), so it can be replayed. */
+export interface SpooledStream {
+  file: string;
+  bytes: number;
+}
 
 /** A local source as validated at JobRequest. */
 export interface LocalSourceRef {
@@ -72,6 +79,23 @@ export class JobRecord {
   sourceAbort: AbortController | undefined;
   /** The `file://` / `unix://` sources it reads, kept so a new attempt can read them again. */
   localSources: { input?: LocalSourceRef; hints?: LocalSourceRef } = {};
+  /** The request's own deadline (proof_timeout and the like), if it set one. */
+  deadline: EpochMs | undefined;
+  /** The proof a wrap job wraps, as submitted (for the durable record). */
+  wrapProof: Buffer | undefined;
+  /** Attempt the job is on, and why the earlier ones failed (docs/decisions.md, Retries). */
+  attempt = 1;
+  readonly failedAttempts: string[] = [];
+  /** Files of the state store that hold this job's bulk bytes, by what they hold. */
+  readonly files: { input?: string; hints?: string; wrapProof?: string; proof?: string } = {};
+  /** Pushed streams being copied to disk, and those held whole. */
+  readonly spools: { input?: Spool; hints?: Spool } = {};
+  readonly spooled: { input?: SpooledStream; hints?: SpooledStream } = {};
+  /** A terminal event waiting for its record to be durable before clients see it. */
+  pendingTerminal: Promise<void> | undefined;
+  terminalEvent: { at: EpochMs; event: IncomingEvent } | undefined;
+  /** Evicted while its terminal event was being written: dropped once that is done. */
+  evictWhenRecorded = false;
 
   constructor(
     readonly id: string,

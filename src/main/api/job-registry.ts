@@ -1,9 +1,12 @@
 /** The client API's jobs: lookup, the scheduler's events, and what each job holds until it ends or is evicted. */
 import { apiErrors } from '../../shared/errors';
-import type { EpochMs, JobEventBody, LinkId, RetryReasonName } from '../../shared/scheduler/types';
+import type { EpochMs, JobEventBody, LinkId } from '../../shared/scheduler/types';
+import type { EffectOf } from '../../shared/scheduler/effects';
+import type { JobJournal } from './job-journal';
+import { replayable, restoreRecord, setProofData, specOfRestored } from './job-restore';
 import type { TaskDataSource } from '../cluster/service';
 import { ApiFailure } from './grpc-errors';
-import { JobRecord, JobMirror, type DataMode, type LocalSourceRef, type RecordedEvent } from './job-mirror';
+import { JobRecord, JobMirror, type DataMode, type IncomingEvent, type LocalSourceRef } from './job-mirror';
 import { JobWatcher } from './job-watcher';
 import { startLocalSource } from '../data/local-sources';
 import type { ProgramRegistry } from './programs';
@@ -20,6 +23,8 @@ export interface JobRegistryOptions {
   programs: ProgramRegistry;
   webhook: WebhookNotifier | undefined;
   mock: boolean;
+  /** Records jobs in the durable store (a no-op with the memory store). */
+  journal: JobJournal;
   /** Ends the WatchJob stream of a watcher whose job is dropped before its terminal event. */
   endWatcher(watcher: JobWatcher): void;
 }
@@ -65,11 +70,13 @@ export class JobRegistry {
    * batch as, or before, its answer), with a relay for each stream it takes unless the backend is mocked.
    */
   add(rec: JobRecord): void {
-    if (!this.opts.mock) {
-      if (isRelayed(rec.input)) rec.relays.input = this.newRelay(rec.id, 'input');
-      if (isRelayed(rec.hints)) rec.relays.hints = this.newRelay(rec.id, 'hints');
-    }
+    if (!this.opts.mock) this.openRelays(rec);
     this.table.add(rec);
+  }
+
+  private openRelays(rec: JobRecord): void {
+    if (isRelayed(rec.input)) rec.relays.input = this.newRelay(rec.id, 'input');
+    if (isRelayed(rec.hints)) rec.relays.hints = this.newRelay(rec.id, 'hints');
   }
 
   /** Starts reading the job's `file://` / `unix://` sources into its relays. */
@@ -79,7 +86,13 @@ export class JobRegistry {
     this.readLocalSources(rec);
   }
 
+  /** Reads the job's local sources (and, for another attempt, its spooled pushes) into its relays. */
   private readLocalSources(rec: JobRecord): void {
+    const spooledSource = (kind: 'input' | 'hints'): LocalSourceRef | undefined => {
+      const file = rec.spooled[kind]?.file;
+      const path = file !== undefined ? this.opts.journal.pathOf(file) : undefined;
+      return path !== undefined ? { path, source: 'file' } : undefined;
+    };
     const start = (d: LocalSourceRef | undefined, relay: JobRelay | undefined): void => {
       if (!d || !relay) return;
       rec.sourceAbort ??= new AbortController();
@@ -87,8 +100,8 @@ export class JobRegistry {
         relay.fail(`${d.source} source ${d.path} failed: ${err instanceof Error ? err.message : String(err)}`),
       );
     };
-    start(rec.localSources.input, rec.relays.input);
-    start(rec.localSources.hints, rec.relays.hints);
+    start(rec.localSources.input ?? spooledSource('input'), rec.relays.input);
+    start(rec.localSources.hints ?? spooledSource('hints'), rec.relays.hints);
   }
 
   /**
@@ -96,19 +109,72 @@ export class JobRegistry {
    * from the start, through fresh relays (hints sequence numbers restart at 0). Only jobs whose data
    * can be read again are retried (inline data, `file://` sources).
    */
-  retried(jobId: string, reason: RetryReasonName): void {
-    const rec = this.table.get(jobId);
+  retried(effect: EffectOf<'jobRetried'>): void {
+    const rec = this.table.get(effect.jobId);
     if (!rec || rec.terminal) return;
-    this.opts.deps.metrics.jobRetried(rec.kind, reason);
+    this.opts.deps.metrics.jobRetried(rec.kind, effect.reason);
+    rec.attempt = effect.attempt;
+    rec.failedAttempts.push(effect.failedAttempt);
+    this.persist(rec);
     if (!rec.relays.input && !rec.relays.hints) return;
     rec.sourceAbort?.abort();
     rec.sourceAbort = undefined;
     rec.relays.input?.abort();
     rec.relays.hints?.abort();
     rec.relays = {};
-    if (isRelayed(rec.input)) rec.relays.input = this.newRelay(rec.id, 'input');
-    if (isRelayed(rec.hints)) rec.relays.hints = this.newRelay(rec.id, 'hints');
+    this.openRelays(rec);
     this.readLocalSources(rec);
+  }
+
+  /**
+   * A pushed stream of the job ended. With a durable store its copy on disk is synced; once every
+   * streamed part of the job is held whole, another attempt can replay it.
+   */
+  async pushEnded(rec: JobRecord, kind: 'input' | 'hints'): Promise<void> {
+    const spool = rec.spools[kind];
+    if (!spool) return;
+    const bytes = await spool.finish();
+    if (bytes === undefined || rec.terminal) {
+      if (spool.abandoned && !rec.terminal) {
+        this.opts.deps.logger.info({ job_id: rec.id, kind, reason: spool.abandoned }, `job ${rec.id}: pushed ${kind} not kept on disk (${spool.abandoned}); the job cannot be retried`);
+      }
+      return;
+    }
+    rec.spooled[kind] = { file: spool.name, bytes };
+    this.persist(rec);
+    const whole = (m: DataMode, k: 'input' | 'hints'): boolean => m.kind !== 'grpc' || rec.spooled[k] !== undefined;
+    if (whole(rec.input, 'input') && whole(rec.hints, 'hints') && rec.localSources.input?.source !== 'unix' && rec.localSources.hints?.source !== 'unix') {
+      this.opts.deps.post({ type: 'jobReplayable', jobId: rec.id, replayable: true });
+    }
+  }
+
+  /**
+   * The scheduler accepted the job: it is answered once its record is durable (docs/decisions.md,
+   * Durable jobs). A store that fails to take it fails the job: nobody would ever learn its id.
+   */
+  async accepted(rec: JobRecord): Promise<void> {
+    rec.accepted = true;
+    try {
+      await this.opts.journal.accepted(rec);
+    } catch (err) {
+      this.opts.deps.metrics.stateStoreError();
+      const reason = `the state store did not take the job: ${(err as Error).message}`;
+      this.opts.deps.post({ type: 'failJob', jobId: rec.id, failure: { kind: 'internal', traceId: rec.id, reason } });
+      throw err;
+    }
+  }
+
+  /** Copies a pushed chunk to disk too (durable store only), so another attempt can replay it. */
+  spool(rec: JobRecord, kind: 'input' | 'hints', chunk: Buffer): Promise<void> | undefined {
+    const s = this.opts.journal.spool(rec, kind);
+    if (!s) return undefined;
+    const written = s.append(chunk);
+    if (s.abandoned && rec.spooled[kind]) {
+      rec.spooled[kind] = undefined;
+      this.persist(rec);
+      this.opts.deps.post({ type: 'jobReplayable', jobId: rec.id, replayable: false });
+    }
+    return written;
   }
 
   /** A refused submit leaves no record and no blob behind. */
@@ -139,21 +205,53 @@ export class JobRegistry {
 
   // -------------------------------------------------------------------------- scheduler effects
 
+  /**
+   * One event of the job from the scheduler. A terminal one is shown to clients (history, waiters,
+   * watchers) only once the job's record says so on disk; the others at once.
+   */
   onEvent(jobId: string, at: EpochMs, body: JobEventBody): void {
     const rec = this.table.get(jobId);
-    if (!rec || rec.terminal) return;
-    let added: RecordedEvent[];
-    if (body.kind === 'completed') {
-      const built = this.build(rec, body.result, at);
-      added = this.table.apply(rec, at, { kind: 'completed', result: built });
-    } else {
-      added = this.table.apply(rec, at, body);
+    if (!rec || rec.terminal || rec.pendingTerminal) return;
+    const event: IncomingEvent = body.kind === 'completed' ? { kind: 'completed', result: this.build(rec, body.result, at) } : body;
+    if (event.kind !== 'completed' && event.kind !== 'failed' && event.kind !== 'cancelled') {
+      this.record(rec, at, event);
+      this.persist(rec);
+      return;
     }
-    for (const e of added) {
+    // The record written is the job as it will be, terminal event included.
+    rec.terminalEvent = { at, event };
+    const durable = this.opts.journal.finished(rec);
+    if (!durable) {
+      rec.terminalEvent = undefined;
+      this.record(rec, at, event);
+      return;
+    }
+    rec.pendingTerminal = durable
+      .catch((err: Error) => {
+        this.opts.deps.metrics.stateStoreError();
+        this.opts.deps.logger.error({ job_id: rec.id, err: err.message }, `job ${rec.id}: its ${event.kind} state is not on disk (${err.message}); shown anyway`);
+      })
+      .then(() => {
+        rec.pendingTerminal = undefined;
+        rec.terminalEvent = undefined;
+        this.record(rec, at, event);
+        if (rec.evictWhenRecorded) this.evict([rec.id]);
+      });
+  }
+
+  /** Applies an event to the mirror and tells whoever follows the job. */
+  private record(rec: JobRecord, at: EpochMs, event: IncomingEvent): void {
+    for (const e of this.table.apply(rec, at, event)) {
       if (e.kind === 'started') this.opts.deps.metrics.jobStarted();
       for (const o of [...rec.observers]) o.push(e);
     }
     if (rec.terminal && rec.accepted) this.afterTerminal(rec);
+  }
+
+  /** The job's record joins the next batch to the store; a failed write is counted and logged by the journal. */
+  private persist(rec: JobRecord): void {
+    if (!rec.accepted) return;
+    this.opts.journal.changed(rec)?.catch(() => this.opts.deps.metrics.stateStoreError());
   }
 
   setLinks(jobId: string, linkIds: LinkId[]): void {
@@ -165,8 +263,26 @@ export class JobRegistry {
   }
 
   evict(jobIds: string[]): void {
-    for (const id of jobIds) this.evictOne(id);
+    const gone: JobRecord[] = [];
+    for (const id of jobIds) {
+      const rec = this.evictOne(id);
+      if (rec) gone.push(rec);
+    }
+    this.opts.journal.evicted(gone);
     this.checkIdle();
+  }
+
+  /**
+   * The job's completed result with its proof bytes in memory: a job restored from the store keeps
+   * its proof in a file until a client asks for it.
+   */
+  async ensureResult(rec: JobRecord): Promise<void> {
+    const result = rec.result;
+    const file = rec.files.proof;
+    if (rec.state !== 'completed' || !result || result.proofData || !file) return;
+    const data = await this.opts.journal.read(file);
+    setProofData(result.response, data);
+    result.proofData = data;
   }
 
   /** Everything a terminal job sets off, once. */
@@ -199,6 +315,55 @@ export class JobRegistry {
     this.checkIdle();
   }
 
+  // -------------------------------------------------------------------------- restart
+
+  /**
+   * Brings back every stored job (docs/decisions.md, Durable jobs), before any worker connects:
+   * records for the mirror (terminal jobs answer WaitJobResult and WatchJob with their history), and
+   * one `restoreJob` event each for the scheduler, terminal jobs in termination order first, then the
+   * others in submission order. Returns how many of each.
+   */
+  async restore(): Promise<{ terminal: number; queued: number; running: number }> {
+    const counts = { terminal: 0, queued: 0, running: 0 };
+    const stored = await this.opts.journal.load();
+    const restored: { rec: JobRecord }[] = [];
+    for (const job of stored) {
+      const rec = await restoreRecord(job, this.opts.deps.blobs, this.opts.journal, (r, at, event) => this.table.apply(r, at, event));
+      this.table.add(rec);
+      restored.push({ rec });
+    }
+    const terminalAt = (r: JobRecord): number => r.terminalAt ?? r.createdAt;
+    const ended = restored.filter(({ rec }) => rec.terminal).sort((a, b) => terminalAt(a.rec) - terminalAt(b.rec));
+    const open = restored.filter(({ rec }) => !rec.terminal).sort((a, b) => a.rec.createdAt - b.rec.createdAt);
+    for (const { rec } of [...ended, ...open]) {
+      const status = rec.state;
+      if (rec.terminal) counts.terminal++;
+      else if (status === 'queued') counts.queued++;
+      else counts.running++;
+      if (!rec.terminal && !this.opts.mock) {
+        this.openRelays(rec);
+        this.readLocalSources(rec);
+      }
+      this.opts.deps.post({
+        type: 'restoreJob',
+        jobId: rec.id,
+        spec: specOfRestored(rec, this.opts.deps.blobs),
+        status,
+        attempt: rec.attempt,
+        failedAttempts: [...rec.failedAttempts],
+        submittedAt: rec.createdAt,
+        ...(rec.terminalAt !== undefined ? { terminatedAt: rec.terminalAt } : {}),
+        replayable: replayable(rec),
+      });
+    }
+    return counts;
+  }
+
+  /** Shutdown: waits for the records being written. */
+  settle(): Promise<void> {
+    return this.opts.journal.settle();
+  }
+
   /** Shutdown: stops every job's sources and relays (its held calls are answered already). */
   abortAll(): void {
     for (const rec of this.table.values()) this.detach(rec);
@@ -212,9 +377,15 @@ export class JobRegistry {
     return built;
   }
 
-  private evictOne(jobId: string): void {
+  private evictOne(jobId: string): JobRecord | undefined {
+    const current = this.table.get(jobId);
+    if (current?.pendingTerminal) {
+      // Its terminal event is being written: it goes once that is shown.
+      current.evictWhenRecorded = true;
+      return undefined;
+    }
     const rec = this.table.delete(jobId);
-    if (!rec) return;
+    if (!rec) return undefined;
     if (!rec.terminal) {
       // Not expected (only terminal jobs are evicted), but nothing may stay attached to a dropped job.
       this.detach(rec);
@@ -222,6 +393,7 @@ export class JobRegistry {
       if (this.holdsElf(rec) && rec.accepted) this.opts.programs.releaseElf(rec.hashId);
     }
     this.releaseBlobs(rec);
+    return rec;
   }
 
   /** Stops the job's sources and relays and answers its held WaitJobResult calls. */

@@ -37,6 +37,7 @@ export function handlePush(ctx: ApiContext, kind: PushKind, call: grpc.ServerRea
   };
   const succeed = (): void => {
     if (!finish()) return;
+    if (rec && relay) void ctx.jobs.pushEnded(rec, kind);
     if (rec) ctx.deps.logger.debug({ job_id: rec.id, kind, chunks, bytes }, `${method} stream ended`);
     done(grpc.status.OK);
     callback(null, {});
@@ -64,6 +65,8 @@ export function handlePush(ctx: ApiContext, kind: PushKind, call: grpc.ServerRea
     const r = rec as JobRecord;
     // Mock mode and finished jobs: accepted and dropped.
     if (!relay || r.terminal || data.length === 0) return;
+    // A copy on disk (durable store) lets another attempt replay the stream; the disk paces the push too.
+    const spooled = ctx.jobs.spool(r, kind, data);
     try {
       await relay.push(data);
     } catch (err) {
@@ -71,6 +74,7 @@ export function handlePush(ctx: ApiContext, kind: PushKind, call: grpc.ServerRea
       if (err instanceof RelayError) throw invalid(err.reason);
       throw err;
     }
+    await spooled;
   };
 
   call.on('data', (msg: PushMsg) => {

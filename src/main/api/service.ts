@@ -18,6 +18,8 @@ import { CallRecorder } from './calls';
 import type { ApiContext } from './context';
 import type { ApiServiceDeps } from './deps';
 import { JobRegistry } from './job-registry';
+import { JobJournal } from './job-journal';
+import { JobFiles } from '../state/job-files';
 import type { JobIdMsg, JobRequestMsg, PushMsg, RegisterProgramMsg, WaitMsg, WaitResponse } from './messages';
 import { handlePush } from './push-streams';
 import { SchedulerRequests } from './scheduler-requests';
@@ -66,11 +68,13 @@ export class ApiService implements TaskDataSource, ElfSource {
     });
     const url = deps.config.coordinator.webhook_url;
     this.webhook = url ? new WebhookNotifier({ url, logger: deps.logger }) : undefined;
+    const files = deps.store.filesDir !== undefined ? new JobFiles(deps.store.filesDir) : undefined;
     this.jobs = new JobRegistry({
       deps,
       programs: this.programs,
       webhook: this.webhook,
       mock,
+      journal: new JobJournal(deps.store, files, deps.blobs, deps.config.state.spool_max_bytes, deps.logger),
       endWatcher: (watcher) => this.watches.end(watcher),
     });
     this.scheduler = new SchedulerRequests((event) => deps.post(event));
@@ -88,10 +92,18 @@ export class ApiService implements TaskDataSource, ElfSource {
   }
 
   /** Loads the program cache and replays recorded setups to the scheduler. Before listening. */
+  /** Loads the program cache, replays recorded setups, then brings back stored jobs. Before listening. */
   async init(): Promise<void> {
     const restored = await this.programs.init();
     for (const s of restored) {
       this.deps.post({ type: 'restoreSetup', hashId: s.hashId, withHints: s.withHints, programName: s.programName, vkHex: s.vkHex });
+    }
+    const jobs = await this.jobs.restore();
+    if (jobs.terminal + jobs.queued + jobs.running > 0) {
+      this.deps.logger.info(
+        { terminal: jobs.terminal, queued: jobs.queued, running: jobs.running },
+        `restored ${jobs.terminal + jobs.queued + jobs.running} job(s) from the state store: ${jobs.queued} queued, ${jobs.running} were running (they start a new attempt), ${jobs.terminal} finished`,
+      );
     }
   }
 
@@ -121,7 +133,7 @@ export class ApiService implements TaskDataSource, ElfSource {
   }
 
   jobRetried(effect: EffectOf<'jobRetried'>): void {
-    this.jobs.retried(effect.jobId, effect.reason);
+    this.jobs.retried(effect);
   }
 
   jobLinks(effect: EffectOf<'jobLinks'>): void {
@@ -164,7 +176,7 @@ export class ApiService implements TaskDataSource, ElfSource {
     this.watches.closeAll();
     this.jobs.abortAll();
     this.scheduler.close();
-    await Promise.all([this.webhook?.close(WEBHOOK_CLOSE_GRACE_MS), this.programs.close()]);
+    await Promise.all([this.webhook?.close(WEBHOOK_CLOSE_GRACE_MS), this.programs.close(), this.jobs.settle()]);
     this.deps.logger.debug('api service closed');
   }
 }

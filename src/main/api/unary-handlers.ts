@@ -39,6 +39,8 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
   const stored = storeRequest(parsed, deps.blobs);
   const rec = new JobRecord(jobId, parsed.kind, meta, stored.input, stored.hints, Date.now());
   rec.requestBlobIds.push(...stored.blobIds);
+  rec.deadline = parsed.deadline;
+  rec.wrapProof = parsed.wrapProof;
   jobs.add(rec);
 
   let outcome: SubmitOutcome;
@@ -55,7 +57,11 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
     const code = outcome.error.code in ERROR_CODES ? outcome.error.code : 'INTERNAL';
     throw new ApiFailure({ code, message: outcome.error.message });
   }
-  rec.accepted = true;
+  try {
+    await jobs.accepted(rec);
+  } catch {
+    throw new ApiFailure(apiErrors.internal(jobId));
+  }
   deps.logger.debug({ job_id: jobId, kind: rec.kind, hash_id: meta.hashId || undefined }, `job ${jobId} accepted (${rec.kind})`);
   if (rec.terminal) jobs.afterTerminal(rec);
   else if (!ctx.mock) jobs.startLocalSources(rec, parsed);
@@ -67,6 +73,8 @@ export async function cancelJob(ctx: ApiContext, req: JobIdMsg): Promise<{ job_i
   if (rec.terminal) return { job_id: rec.id, cancelled: false };
   const outcome = await ctx.scheduler.cancel(rec.id);
   if (!outcome.found) throw new ApiFailure(apiErrors.jobNotFound(rec.id));
+  // Answered once clients see the job cancelled, i.e. once that is on disk (docs/decisions.md, Durable jobs).
+  if (rec.pendingTerminal) await rec.pendingTerminal;
   if (outcome.cancelled) ctx.deps.logger.info({ job_id: rec.id }, `job ${rec.id} cancelled by the client`);
   return { job_id: rec.id, cancelled: outcome.cancelled };
 }

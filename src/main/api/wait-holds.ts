@@ -30,8 +30,18 @@ export class WaitHolds {
       return;
     }
     if (rec.terminal || this.ctx.closed()) {
-      done(grpc.status.OK);
-      callback(null, waitResponse(rec));
+      // A job restored after a restart keeps its proof in a file until asked for.
+      jobs.ensureResult(rec).then(
+        () => {
+          done(grpc.status.OK);
+          callback(null, waitResponse(rec));
+        },
+        (err: unknown) => {
+          const se = calls.errorOf('WaitJobResult', err);
+          done(se.code);
+          callback(se);
+        },
+      );
       return;
     }
     const holdMs = waitHoldMs(call.request, call.getDeadline(), Date.now());

@@ -50,10 +50,22 @@ export class WatchStreams {
       },
     );
     this.watchers.set(watcher, call);
-    for (const e of rec.history) watcher.push(e);
-    if (watcher.done) return;
-    rec.observers.add(watcher);
     call.on('cancelled', () => watcher.cancel());
+    const follow = (): void => {
+      if (watcher.done) return;
+      for (const e of rec.history) watcher.push(e);
+      if (!watcher.done) rec.observers.add(watcher);
+    };
+    if (rec.state !== 'completed') {
+      follow();
+      return;
+    }
+    // A job restored after a restart keeps its proof in a file until asked for.
+    jobs.ensureResult(rec).then(follow, (err: unknown) => {
+      this.ctx.deps.logger.error({ job_id: rec.id, err: (err as Error).message }, `job ${rec.id}: its proof file cannot be read`);
+      watcher.cancel();
+      call.emit('error', calls.errorOf('WatchJob', err));
+    });
   }
 
   /** Ends a watcher's stream with status OK, without its terminal event (its job was dropped). */

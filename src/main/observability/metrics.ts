@@ -115,6 +115,7 @@ export class CoordinatorMetrics {
   private readonly ignoredWorkerMessages: Counter<'reason'>;
   private readonly recoveryTimeouts: Counter;
   private readonly retries: Counter<'kind' | 'reason'>;
+  private readonly storeErrors: Counter;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
@@ -225,6 +226,11 @@ export class CoordinatorMetrics {
       labelNames: ['kind', 'reason'],
       registers,
     });
+    this.storeErrors = new Counter({
+      name: 'coordinator_state_store_errors_total',
+      help: 'Writes to the durable job store that failed (the jobs they carried may not survive a restart).',
+      registers,
+    });
     this.bytes = new Counter({
       name: 'coordinator_bytes_sent_total',
       help: 'Bytes written to worker streams, by content kind (elf, input, hints, task, other); a fan-out counts once per target.',
@@ -328,6 +334,10 @@ export class CoordinatorMetrics {
   jobRetried(kind: JobKindLabel, reason: RetryReasonName): void {
     this.retries.labels(kind, reason).inc();
     this.setActiveJobs(this.activeJobCount - 1);
+  }
+
+  stateStoreError(): void {
+    this.storeErrors.inc();
   }
 
   recoveryTimedOut(): void {

@@ -10,6 +10,8 @@ import type { Config } from '../../shared/config/types';
 import type { Directories } from '../../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
+import { EmbeddedJobStore } from '../state/embedded-store';
+import { MemoryJobStore, StoreError, type JobStore } from '../state/store';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { SchedulerEffect } from '../../shared/scheduler/effects';
 import { CLIENT_API_SERVICE } from '../../shared/proto';
@@ -26,6 +28,8 @@ import { applyEffects } from './effects';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
+/** The configuration, a directory or the state store cannot be used (EX_CONFIG). */
+export const EXIT_CONFIG = 78;
 export const EXIT_SCHEDULER_DIED = 70;
 
 /**
@@ -146,6 +150,11 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
         logger.error({ listener: err.listener, address: err.address }, err.message);
         return EXIT_LISTEN_FAILED;
       }
+      if (err instanceof StoreError) {
+        // A store that cannot be read is never reset silently: the operator decides (docs/operations.md).
+        logger.error({ path: err.path }, err.message);
+        return EXIT_CONFIG;
+      }
       throw err;
     }
     for (const signal of early) running.shutdown(signal);
@@ -227,9 +236,12 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
 
+  const store = openStore(config, directories);
+  lifecycle.onClose('state store', () => store.close());
   const apiService = new ApiService({
     config,
     directories,
+    store,
     post,
     blobs,
     link: (id) => sinks.cluster?.link(id),
@@ -403,6 +415,14 @@ export async function startCoordinator(config: Config, logger: Logger, directori
       }
     },
   };
+}
+
+/** The durable store in the state directory, or the memory store (which keeps nothing). */
+function openStore(config: Config, directories: Directories): JobStore {
+  if (config.backend.mode === 'mock' || config.state.backend === 'memory' || directories.state === undefined) {
+    return new MemoryJobStore();
+  }
+  return EmbeddedJobStore.open(directories.state);
 }
 
 function logListeners(config: Config, ports: RunningCoordinator['ports'], logger: Logger): void {

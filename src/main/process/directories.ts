@@ -42,7 +42,8 @@ export interface PreparedDirectories {
   report: DirectoryStatus[];
 }
 
-type Located = { kind: 'at'; path: string; origin: string } | { kind: 'unused'; why: string } | undefined;
+/** `under`: the default lies inside another checked directory, whose own problem says it all. */
+type Located = { kind: 'at'; path: string; origin: string; under?: keyof Directories } | { kind: 'unused'; why: string } | undefined;
 
 interface DirectoryNeed {
   role: keyof Directories;
@@ -53,12 +54,10 @@ interface DirectoryNeed {
   locate(input: DirectoryInput): Located;
 }
 
-/**
- * What the process needs, in the order messages and reports list it. The durable job store's
- * `[state] dir` joins as one more writable entry (and a field of `Directories`); nothing else changes.
- */
+/** What the process needs, in the order messages and reports list it. */
 const NEEDS: readonly DirectoryNeed[] = [
   { role: 'cache', label: 'cache directory', write: true, read: true, locate: locateCache },
+  { role: 'state', label: 'state directory', write: true, read: true, locate: locateState },
   {
     role: 'proofs',
     label: 'proofs directory',
@@ -90,18 +89,21 @@ const NEEDS: readonly DirectoryNeed[] = [
  * Throws a ConfigError naming each unusable directory, its setting and the reason.
  */
 export function prepareDirectories(input: DirectoryInput): PreparedDirectories {
-  const directories: Directories = { cache: undefined, proofs: undefined, inputs: undefined, logs: undefined };
+  const directories: Directories = { cache: undefined, proofs: undefined, inputs: undefined, logs: undefined, state: undefined };
   const report: DirectoryStatus[] = [];
   const problems: string[] = [];
+  const failed = new Set<keyof Directories>();
   for (const need of NEEDS) {
     const located = need.locate(input);
     if (!located) continue;
+    if (located.kind === 'at' && located.under !== undefined && failed.has(located.under)) continue;
     if (located.kind === 'unused') {
       report.push({ label: need.label, path: undefined, origin: '', created: [], note: located.why });
       continue;
     }
     const outcome = checkDirectory(located.path, need);
     if ('problem' in outcome) {
+      failed.add(need.role);
       problems.push(`${need.label} ${located.path} (${located.origin}) is not usable: ${outcome.problem}`);
       continue;
     }
@@ -123,6 +125,17 @@ function locateCache(input: DirectoryInput): Located {
   if (env.ZISK_CACHE_DIR) return { kind: 'at', path: path.resolve(cwd, env.ZISK_CACHE_DIR), origin: 'from ZISK_CACHE_DIR' };
   if (env.ZISK_HOME) return { kind: 'at', path: path.resolve(cwd, env.ZISK_HOME, 'cache'), origin: 'from ZISK_HOME' };
   return { kind: 'at', path: path.resolve(input.homeDir, '.zisk', 'cache'), origin: 'default ~/.zisk/cache' };
+}
+
+/** `[state] dir`, else `coordinator-state` under the cache directory; unused when jobs stay in memory. */
+function locateState(input: DirectoryInput): Located {
+  if (input.config.backend.mode === 'mock') return { kind: 'unused', why: 'mock mode keeps jobs in memory' };
+  if (input.config.state.backend === 'memory') return { kind: 'unused', why: '[state] backend = "memory" keeps jobs in memory' };
+  const configured = fromSetting(input, 'state.dir', input.config.state.dir);
+  if (configured) return configured;
+  const cache = locateCache(input);
+  if (cache?.kind !== 'at') return cache;
+  return { kind: 'at', path: path.join(cache.path, 'coordinator-state'), origin: 'default: coordinator-state in the cache directory', under: 'cache' };
 }
 
 function fromSetting(input: DirectoryInput, keyPath: string, value: string | undefined): Located {

@@ -283,6 +283,23 @@ const DEFINITION: SchemaDefinition = {
       description: 'Run the scheduler on its own thread (false = on the main thread).',
     },
   },
+  state: {
+    backend: {
+      type: { kind: 'enum', values: ['embedded', 'memory'] },
+      default: 'embedded',
+      description: 'embedded = jobs survive restarts and crashes (an LMDB store in [state] dir); memory = kept in memory only, as upstream.',
+    },
+    dir: {
+      type: { kind: 'optional-string' },
+      default: undefined,
+      description: 'Directory of the embedded job store and its files (spooled inputs, proofs); unset = <cache dir>/coordinator-state.',
+    },
+    spool_max_bytes: {
+      type: BYTE_BUDGET,
+      default: 1073741824,
+      description: 'Most bytes of pushed (grpc://) input or hints kept on disk per job so another attempt can replay them; past it the job is not retried.',
+    },
+  },
 };
 
 export function genericEnvName(section: string, key: string): string {

@@ -7,6 +7,7 @@ export type Environment = 'development' | 'staging' | 'production';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'pretty' | 'json' | 'compact';
 export type BackendMode = 'coordinator' | 'mock';
+export type StateBackend = 'embedded' | 'memory';
 
 export interface ServiceConfig {
   name: string;
@@ -88,6 +89,15 @@ export interface CoordinatorConfig {
   scheduler_thread: boolean;
 }
 
+export interface StateConfig {
+  /** embedded: jobs survive restarts (an LMDB store in `dir`); memory: upstream's behaviour. */
+  backend: StateBackend;
+  /** Where the embedded store lives; unset = `<cache dir>/coordinator-state`. */
+  dir?: string;
+  /** Most bytes of pushed (`grpc://`) input or hints kept on disk per job, so a retry can replay them. */
+  spool_max_bytes: number;
+}
+
 export interface Config {
   service: ServiceConfig;
   server: ServerConfig;
@@ -95,6 +105,7 @@ export interface Config {
   logging: LoggingConfig;
   backend: BackendConfig;
   coordinator: CoordinatorConfig;
+  state: StateConfig;
 }
 
 /** Where an effective value came from, for --print-config. */
@@ -115,4 +126,6 @@ export interface Directories {
   inputs: string | undefined;
   /** The directory of `[logging] file_path`, checked only: the logger opens the file by its setting. */
   logs: string | undefined;
+  /** The durable job store; undefined with `[state] backend = "memory"` or in mock mode. */
+  state: string | undefined;
 }

@@ -69,7 +69,7 @@ export type SchedulerEffect =
    * An attempt failed and the job is queued again for the next one (the main thread resets the
    * job's relays and local sources; the metric counts it).
    */
-  | { type: 'jobRetried'; jobId: string; jobKind: JobKind; reason: RetryReasonName; attempt: number }
+  | { type: 'jobRetried'; jobId: string; jobKind: JobKind; reason: RetryReasonName; attempt: number; failedAttempt: string }
   /** Every link that carries this job's data now (input/hints relays fan out to them). */
   | { type: 'jobLinks'; jobId: string; linkIds: LinkId[] }
   | { type: 'jobsEvicted'; jobIds: string[] }

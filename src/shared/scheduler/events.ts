@@ -3,7 +3,7 @@
  * batched per turn of the main thread's event loop, so a client request never overtakes a worker
  * event posted before it. Worker messages arrive here already validated at the edge.
  */
-import type { JobFailure, JobSpec, LinkId, TaskResultSummary, TaskType } from './types';
+import type { EpochMs, JobFailure, JobSpec, JobStatus, LinkId, TaskResultSummary, TaskType } from './types';
 
 export type SchedulerEvent =
   // ---- worker streams (already validated at the edge) ----
@@ -56,6 +56,27 @@ export type SchedulerEvent =
   | { type: 'failJob'; jobId: string; failure: JobFailure }
   /** A program's ELF is known again after a restart (setups replayed from the cache dir). */
   | { type: 'restoreSetup'; hashId: string; withHints: boolean; programName: string; vkHex: string }
+  // ---- durable state (docs/decisions.md, Durable jobs) ----
+  /**
+   * A job from the store, at start (before any worker connects), in an order that keeps the queue's
+   * and retention's: terminal jobs by termination time first, then the others by submission. Terminal
+   * jobs come back as they ended; queued ones go back to the queue; a running one lost its attempt to
+   * the restart and becomes its next attempt (or fails when it cannot be replayed or has none left).
+   */
+  | {
+      type: 'restoreJob';
+      jobId: string;
+      spec: JobSpec;
+      status: JobStatus;
+      attempt: number;
+      failedAttempts: string[];
+      submittedAt: EpochMs;
+      terminatedAt?: EpochMs;
+      /** Whether its data can be sent to workers again (inline, a file, a pushed stream spooled whole). */
+      replayable: boolean;
+    }
+  /** Every byte of the job's pushed data is on disk (another attempt can replay it), or no longer is. */
+  | { type: 'jobReplayable'; jobId: string; replayable: boolean }
   // ---- lifecycle ----
   /** Shutdown deadline reached: fail every non-terminal job with `internal`. */
   | { type: 'abandonAll'; traceId: string };

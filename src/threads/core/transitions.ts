@@ -13,6 +13,7 @@
  * | transition       | from             | to        | emits                                              |
  * |------------------|------------------|-----------|----------------------------------------------------|
  * | enqueueJob       | (new)            | queued    | queued                                             |
+ * | restoreJob       | (stored)         | as stored | (nothing: its history is already recorded)         |
  * | startRun         | queued           | running   | started (+ progress 1 for prove/execute)           |
  * | beginSetup       | (new)            | running   | queued, started                                    |
  * | enterPhase       | running(n)       | running(m)| progress m                                         |
@@ -23,7 +24,7 @@
  * | cancelJob        | queued / running | cancelled | cancelled, sendJobCancelled, workerJobOutcome, …   |
  */
 import { failureText } from '../../shared/job-failure';
-import type { BlobId, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
+import type { BlobId, EpochMs, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
 import { isTerminal, type JobRec, type RetryReason, type WorkerRec } from './model';
@@ -45,6 +46,39 @@ export function enqueueJob(ctx: Ctx, job: JobRec): void {
   ctx.queue.add(job);
   setJobTimer(ctx, job);
   ctx.queueDirty = true;
+}
+
+/**
+ * A job read back from the store at start. Terminal jobs are retired as they were (in termination
+ * order, so retention evicts them in that order); queued ones rejoin the queue at its tail (they come
+ * in submission order) with their queue timeout counted from now; a job that was running lost its
+ * attempt to the restart: it becomes its next attempt, or fails if it cannot be replayed or has no
+ * attempt left.
+ */
+export function restoreJob(ctx: Ctx, job: JobRec, status: JobStatus, terminatedAt: EpochMs | undefined): void {
+  ctx.jobs.add(job);
+  if (status === 'completed' || status === 'failed' || status === 'cancelled') {
+    job.status = status;
+    job.terminatedAt = terminatedAt ?? job.submittedAt;
+    ctx.jobs.retire(job);
+    return;
+  }
+  for (const b of requestBlobs(job)) job.blobs.add(b);
+  job.status = status === 'queued' ? 'queued' : 'running';
+  if (!job.replayable) {
+    // Its pushed data (or socket) went with the old process: no attempt can get it again.
+    failJob(ctx, job, { kind: 'internal', traceId: ctx.deps.newId(), reason: 'input stream lost when the coordinator restarted' });
+    return;
+  }
+  if (status === 'queued') {
+    job.queuedAt = ctx.now;
+    ctx.queue.add(job);
+    setJobTimer(ctx, job);
+    ctx.queueDirty = true;
+    return;
+  }
+  job.startedAt = job.submittedAt;
+  failJob(ctx, job, { kind: 'execution', reason: 'the coordinator restarted' }, { retry: 'coordinator_restart' });
 }
 
 /** A queued job takes its selected workers, which become Computing it. */
@@ -163,7 +197,7 @@ function retryJob(ctx: Ctx, job: JobRec, failure: JobFailure, reason: RetryReaso
   job.prove = undefined;
   job.exec = undefined;
   job.queuedAt = ctx.now;
-  ctx.emit({ type: 'jobRetried', jobId: job.id, jobKind: job.kind, reason, attempt: job.attempt });
+  ctx.emit({ type: 'jobRetried', jobId: job.id, jobKind: job.kind, reason, attempt: job.attempt, failedAttempt: text });
   ctx.log('warn', `${job.kind} job attempt ${job.attempt - 1} failed: ${text}; retrying (attempt ${job.attempt} of ${ctx.cfg.max_job_attempts})`, {
     job_id: job.id,
     kind: job.kind,
