@@ -6,9 +6,11 @@ export { SimWorker, hostNow, workerStreamMethod, simChannelOptions } from './wor
 export type {
   AggTaskRecord,
   DisconnectInfo,
+  DisconnectReason,
   JobContextInfo,
   JobStreamCounters,
   LogEntry,
+  ResponseEndInfo,
   SimWorkerEvents,
   SimWorkerState,
   SimWorkerStats,
