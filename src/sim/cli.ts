@@ -68,7 +68,7 @@ export function buildProgram(): Command {
     .option('--prefix <prefix>', 'worker ids are <prefix>-<i>', 'sim')
     .option('--capacity <units>', 'compute units per worker', int('--capacity'), d.computeUnits)
     .option('--heartbeat-ms <ms>', 'heartbeat_ack cadence', int('--heartbeat-ms', 1), d.heartbeatIntervalMs)
-    .option('--reconnect-ms <ms>', 'sleep after a connect error', int('--reconnect-ms'), d.reconnectIntervalMs)
+    .option('--reconnect-ms <ms>', 'sleep after a failed connect (grpc-js wire: also after an error status)', int('--reconnect-ms'), d.reconnectIntervalMs)
     .option('--setup-ms <ms>', 'setup duration (blocks the worker loop)', int('--setup-ms'), d.setupDelayMs)
     .option('--contribution-ms <ms>', 'partial contribution duration', int('--contribution-ms'), d.contributionDelayMs)
     .option('--prove-ms <ms>', 'prove duration', int('--prove-ms'), d.proveDelayMs)
@@ -84,8 +84,8 @@ export function buildProgram(): Command {
     .option(
       '--upstream-wire',
       "speak HTTP/2 like upstream's zisk-worker: no PINGs, 2/5 MiB receive windows, a stream that ends OK " +
-        'without RST_STREAM is kept and heartbeated into until a send fails, then an immediate reconnect ' +
-        '(default: a grpc-js client, which reconnects on any end)',
+        'without RST_STREAM is kept and heartbeated into until a send fails, then an immediate reconnect; ' +
+        'without it, a grpc-js client that reconnects whenever a stream ends',
       false,
     )
     .addOption(

@@ -1,4 +1,7 @@
-/** Simulated `zisk-worker` fleet speaking the real cluster protocol. */
+/**
+ * Simulated `zisk-worker` fleet speaking the real cluster protocol, over grpc-js or (`wire: 'upstream'`)
+ * over HTTP/2 the way upstream's worker speaks it.
+ */
 export * from './options';
 export * from './messages';
 export * from './data';

@@ -198,9 +198,10 @@ describe('upstream wire: streams the coordinator ends after a handshake', () => 
   test('a rejected worker reads accepted=false, leaves the stream, retries at once, and gets in when a slot frees', async () => {
     const tc = await startTestCoordinator({ coordinator: { max_total_workers: 1 } });
     const first = upstreamSim(tc.clusterAddress, 'first');
-    const second = upstreamSim(tc.clusterAddress, 'second');
+    let second: SimWorker | undefined;
     try {
       if (!first.registered) await next(first, 'registered', 5_000);
+      second = upstreamSim(tc.clusterAddress, 'second');
       const info = await next(second, 'disconnected', 5_000);
       assert.equal(info.reason, 'rejected');
       await first.stop();
@@ -211,7 +212,7 @@ describe('upstream wire: streams the coordinator ends after a handshake', () => 
       assert.equal(second.stats.sendFailures, 0);
     } finally {
       await first.stop();
-      await second.stop();
+      await second?.stop();
       await tc.stop();
     }
   });
