@@ -1,11 +1,10 @@
 /** gRPC's length-prefixed message framing, for the sim's raw HTTP/2 wire. */
 
-/** One uncompressed message with its 5-byte prefix. */
-export function grpcFrame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
+/** The 5-byte prefix of one uncompressed message (written apart from the body, which is not copied). */
+export function grpcPrefix(length: number): Buffer {
+  const out = Buffer.allocUnsafe(5);
   out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
+  out.writeUInt32BE(length, 1);
   return out;
 }
 

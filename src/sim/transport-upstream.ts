@@ -17,7 +17,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { WorkerMessageOut } from './messages';
 import { workerStreamMethod } from './channel';
-import { GrpcMessageReader } from './grpc-frames';
+import { GrpcMessageReader, grpcPrefix } from './grpc-frames';
 import type { SimWorkerOptions } from './options';
 import type { OpenWorkerStream, StreamEnd, StreamHandlers, WorkerStream } from './transport';
 
@@ -166,10 +166,7 @@ class UpstreamStream implements WorkerStream {
       s.close(H2.NGHTTP2_CANCEL);
       return true;
     }
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(body.length, 1);
-    s.write(prefix);
+    s.write(grpcPrefix(body.length));
     s.write(body);
     return true;
   }

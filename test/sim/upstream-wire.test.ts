@@ -12,7 +12,7 @@ import { CLUSTER_API_PROTO, CLUSTER_API_SERVICE, serviceDefinition } from '../..
 import { freePort } from '../../src/shared/free-port';
 import { RawWorkerPort, type RawPortOptions, type RawReceived } from '../helpers/raw-worker-port';
 import { HASH, contributionTask, inputChunk, responseOf } from '../helpers/sim-tasks';
-import { GrpcMessageReader, grpcFrame } from '../../src/sim/grpc-frames';
+import { GrpcMessageReader, grpcPrefix } from '../../src/sim/grpc-frames';
 import { SimWorker, type DisconnectInfo } from '../../src/sim/worker';
 import type { SimWorkerInit } from '../../src/sim/options';
 import { UPSTREAM_CONNECTION_WINDOW_BYTES, UPSTREAM_STREAM_WINDOW_BYTES } from '../../src/sim/transport-upstream';
@@ -101,7 +101,7 @@ describe('sim upstream wire: the connection', () => {
 
   test('the framing reader splits messages across chunks and refuses an oversized prefix before its body', () => {
     const messages = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(70_000, 7), Buffer.from('last')];
-    const wire = Buffer.concat(messages.map(grpcFrame));
+    const wire = Buffer.concat(messages.flatMap((m) => [grpcPrefix(m.length), m]));
     for (const step of [1, 3, 5, 16_384, wire.length]) {
       const r = new GrpcMessageReader(100_000);
       const got: Buffer[] = [];
