@@ -1,6 +1,7 @@
 /**
  * `npm run sim -- --coordinator 127.0.0.1:50051 --workers N …`: runs a simulated worker fleet until
- * SIGINT/SIGTERM, logging one line per registration, task and error.
+ * SIGINT/SIGTERM, logging one line per registration, task and error. `--upstream-wire` makes every
+ * worker end streams and reconnect as upstream's `zisk-worker` does (see `SimWire`).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SimFleet, type SimFleetOptions } from './fleet';
@@ -52,6 +53,7 @@ interface CliOptions {
   finalProofBytes: number;
   wrapProofBytes: number;
   sharedChannel: boolean;
+  upstreamWire: boolean;
   fault: FaultArg[];
   statsMs: number;
   quiet: boolean;
@@ -66,7 +68,7 @@ export function buildProgram(): Command {
     .option('--prefix <prefix>', 'worker ids are <prefix>-<i>', 'sim')
     .option('--capacity <units>', 'compute units per worker', int('--capacity'), d.computeUnits)
     .option('--heartbeat-ms <ms>', 'heartbeat_ack cadence', int('--heartbeat-ms', 1), d.heartbeatIntervalMs)
-    .option('--reconnect-ms <ms>', 'sleep after a connect error', int('--reconnect-ms'), d.reconnectIntervalMs)
+    .option('--reconnect-ms <ms>', 'sleep after a failed connect (grpc-js wire: also after an error status)', int('--reconnect-ms'), d.reconnectIntervalMs)
     .option('--setup-ms <ms>', 'setup duration (blocks the worker loop)', int('--setup-ms'), d.setupDelayMs)
     .option('--contribution-ms <ms>', 'partial contribution duration', int('--contribution-ms'), d.contributionDelayMs)
     .option('--prove-ms <ms>', 'prove duration', int('--prove-ms'), d.proveDelayMs)
@@ -78,7 +80,14 @@ export function buildProgram(): Command {
     .option('--proofs-per-task <n>', 'ProofStark entries per Prove result', int('--proofs-per-task', 1), d.proofsPerTask)
     .option('--final-proof-bytes <b>', 'size of the final proof', int('--final-proof-bytes'), d.finalProofBytes)
     .option('--wrap-proof-bytes <b>', 'size of a wrap result', int('--wrap-proof-bytes'), d.wrapProofBytes)
-    .option('--shared-channel', 'multiplex all workers over one connection', false)
+    .option('--shared-channel', 'multiplex all workers over one connection (not with --upstream-wire)', false)
+    .option(
+      '--upstream-wire',
+      "speak HTTP/2 like upstream's zisk-worker: no PINGs, 2/5 MiB receive windows, a stream that ends OK " +
+        'without RST_STREAM is kept and heartbeated into until a send fails, then an immediate reconnect; ' +
+        'without it, a grpc-js client that reconnects whenever a stream ends',
+      false,
+    )
     .addOption(
       new Option('--fault <spec>', 'inject a fault: <worker|*>:<phase>:<action>[:times] (repeatable)').argParser(parseFault).default([]),
     )
@@ -126,6 +135,7 @@ export async function main(argv: string[]): Promise<void> {
     finalProofBytes: o.finalProofBytes,
     wrapProofBytes: o.wrapProofBytes,
     sharedChannel: o.sharedChannel,
+    wire: o.upstreamWire ? 'upstream' : 'grpc-js',
     logger,
     perWorker: (_i, id) => {
       const faults = faultsFor(id, o.fault);
@@ -133,7 +143,7 @@ export async function main(argv: string[]): Promise<void> {
     },
   };
   const fleet = new SimFleet(fleetOptions);
-  line(`sim: ${o.workers} worker(s) ${o.prefix}-* → ${o.coordinator} (capacity ${o.capacity}, K=${o.proofValues})`);
+  line(`sim: ${o.workers} worker(s) ${o.prefix}-* → ${o.coordinator} (capacity ${o.capacity}, K=${o.proofValues}, ${fleetOptions.wire} wire)`);
   fleet.start();
   const printStats = (): void => line(`sim stats ${JSON.stringify(fleet.stats())}`);
   const statsTimer = o.statsMs > 0 ? setInterval(printStats, o.statsMs) : undefined;

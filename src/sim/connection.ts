@@ -1,17 +1,23 @@
-/** A sim worker's `WorkerStream` call as its event loop sees it: connect, handshake, heartbeats, reconnects, in/out queues. */
-import * as grpc from '@grpc/grpc-js';
+/**
+ * A sim worker's `WorkerStream` call as its event loop sees it: connect, handshake, heartbeats,
+ * reconnects, in/out queues. The wire under it (`transport.ts`) decides what counts as the end of a
+ * call; everything here is shared by both wires.
+ */
 import type { CoordinatorMessageIn, WorkerMessageOut } from './messages';
-import { simChannelOptions, workerStreamMethod } from './channel';
 import type { JobSlot } from './job-context';
+import type { OpenWorkerStream, StreamEnd, WorkerStream } from './transport';
 import type { WorkerRuntime } from './worker-runtime';
 import { inboundEntry, outboundEntry } from './worker-log';
 import type { DisconnectInfo } from './worker-types';
 
+const CANCELLED = 1;
+const UNAVAILABLE = 14;
+
 interface Conn {
-  client: grpc.Client;
-  ownsClient: boolean;
-  call: grpc.ClientDuplexStream<WorkerMessageOut | Buffer, CoordinatorMessageIn>;
+  stream: WorkerStream | undefined;
   headers: boolean;
+  /** The response ended OK and the request side is still open (upstream wire): the worker has not noticed. */
+  halfOpen: boolean;
   heartbeat: NodeJS.Timeout | undefined;
   headersTimer: NodeJS.Timeout | undefined;
 }
@@ -25,22 +31,34 @@ export class WorkerConnection {
   private missedHeartbeat = false;
   private readonly inbound: CoordinatorMessageIn[] = [];
   private readonly outbox: WorkerMessageOut[] = [];
+  /**
+   * The real worker sends whatever its loop produces as soon as the stream is up, before the
+   * register response (its loop events outrank coordinator messages); the grpc-js wire keeps the
+   * older, kinder order: nothing but heartbeats until accepted.
+   */
+  private readonly sendsDuringHandshake: boolean;
 
   /**
-   * @param sharedClient a `grpc.Client` to multiplex the stream on (fleet option); by default every
-   *   connection attempt opens its own channel, like the Rust worker.
+   * @param open opens one connection attempt's call on the chosen wire.
    * @param process handles one inbound message, in order, whenever the worker is not blocked.
    */
   constructor(
     private readonly rt: WorkerRuntime,
     private readonly slot: JobSlot,
-    private readonly sharedClient: grpc.Client | undefined,
+    private readonly open: OpenWorkerStream,
     private readonly process: (msg: CoordinatorMessageIn) => void,
-  ) {}
+  ) {
+    this.sendsDuringHandshake = rt.options.wire === 'upstream';
+  }
 
   /** A stream is open and the register/reconnect on it has not been accepted yet. */
   get handshaking(): boolean {
     return this.conn !== null && this.rt.state !== 'ready';
+  }
+
+  /** The coordinator ended the response OK and never reset the stream; the worker still writes into it. */
+  get halfOpen(): boolean {
+    return this.conn?.halfOpen === true;
   }
 
   connect(): void {
@@ -48,30 +66,26 @@ export class WorkerConnection {
     if (rt.stopped || rt.silent) return;
     this.reconnectTimer = undefined;
     const o = rt.options;
-    const m = workerStreamMethod();
-    const ownsClient = !this.sharedClient;
-    const client = this.sharedClient ?? new grpc.Client(o.coordinator, grpc.credentials.createInsecure(), simChannelOptions(o));
-    const call = client.makeBidiStreamRequest<WorkerMessageOut | Buffer, CoordinatorMessageIn>(m.path, m.serialize, m.deserialize, new grpc.Metadata());
-    const conn: Conn = { client, ownsClient, call, headers: false, heartbeat: undefined, headersTimer: undefined };
+    const conn: Conn = { stream: undefined, headers: false, halfOpen: false, heartbeat: undefined, headersTimer: undefined };
     this.conn = conn;
     rt.state = 'connecting';
     rt.stats.connects++;
-    call.on('metadata', () => this.onHeaders(conn));
-    call.on('data', (msg: CoordinatorMessageIn) => this.onData(conn, msg));
-    call.on('error', () => {
-      // The status event carries the outcome; this listener only keeps the error from being thrown.
+    conn.stream = this.open({
+      headers: () => this.onHeaders(conn),
+      message: (msg) => this.onData(conn, msg),
+      responseEnded: (code, details) => this.onResponseEnded(conn, code, details),
+      ended: (end) => this.onEnded(conn, end),
     });
-    call.on('status', (s: grpc.StatusObject) => this.onStatus(conn, s));
     if (o.headersTimeoutMs > 0) {
       conn.headersTimer = setTimeout(() => {
         if (this.conn === conn && !conn.headers) {
           rt.logLine(`no response headers within ${o.headersTimeoutMs} ms; retrying`);
           rt.stats.connectErrors++;
-          this.dropConn(conn, o.reconnectIntervalMs);
+          this.endConn(conn, { code: UNAVAILABLE, details: 'no response headers', hadHeaders: false, reason: 'headersTimeout', clean: false }, o.reconnectIntervalMs);
         }
       }, o.headersTimeoutMs);
     }
-    if (this.readingPaused) call.pause();
+    if (this.readingPaused) conn.stream.pause();
   }
 
   /** Closes the stream and cancels a pending reconnect, for good. */
@@ -79,13 +93,19 @@ export class WorkerConnection {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const c = this.conn;
     this.conn = null;
-    if (c) this.closeConn(c);
+    if (c) this.closeConn(c, true);
   }
 
-  /** Drops the stream on the sim's own initiative and reconnects after `after` ms (null: never). */
-  drop(after: number | null): void {
+  /**
+   * Drops the stream on the sim's own initiative and reconnects after `after` ms (null: never).
+   * `dropped` cuts the connection as a network failure would; `rejected` leaves it the way the
+   * real worker leaves its loop.
+   */
+  drop(after: number | null, reason: 'dropped' | 'rejected' = 'dropped'): void {
     const c = this.conn;
-    if (c) this.dropConn(c, after);
+    if (!c) return;
+    const details = reason === 'dropped' ? 'dropped by sim' : 'registration rejected';
+    this.endConn(c, { code: CANCELLED, details, clean: true, hadHeaders: c.headers, reason }, after, reason === 'dropped');
   }
 
   scheduleReconnect(ms: number): void {
@@ -110,22 +130,21 @@ export class WorkerConnection {
   /** Stops reading the stream (HTTP/2 flow control then pushes back on the coordinator). */
   pauseReading(): void {
     this.readingPaused = true;
-    this.conn?.call.pause();
+    this.conn?.stream?.pause();
   }
 
   resumeReading(): void {
     this.readingPaused = false;
-    this.conn?.call.resume();
+    this.conn?.stream?.resume();
   }
 
   // ------------------------------------------------------------------ outbound
 
-  /** Writes on the current stream as is, once it has response headers; false when there is none. */
+  /** Writes on the current stream as is, once it has response headers; false when there is none or the send failed. */
   writeRaw(msg: WorkerMessageOut | Buffer): boolean {
     const c = this.conn;
     if (!c || !c.headers) return false;
-    this.write(c, msg);
-    return true;
+    return this.write(c, msg);
   }
 
   heartbeat(): void {
@@ -133,24 +152,29 @@ export class WorkerConnection {
   }
 
   /**
-   * Sends on the current stream once it is registered; otherwise queues, like the real worker's
-   * process-wide outbound queue that the next stream drains.
+   * Sends on the current stream once it is registered (upstream wire: once its handshake is sent);
+   * otherwise queues, like the real worker's process-wide event queue that the next stream drains.
    */
   send(msg: WorkerMessageOut): void {
     if (this.rt.silent || this.rt.stopped) return;
     const c = this.conn;
-    if (c && this.rt.state === 'ready') this.write(c, msg);
+    if (c && (this.rt.state === 'ready' || (this.sendsDuringHandshake && c.headers))) this.write(c, msg);
     else this.outbox.push(msg);
   }
 
-  /** Drains the queue onto the newly registered stream, less the task responses of `droppedJob`. */
+  /** Drains the queue onto the current stream, less the task responses of `droppedJob`. */
   flushOutbox(droppedJob: string | undefined): void {
     const c = this.conn;
     if (!c) return;
     const pending = this.outbox.splice(0);
-    for (const m of pending) {
+    for (let i = 0; i < pending.length; i++) {
+      const m = pending[i];
       if (droppedJob !== undefined && m.execute_task_response?.job_id === droppedJob) continue;
-      this.write(c, m);
+      if (!this.write(c, m)) {
+        // Lost with its failed send, as in the real worker; the rest wait for the next stream.
+        this.outbox.unshift(...pending.slice(i + 1));
+        return;
+      }
     }
   }
 
@@ -191,12 +215,15 @@ export class WorkerConnection {
     const held = this.slot.current;
     if (held) {
       rt.stats.reconnectsSent++;
-      this.write(conn, { reconnect: { worker_id: o.workerId, compute_capacity: capacity, last_known_job_id: held.jobId } });
-    } else {
-      this.write(conn, { register: { worker_id: o.workerId, compute_capacity: capacity } });
+      if (!this.write(conn, { reconnect: { worker_id: o.workerId, compute_capacity: capacity, last_known_job_id: held.jobId } })) return;
+    } else if (!this.write(conn, { register: { worker_id: o.workerId, compute_capacity: capacity } })) return;
+    if (this.sendsDuringHandshake) {
+      this.flushOutbox(undefined);
+      if (this.conn !== conn) return;
     }
     // The real worker's first heartbeat goes out before it reads the register response.
     this.sendHeartbeat(conn);
+    if (this.conn !== conn) return;
     conn.heartbeat = setInterval(() => {
       if (this.conn !== conn) return;
       if (this.blocked) this.missedHeartbeat = true;
@@ -216,56 +243,63 @@ export class WorkerConnection {
     else this.process(msg);
   }
 
-  private onStatus(conn: Conn, s: grpc.StatusObject): void {
-    if (this.conn !== conn) return;
-    this.conn = null;
-    this.closeConn(conn);
-    const clean = s.code === grpc.status.OK;
-    this.afterDisconnect({ code: s.code, details: s.details, clean, hadHeaders: conn.headers });
-    const { stats, options } = this.rt;
-    if (!conn.headers) stats.connectErrors++;
-    else if (clean) stats.cleanEnds++;
-    // Clean end → reconnect at once; connect or RPC error → sleep reconnect_interval (real worker).
-    this.scheduleReconnect(clean ? options.cleanReconnectDelayMs : options.reconnectIntervalMs);
+  private onResponseEnded(conn: Conn, code: number, details: string): void {
+    if (this.conn !== conn || conn.halfOpen) return;
+    conn.halfOpen = true;
+    const { rt } = this;
+    rt.stats.cleanEnds++;
+    rt.logLine(`response stream ended with status ${code}; still sending until a send fails`);
+    rt.events.emit('responseEnded', { code, details });
   }
 
-  private dropConn(conn: Conn, after: number | null): void {
+  private onEnded(conn: Conn, end: StreamEnd): void {
+    if (this.conn !== conn) return;
+    const { stats, options } = this.rt;
+    const clean = end.code === 0;
+    if (!end.hadHeaders) stats.connectErrors++;
+    else if (clean) stats.cleanEnds++;
+    const { backOff, ...info } = end;
+    this.endConn(conn, { ...info, clean }, backOff ? options.reconnectIntervalMs : options.cleanReconnectDelayMs);
+  }
+
+  /** Gives up on `conn` (reporting why) and reconnects after `after` ms (null: never). */
+  private endConn(conn: Conn, info: DisconnectInfo, after: number | null, abort = false): void {
     if (this.conn !== conn) return;
     this.conn = null;
-    this.closeConn(conn);
-    this.afterDisconnect({ code: grpc.status.CANCELLED, details: 'dropped by sim', clean: true, hadHeaders: conn.headers });
+    this.closeConn(conn, abort);
+    const { rt } = this;
+    if (!rt.stopped) rt.state = 'disconnected';
+    rt.logLine(`stream ended (${info.reason}): code ${info.code}${info.details ? ` (${info.details})` : ''}`);
+    rt.events.emit('disconnected', info);
     if (after !== null) this.scheduleReconnect(after);
   }
 
-  private afterDisconnect(info: DisconnectInfo): void {
-    const { rt } = this;
-    if (!rt.stopped) rt.state = 'disconnected';
-    rt.logLine(`stream ended: code ${info.code}${info.details ? ` (${info.details})` : ''}`);
-    rt.events.emit('disconnected', info);
-  }
-
-  private closeConn(conn: Conn): void {
+  private closeConn(conn: Conn, abort: boolean): void {
     if (conn.heartbeat) clearInterval(conn.heartbeat);
     if (conn.headersTimer) clearTimeout(conn.headersTimer);
-    conn.call.removeAllListeners('data');
-    conn.call.removeAllListeners('metadata');
-    conn.call.cancel();
-    if (conn.ownsClient) conn.client.close();
+    conn.stream?.close(abort);
     // Messages queued behind a block belong to the dead stream.
     this.inbound.length = 0;
   }
 
-  private write(conn: Conn, msg: WorkerMessageOut | Buffer): void {
+  /** Writes `msg`; a failed send (upstream wire) ends the stream and reconnects at once, as the real worker's loop does. */
+  private write(conn: Conn, msg: WorkerMessageOut | Buffer): boolean {
     const entry = outboundEntry(msg);
-    conn.call.write(msg);
+    if (!conn.stream?.write(msg)) {
+      const { rt } = this;
+      rt.stats.sendFailures++;
+      rt.logLine(`send of ${entry.kind} failed: the stream is gone`);
+      this.endConn(conn, { code: UNAVAILABLE, details: `send of ${entry.kind} failed`, clean: false, hadHeaders: conn.headers, reason: 'sendFailed' }, rt.options.cleanReconnectDelayMs);
+      return false;
+    }
     this.rt.stats.messagesSent++;
     this.rt.record(entry);
     this.rt.events.emit('sent', entry, msg);
+    return true;
   }
 
   private sendHeartbeat(conn: Conn): void {
     if (this.rt.silent || this.conn !== conn) return;
-    this.rt.stats.heartbeatsSent++;
-    this.write(conn, { heartbeat_ack: { worker_id: this.rt.options.workerId } });
+    if (this.write(conn, { heartbeat_ack: { worker_id: this.rt.options.workerId } })) this.rt.stats.heartbeatsSent++;
   }
 }

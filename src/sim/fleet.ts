@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessageIn, ExecuteTaskIn, RegisterResponseIn } from './messages';
 import { resolveWorkerOptions, type SimWorkerOptions } from './options';
-import { SimWorker, emptyWorkerStats, simChannelOptions, type DisconnectInfo, type LogEntry, type SimWorkerStats } from './worker';
+import { SimWorker, emptyWorkerStats, simChannelOptions, type DisconnectInfo, type LogEntry, type ResponseEndInfo, type SimWorkerStats } from './worker';
 
 export interface SimFleetOptions extends Partial<Omit<SimWorkerOptions, 'workerId' | 'coordinator'>> {
   /** `host:port` of the coordinator's worker port. */
@@ -19,7 +19,8 @@ export interface SimFleetOptions extends Partial<Omit<SimWorkerOptions, 'workerI
   /**
    * Multiplex every worker's stream over one shared channel (one HTTP/2 connection) instead of one
    * connection per worker. Cheaper, but unlike real workers: a paused (slow-reader) stream can stall
-   * the shared connection window, and a dropped connection drops everyone. Default false.
+   * the shared connection window, and a dropped connection drops everyone. Default false; grpc-js
+   * wire only.
    */
   sharedChannel?: boolean;
 }
@@ -45,6 +46,7 @@ export interface SimFleetEvents {
   registered: [worker: SimWorker, response: RegisterResponseIn];
   rejected: [worker: SimWorker, response: RegisterResponseIn];
   disconnected: [worker: SimWorker, info: DisconnectInfo];
+  responseEnded: [worker: SimWorker, info: ResponseEndInfo];
   task: [worker: SimWorker, task: ExecuteTaskIn];
   received: [worker: SimWorker, entry: LogEntry, msg: CoordinatorMessageIn];
 }
@@ -63,7 +65,7 @@ type CounterKey = { [K in keyof SimWorkerStats]: SimWorkerStats[K] extends numbe
 
 // A Record (not a list) so the compiler insists every numeric counter is summed.
 const COUNTERS: Record<CounterKey, true> = {
-  connects: true, connectErrors: true, cleanEnds: true, registrations: true, reconnectsSent: true,
+  connects: true, connectErrors: true, cleanEnds: true, sendFailures: true, registrations: true, reconnectsSent: true,
   rejections: true, heartbeatsSent: true, heartbeatsReceived: true, setupsReceived: true, setupAcks: true,
   responsesSent: true, failuresSent: true, dispatchFailures: true, workerErrorsSent: true,
   cancelsReceived: true, recoveriesSent: true, challengeEntriesChecked: true, challengeMismatches: true,
@@ -83,6 +85,7 @@ export class SimFleet extends EventEmitter<SimFleetEvents> {
     if (!Number.isInteger(workers) || workers < 0) throw new RangeError(`workers must be a non-negative integer (got ${workers})`);
     if (sharedChannel) {
       const o = resolveWorkerOptions({ ...base, workerId: 'shared' });
+      if (o.wire === 'upstream') throw new RangeError('sharedChannel needs the grpc-js wire: upstream workers each open their own connection');
       this.shared = new grpc.Client(options.coordinator, grpc.credentials.createInsecure(), simChannelOptions(o));
     }
     for (let i = firstIndex; i < firstIndex + workers; i++) {
@@ -91,6 +94,7 @@ export class SimFleet extends EventEmitter<SimFleetEvents> {
       w.on('registered', (r) => this.emit('registered', w, r));
       w.on('rejected', (r) => this.emit('rejected', w, r));
       w.on('disconnected', (d) => this.emit('disconnected', w, d));
+      w.on('responseEnded', (r) => this.emit('responseEnded', w, r));
       w.on('task', (t) => this.emit('task', w, t));
       w.on('received', (e, m) => this.emit('received', w, e, m));
       this.workers.push(w);

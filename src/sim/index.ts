@@ -1,4 +1,7 @@
-/** Simulated `zisk-worker` fleet speaking the real cluster protocol. */
+/**
+ * Simulated `zisk-worker` fleet speaking the real cluster protocol, over grpc-js or (`wire: 'upstream'`)
+ * over HTTP/2 the way upstream's worker speaks it.
+ */
 export * from './options';
 export * from './messages';
 export * from './data';
@@ -6,9 +9,11 @@ export { SimWorker, hostNow, workerStreamMethod, simChannelOptions } from './wor
 export type {
   AggTaskRecord,
   DisconnectInfo,
+  DisconnectReason,
   JobContextInfo,
   JobStreamCounters,
   LogEntry,
+  ResponseEndInfo,
   SimWorkerEvents,
   SimWorkerState,
   SimWorkerStats,

@@ -47,23 +47,49 @@ export interface SetupKey {
   withHints: boolean;
 }
 
+/**
+ * How the sim speaks HTTP/2 to the coordinator:
+ * - `grpc-js` (default): a grpc-js client call. Any end of the response stream is a disconnect.
+ * - `upstream`: raw `node:http2` behaving like upstream's tonic/hyper worker (`worker_node.rs`): a
+ *   response that ends with status OK and no RST_STREAM leaves the request side open, and the worker
+ *   goes on heartbeating into it until a send fails (stream reset or connection gone). grpc-js
+ *   cannot tell those two apart, and a coordinator that leaves a stream half-open only shows its bug
+ *   against this mode.
+ */
+export type SimWire = 'grpc-js' | 'upstream';
+
+export const SIM_WIRES: readonly SimWire[] = ['grpc-js', 'upstream'];
+
 export interface SimWorkerOptions {
   /** `host:port` of the coordinator's worker port. */
   coordinator: string;
   workerId: string;
+  /** The transport (default `grpc-js`; see `SimWire`). */
+  wire: SimWire;
   /** `compute_capacity.compute_units` (default 10, like the real worker). */
   computeUnits: number;
   /** Unsolicited `heartbeat_ack` cadence (default 30 000, hard-coded in the real worker). */
   heartbeatIntervalMs: number;
-  /** Sleep after a connect/RPC error before reconnecting (default 5 000). */
+  /**
+   * Sleep before the next attempt after a failed one (default 5 000, upstream's
+   * `reconnect_interval_seconds`). `grpc-js` wire: after a connect error or any error status;
+   * `upstream` wire: only when the connect or the `WorkerStream` call itself failed.
+   */
   reconnectIntervalMs: number;
-  /** Delay before reconnecting after a clean stream end (default 0, like the real worker). */
+  /**
+   * Delay before reconnecting after a stream that had been established ended (default 0, like the
+   * real worker). `grpc-js` wire: after a status OK; `upstream` wire: after an error status, a reset,
+   * a lost connection or a failed send.
+   */
   cleanReconnectDelayMs: number;
   /** Reconnect after `accepted=false` (default true: the real worker loops with no back-off). */
   reconnectOnReject: boolean;
   /** Delay before that reconnect (default 0). */
   rejectedReconnectDelayMs: number;
-  /** Give up on a stream whose response headers do not arrive in time; 0 = wait forever (default 30 000). */
+  /**
+   * Give up on a stream whose response headers do not arrive in time; 0 = wait forever. Default
+   * 30 000 on the `grpc-js` wire, 0 on the `upstream` wire (tonic has no such timeout).
+   */
   headersTimeoutMs: number;
   setupDelayMs: number;
   contributionDelayMs: number;
@@ -95,7 +121,7 @@ export interface SimWorkerOptions {
   faults: SimFaults;
   /** Entries kept in `log`: at least the last `maxLogEntries`, at most twice that (default 500). */
   maxLogEntries: number;
-  /** gRPC send/receive limit (default 128 MiB, like the real worker). */
+  /** gRPC send/receive limit (default 128 MiB, like the real worker); a bigger inbound message is a stream error. */
   maxMessageBytes: number;
   /**
    * HTTP/2 receive window of the connection, per stream and per connection
@@ -108,6 +134,7 @@ export interface SimWorkerOptions {
 }
 
 export const SIM_DEFAULTS: Omit<SimWorkerOptions, 'coordinator' | 'workerId'> = {
+  wire: 'grpc-js',
   computeUnits: 10,
   heartbeatIntervalMs: 30_000,
   reconnectIntervalMs: 5_000,
@@ -144,6 +171,8 @@ function nonNegative(name: string, v: number): void {
 
 export function resolveWorkerOptions(init: SimWorkerInit): SimWorkerOptions {
   const o: SimWorkerOptions = { ...SIM_DEFAULTS, ...stripUndefined(init), coordinator: init.coordinator, workerId: init.workerId };
+  if (!SIM_WIRES.includes(o.wire)) throw new RangeError(`sim option wire must be one of ${SIM_WIRES.join(', ')} (got ${String(o.wire)})`);
+  if (o.wire === 'upstream' && init.headersTimeoutMs === undefined) o.headersTimeoutMs = 0;
   for (const k of [
     'computeUnits', 'heartbeatIntervalMs', 'reconnectIntervalMs', 'cleanReconnectDelayMs', 'rejectedReconnectDelayMs',
     'headersTimeoutMs', 'setupDelayMs', 'contributionDelayMs', 'proveDelayMs', 'aggregateDelayMs', 'executeDelayMs',

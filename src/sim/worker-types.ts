@@ -36,7 +36,10 @@ export interface JobStreamCounters {
 export interface SimWorkerStats {
   connects: number;
   connectErrors: number;
+  /** Response streams that ended with status OK (on the `upstream` wire that alone is no disconnect). */
   cleanEnds: number;
+  /** Writes that found the stream gone (`upstream` wire): the real worker's only cue after an OK end. */
+  sendFailures: number;
   registrations: number;
   reconnectsSent: number;
   rejections: number;
@@ -65,6 +68,7 @@ export function emptyWorkerStats(): SimWorkerStats {
     connects: 0,
     connectErrors: 0,
     cleanEnds: 0,
+    sendFailures: 0,
     registrations: 0,
     reconnectsSent: 0,
     rejections: 0,
@@ -99,6 +103,19 @@ export interface JobContextInfo {
 
 export type SimWorkerState = 'new' | 'connecting' | 'handshaking' | 'ready' | 'disconnected' | 'stopped';
 
+/**
+ * Why a stream was given up:
+ * - `connectFailed`: no response headers (connection refused, the call failed, a trailers-only error);
+ * - `headersTimeout`: response headers did not come within `headersTimeoutMs`;
+ * - `status`: the response ended with a status (`grpc-js` wire: any; `upstream` wire: not OK);
+ * - `streamError`: `upstream` wire, response still open: the stream was reset, the connection was
+ *   lost, or a message broke the framing or the size limit;
+ * - `sendFailed`: `upstream` wire: a write found the stream gone (after an OK end, that is the only cue);
+ * - `rejected`: `accepted=false`;
+ * - `dropped`: the sim's own doing (`disconnect()`, a `disconnect` fault).
+ */
+export type DisconnectReason = 'connectFailed' | 'headersTimeout' | 'status' | 'streamError' | 'sendFailed' | 'rejected' | 'dropped';
+
 export interface DisconnectInfo {
   code: number;
   details: string;
@@ -106,6 +123,13 @@ export interface DisconnectInfo {
   clean: boolean;
   /** Response headers had been received (else: a connect error). */
   hadHeaders: boolean;
+  reason: DisconnectReason;
+}
+
+/** The response side ended with this status while the request side stays open (`upstream` wire). */
+export interface ResponseEndInfo {
+  code: number;
+  details: string;
 }
 
 export interface SimWorkerEvents {
@@ -114,6 +138,8 @@ export interface SimWorkerEvents {
   registered: [response: RegisterResponseIn];
   rejected: [response: RegisterResponseIn];
   disconnected: [info: DisconnectInfo];
+  /** `upstream` wire: the response ended OK; the worker carries on as if nothing happened. */
+  responseEnded: [info: ResponseEndInfo];
   task: [task: ExecuteTaskIn];
   streamError: [jobId: string, message: string];
   challengeMismatch: [jobId: string, message: string];

@@ -6,13 +6,17 @@
  *
  * This class is the worker's public face and its message dispatch; the parts live beside it:
  * `connection.ts` (stream, handshake, heartbeats, queues), `tasks.ts` (setups, tasks, cancels),
- * `streams.ts` (input/hints), `faults.ts`, `replies.ts`, `job-context.ts`.
+ * `streams.ts` (input/hints), `faults.ts`, `replies.ts`, `job-context.ts`. The wire under the
+ * connection is grpc-js by default; `wire: 'upstream'` swaps in raw HTTP/2 that ends streams and
+ * reconnects exactly when upstream's worker does (`transport-upstream.ts`).
  */
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import { ReconnectionAction, type CoordinatorMessageIn, type RegisterResponseIn, type WorkerMessageOut } from './messages';
 import { resolveWorkerOptions, type SimFault, type SimPhase, type SimWorkerInit, type SimWorkerOptions } from './options';
 import { WorkerConnection } from './connection';
+import { grpcJsWire } from './transport-grpc-js';
+import { upstreamWire } from './transport-upstream';
 import { FaultBook } from './faults';
 import { JobSlot } from './job-context';
 import { Replies } from './replies';
@@ -36,8 +40,10 @@ export {
   emptyWorkerStats,
   type AggTaskRecord,
   type DisconnectInfo,
+  type DisconnectReason,
   type JobContextInfo,
   type JobStreamCounters,
+  type ResponseEndInfo,
   type SimWorkerEvents,
   type SimWorkerState,
   type SimWorkerStats,
@@ -62,14 +68,16 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
   private readonly tasks: TaskRunner;
 
   /**
-   * @param sharedClient a `grpc.Client` to multiplex this worker's stream on (fleet option); by default
-   *   every connection attempt opens its own channel, like the Rust worker.
+   * @param sharedClient a `grpc.Client` to multiplex this worker's stream on (fleet option, grpc-js
+   *   wire only); by default every connection attempt opens its own connection, like the Rust worker.
    */
   constructor(init: SimWorkerInit, sharedClient?: grpc.Client) {
     super();
     this.options = resolveWorkerOptions(init);
+    if (sharedClient && this.options.wire === 'upstream') throw new RangeError('a shared channel needs the grpc-js wire');
     this.rt = new WorkerRuntime(this.options, this.stats, this.log, this);
-    this.connection = new WorkerConnection(this.rt, this.slot, sharedClient, (msg) => this.process(msg));
+    const open = this.options.wire === 'upstream' ? upstreamWire(this.options) : grpcJsWire(this.options, sharedClient);
+    this.connection = new WorkerConnection(this.rt, this.slot, open, (msg) => this.process(msg));
     this.replies = new Replies(this.rt, this.connection);
     this.faults = new FaultBook(this.rt, this.connection);
     this.streams = new JobStreams(this.rt, this.slot, this.replies);
@@ -96,6 +104,14 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
   /** Accepted at least once since `start()`. */
   get hasRegistered(): boolean {
     return this.stats.registrations > 0;
+  }
+
+  /**
+   * The coordinator ended the response stream OK without resetting it (upstream wire), and the worker,
+   * like the real one, still believes it is connected and heartbeats into it.
+   */
+  get halfOpen(): boolean {
+    return this.connection.halfOpen;
   }
 
   get isSilent(): boolean {
@@ -216,7 +232,7 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
       this.stats.rejections++;
       rt.logLine(`registration rejected: ${r.message}`);
       this.emit('rejected', r);
-      this.connection.drop(options.reconnectOnReject ? options.rejectedReconnectDelayMs : null);
+      this.connection.drop(options.reconnectOnReject ? options.rejectedReconnectDelayMs : null, 'rejected');
       return;
     }
     rt.state = 'ready';

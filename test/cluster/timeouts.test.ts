@@ -3,7 +3,8 @@
  * simulated workers: aggregate-phase, execute, wrap and setup deadlines fail the job with
  * `JobFailure.timeout` (with the phase where D4 gives one), a worker error during an execute or a
  * wrap job fails it at once with `JobFailure.execution{reason}`, and afterwards every worker is
- * Ready again (none computing, none parked).
+ * Ready again (none computing, none parked). The sims speak the upstream wire: no stream ends in
+ * these cases, so the grpc-js wire would only repeat them (flows.test.ts runs both).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,8 @@ import type { SimFaultAction } from '../../src/sim/options';
 import { assertAllReady, failureOf, startCluster, type Cluster, type ClusterOptions, type Failure } from '../helpers/cluster';
 import { fakeElf, inline, register, submit, waitTerminal, watch, type WaitResult } from '../api/helpers';
 
-const cluster = (workers: number, opts: ClusterOptions = {}): Promise<Cluster> => startCluster(workers, { tag: 'timeouts', ...opts });
+const cluster = (workers: number, opts: ClusterOptions = {}): Promise<Cluster> =>
+  startCluster(workers, { tag: 'timeouts', ...opts, sim: { wire: 'upstream', ...opts.sim } });
 
 /** A `timeout` failure with this phase (undefined: no phase at all) and a 1 s limit. */
 function assertTimeout(f: Failure, phase: number | undefined): void {

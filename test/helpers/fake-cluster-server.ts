@@ -109,7 +109,11 @@ export class FakeConn {
     if (!this.closed) this.call.write(msg);
   }
 
-  /** Ends the stream with status OK (a clean end for the worker). */
+  /**
+   * Ends the stream with status OK and nothing else, as grpc-js's server does (no RST_STREAM): a
+   * disconnect for a sim on the grpc-js wire, a half-open stream it keeps writing into on the upstream
+   * wire. Tests that need a reset use `raw-worker-port.ts`.
+   */
   end(): void {
     if (this.closed) return;
     this.closed = true;

@@ -62,7 +62,7 @@ export function hints(jobId: string, type: 0 | 1 | 2, seq: number, payload: Buff
 }
 
 /** Matches an `execute_task_response` of `jobId` (and of `workerId` when given). */
-export function responseOf(jobId: string, workerId?: string): (r: Received) => boolean {
+export function responseOf(jobId: string, workerId?: string): (r: Pick<Received, 'msg' | 'workerId'>) => boolean {
   return (r) => r.msg.execute_task_response?.job_id === jobId && (workerId === undefined || r.workerId === workerId);
 }
 

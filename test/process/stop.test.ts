@@ -2,8 +2,9 @@
  * The real process stops on SIGTERM whatever its peers do. Every peer here is rude: a worker stream
  * that never half-closes on a connection that ignores GOAWAY (a real zisk-worker), an idle client
  * connection that ignores GOAWAY, a WatchJob stream whose connection stays open, and an idle
- * HTTP/1.1 keep-alive socket on the metrics port. Regression: the process logged "stopped" and then
- * stayed alive until the peers hung up (forever with a real worker).
+ * HTTP/1.1 keep-alive socket on the metrics port; the busy worker is a sim on the upstream wire.
+ * Regression: the process logged "stopped" and then stayed alive until the peers hung up (forever
+ * with a real worker).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +57,21 @@ async function rudePeers(c: SpawnedCoordinator, watchJobId?: string): Promise<Ru
   };
 }
 
+/**
+ * A sim worker that will sit on its contribution, on the upstream wire: like a real worker it never
+ * half-closes and only notices the coordinator going away when the connection dies or a send fails.
+ */
+function busySim(c: SpawnedCoordinator): SimWorker {
+  return new SimWorker({
+    coordinator: `127.0.0.1:${c.ports.cluster}`,
+    workerId: 'busy-sim',
+    wire: 'upstream',
+    contributionDelayMs: 600_000,
+    setupDelayMs: 1,
+    reconnectIntervalMs: 50,
+  });
+}
+
 async function exitWithin(c: SpawnedCoordinator, ms: number): Promise<{ code: number | null; elapsedMs: number }> {
   const t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
@@ -98,7 +114,7 @@ test('SIGTERM with a job running: the drain window expires, the job is abandoned
     env: { ...LOOPBACK_ENV, ZISK_COORDINATOR_SERVER_SHUTDOWN_TIMEOUT_SECONDS: String(windowSeconds) },
   });
   t.after(() => stopCoordinator(c));
-  const sim = new SimWorker({ coordinator: `127.0.0.1:${c.ports.cluster}`, workerId: 'busy-sim', contributionDelayMs: 600_000, setupDelayMs: 1, reconnectIntervalMs: 50 });
+  const sim = busySim(c);
   sim.start();
   t.after(() => sim.stop());
   const client = apiClient(`127.0.0.1:${c.ports.api}`);
@@ -123,7 +139,7 @@ test('SIGTERM with a job running: the drain window expires, the job is abandoned
 test('a second SIGTERM skips the drain window and the process exits with rude peers connected', async (t) => {
   const c = await spawnCoordinator({ args: EPHEMERAL, env: { ...LOOPBACK_ENV, ZISK_COORDINATOR_SERVER_SHUTDOWN_TIMEOUT_SECONDS: '600' } });
   t.after(() => stopCoordinator(c));
-  const sim = new SimWorker({ coordinator: `127.0.0.1:${c.ports.cluster}`, workerId: 'busy-sim', contributionDelayMs: 600_000, setupDelayMs: 1, reconnectIntervalMs: 50 });
+  const sim = busySim(c);
   sim.start();
   t.after(() => sim.stop());
   const client = apiClient(`127.0.0.1:${c.ports.api}`);

@@ -59,7 +59,7 @@ describe('sim fleet', () => {
     p.parse(['node', 'sim', '--workers', '5', '--proof-values', '1000000', '--fault', 'sim-1:prove:error:2', '--fault', '*:wrap:silence'], {
       from: 'node',
     });
-    const o = p.opts<{ workers: number; proofValues: number; fault: Array<{ worker: string; phase: string; fault: { action: string; times?: number } }> }>();
+    const o = p.opts<{ workers: number; proofValues: number; upstreamWire: boolean; fault: Array<{ worker: string; phase: string; fault: { action: string; times?: number } }> }>();
     assert.equal(o.workers, 5);
     assert.equal(o.proofValues, 1_000_000);
     assert.deepEqual(o.fault, [
@@ -67,5 +67,14 @@ describe('sim fleet', () => {
       { worker: '*', phase: 'wrap', fault: { action: 'silence' } },
     ]);
     assert.throws(() => buildProgram().exitOverride().configureOutput({ writeErr: () => undefined }).parse(['node', 'sim', '--fault', 'x:bad:error']));
+    assert.equal(o.upstreamWire, false, 'grpc-js wire by default');
+    const up = buildProgram().exitOverride().parse(['node', 'sim', '--upstream-wire'], { from: 'node' }).opts<{ upstreamWire: boolean }>();
+    assert.equal(up.upstreamWire, true);
+    assert.match(buildProgram().helpInformation(), /--upstream-wire/);
+  });
+
+  test('the upstream wire opens one connection per worker: no shared channel', () => {
+    assert.throws(() => new SimFleet({ coordinator: '127.0.0.1:1', workers: 2, wire: 'upstream', sharedChannel: true }), /grpc-js wire/);
+    assert.throws(() => new SimFleet({ coordinator: '127.0.0.1:1', workers: 1, wire: 'h3' as never }), /wire must be one of/);
   });
 });
