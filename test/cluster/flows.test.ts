@@ -219,11 +219,6 @@ describe('upstream wire: streams the coordinator ends after a handshake', () => 
 
   test(
     'a worker whose stream was taken over learns it at its next send and reconnects at once',
-    {
-      todo:
-        'coordinator does not reset the stream after an OK end (issue 10 item 6): today the taken-over worker ' +
-        'heartbeats into the half-open stream for ever and this test times out',
-    },
     async () => {
       const tc = await startTestCoordinator();
       const old = upstreamSim(tc.clusterAddress, 'dup');
