@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_API_PROTO, loadProto } from '../../src/shared/proto';
 import { hostNow } from './proc';
+import { FieldWriter } from '../../src/shared/protobuf-wire';
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 
@@ -191,32 +192,9 @@ export const EVENT_COMPLETED = 5;
 export const EVENT_CANCELLED = 6;
 export const EVENT_FAILED = 7;
 
-export function readVarint(buf: Buffer, pos: number): [value: number, next: number] {
-  let v = 0;
-  let shift = 0;
-  for (;;) {
-    if (pos >= buf.length) throw new Error('truncated varint');
-    const b = buf[pos++];
-    v += (b & 0x7f) * 2 ** shift;
-    if ((b & 0x80) === 0) return [v, pos];
-    shift += 7;
-  }
-}
-
-function encodeVarint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-
 /** `{ job_id }` as a length-delimited field 1. */
 export function jobIdRequest(jobId: string): Buffer {
-  const id = Buffer.from(jobId, 'utf8');
-  return Buffer.concat([Buffer.from([0x0a, ...encodeVarint(id.length)]), id]);
+  return new FieldWriter().string(1, jobId, true).finish();
 }
 
 /** An encoded prove JobRequest (public proto): every prove request of a loop is these same bytes. */

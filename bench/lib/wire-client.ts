@@ -7,7 +7,8 @@
  */
 import http2 from 'node:http2';
 import { hostNow } from './proc';
-import { API_PATH, EVENT_CANCELLED, EVENT_COMPLETED, EVENT_FAILED, jobIdRequest, readVarint, settleOnce, type WatchOutcome } from './api';
+import { API_PATH, EVENT_CANCELLED, EVENT_COMPLETED, EVENT_FAILED, jobIdRequest, settleOnce, type WatchOutcome } from './api';
+import { readVarint } from '../../src/shared/protobuf-wire';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE } = http2.constants;
 
@@ -74,7 +75,7 @@ export class WireJobClient {
       this.call('JobRequest', this.proveRequest, deadlineMs, (m) => (response ??= Buffer.from(m)), (r) => {
         if (r.status !== 0) return reject(new Error(`JobRequest: ${r.status} ${r.message}`));
         if (!response || response[0] !== 0x0a) return reject(new Error('JobResponse without job_id'));
-        const [len, pos] = readVarint(response, 1);
+        const { value: len, next: pos } = readVarint(response, 1);
         resolve(response.toString('utf8', pos, pos + len));
       });
     });

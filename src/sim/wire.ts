@@ -4,39 +4,14 @@
  * from two uint32 halves per value: no BigInt, no decimal strings, no per-value objects.
  */
 
+import { varintSize64, writeVarint64 } from '../shared/protobuf-wire';
+
+export { varintSize64, writeVarint64 };
+
 const WT_VARINT = 0;
 const WT_I64 = 1;
 const WT_LEN = 2;
 const WT_I32 = 5;
-
-/** Bytes needed for the varint of the uint64 `hi:lo` (both uint32). */
-export function varintSize64(hi: number, lo: number): number {
-  if (hi === 0) {
-    if (lo < 0x80) return 1;
-    if (lo < 0x4000) return 2;
-    if (lo < 0x200000) return 3;
-    if (lo < 0x10000000) return 4;
-    return 5;
-  }
-  // 32 low bits plus the significant bits of hi, 7 per byte.
-  const bits = 64 - Math.clz32(hi);
-  return Math.ceil(bits / 7);
-}
-
-/** Writes the uint64 `hi:lo` as a varint at `pos`; returns the new position. */
-export function writeVarint64(buf: Buffer, pos: number, hi: number, lo: number): number {
-  while (hi !== 0) {
-    buf[pos++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  while (lo > 0x7f) {
-    buf[pos++] = (lo & 0x7f) | 0x80;
-    lo >>>= 7;
-  }
-  buf[pos++] = lo;
-  return pos;
-}
 
 export function splitU64(v: bigint): [hi: number, lo: number] {
   if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`not a uint64: ${v}`);
