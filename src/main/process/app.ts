@@ -189,7 +189,10 @@ function armExitBackstop(code: number, logger: Logger): void {
 /** `directories` come checked from `prepareDirectories` (directories.ts). */
 export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
   const startedAt = performance.now();
+  // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
+  const store = openStore(config, directories);
   const lifecycle = new Lifecycle();
+  lifecycle.onClose('state store', () => store.close());
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
   const metrics = new CoordinatorMetrics();
   lifecycle.onClose('metrics', () => metrics.stop());
@@ -236,8 +239,6 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
 
-  const store = openStore(config, directories);
-  lifecycle.onClose('state store', () => store.close());
   const apiService = new ApiService({
     config,
     directories,

@@ -34,6 +34,8 @@ export class EmbeddedJobStore implements JobStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(dir, `cannot create its files directory: ${(err as Error).message}`);
     }
+    const problem = lmdbFileProblem(file);
+    if (problem) throw new StoreError(file, `${problem}; not opened (move it away to start with an empty store, or restore a backup)`);
     try {
       db = open<StoredJob, string>({ path: file, overlappingSync: true });
     } catch (err) {
@@ -71,6 +73,51 @@ export class EmbeddedJobStore implements JobStore {
 
   async close(): Promise<void> {
     await this.db.close();
+  }
+}
+
+/** Where a page's fields and its meta record's fields are (LMDB's on-disk format, 64-bit). */
+const META = { flags: 0x12, magic: 0x18, version: 0x1c, pageSize: 0x30, lastPage: 0x90, txnId: 0x98 } as const;
+const P_META = 0x08;
+const MDB_MAGIC = 0xbeefc0de;
+
+/**
+ * Why `file` is not an LMDB store we can open safely, or undefined (also when it does not exist yet:
+ * a new store). LMDB maps the file and trusts it: a file that is not LMDB, or is cut short, makes it
+ * read past the end or through garbage and the process dies of a signal. Its two meta pages say what
+ * the file must be, so they are checked before it is opened.
+ */
+export function lmdbFileProblem(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? undefined : `cannot read it: ${(err as Error).message}`;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return undefined;
+    const head = Buffer.alloc(Math.min(size, 2 * 65536));
+    fs.readSync(fd, head, 0, head.length, 0);
+    const meta = (offset: number): { pageSize: number; lastPage: bigint; txnId: bigint } | undefined => {
+      if (offset + 0xa0 > head.length) return undefined;
+      if ((head.readUInt16LE(offset + META.flags) & P_META) === 0) return undefined;
+      if (head.readUInt32LE(offset + META.magic) !== MDB_MAGIC) return undefined;
+      const version = head.readUInt32LE(offset + META.version);
+      const pageSize = head.readUInt32LE(offset + META.pageSize);
+      if (version < 1 || version > 2 || pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return undefined;
+      return { pageSize, lastPage: head.readBigUInt64LE(offset + META.lastPage), txnId: head.readBigUInt64LE(offset + META.txnId) };
+    };
+    const first = meta(0);
+    const second = first ? meta(first.pageSize) : undefined;
+    const current = [first, second].filter((m) => m !== undefined).sort((a, b) => (a.txnId > b.txnId ? -1 : 1))[0];
+    if (!current) return 'it is not an LMDB store (no valid meta page)';
+    const needed = (current.lastPage + 1n) * BigInt(current.pageSize);
+    if (BigInt(size) < needed) return `it is cut short (${size} bytes; its last transaction needs ${needed})`;
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
