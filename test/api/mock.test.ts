@@ -1,5 +1,5 @@
 /**
- * `[backend] mode = "mock"` end to end (decisions D10, client-api.md §4.10): the same API on
+ * `[backend] mode = "mock"` end to end (docs/decisions.md, Mock backend): the same API on
  * upstream's mock timings, with synthetic results.
  */
 import { describe, it, before, after } from 'node:test';

@@ -1,7 +1,7 @@
 /**
- * Data plane under load (decisions D7): 256 MiB pushed through PushJobInput in 2 MiB chunks to a
- * job running on 4 workers (1 GiB of egress). The coordinator runs as its own process (the real
- * binary), so its memory can be measured from /proc: the peak RSS growth must stay below the input
+ * Data plane under load (docs/decisions.md, Data plane): 256 MiB pushed through PushJobInput in 2 MiB
+ * chunks to a job running on 4 workers (1 GiB of egress). The coordinator runs as its own process (the
+ * real binary), so its memory can be measured from /proc: the peak RSS growth must stay below the input
  * size, i.e. the per-worker queues and the client push stream are paced, not buffered whole.
  *
  * The sim workers and the client live in this process; the client honours `write()`/`'drain'` and

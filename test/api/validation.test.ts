@@ -1,6 +1,6 @@
 /**
- * Every request-validation and error row of client-api.md §2.0 / §3.1 as decisions D2 amends it,
- * over real gRPC: status code, exact message text, and the decoded ApiError detail.
+ * The request-validation errors and refusals of docs/decisions.md (Errors, Queue), each over real
+ * gRPC: status code, exact message text, and the decoded ApiError detail.
  */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';

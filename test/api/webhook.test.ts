@@ -1,4 +1,4 @@
-/** The completion webhook (cluster-protocol.md §3.7, decisions D4) against a local HTTP receiver. */
+/** The completion webhook (docs/decisions.md, Webhook) against a local HTTP receiver. */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';

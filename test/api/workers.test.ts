@@ -1,7 +1,8 @@
 /**
- * The client API over real gRPC with simulated workers speaking the real cluster protocol: results
- * as D4/D7 define them, push relays, WaitJobResult holds, WatchJob history and slow watchers, cancel,
- * the queue as a client sees it, and setups replayed after a restart.
+ * The client API over real gRPC with simulated workers speaking the real cluster protocol: results as
+ * docs/decisions.md defines them (Job states and events, Data plane), push relays, WaitJobResult holds,
+ * WatchJob history and slow watchers, cancel, the queue as a client sees it, and setups replayed after a
+ * restart.
  */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';

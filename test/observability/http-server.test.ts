@@ -62,7 +62,7 @@ test('listens on an ephemeral port and reports the bound address', () =>
     assert.ok(h.server.listening);
   }));
 
-test('GET /metrics: Prometheus content type and the D8 exposition', () =>
+test('GET /metrics: Prometheus content type and the documented exposition', () =>
   withServer({}, async (h, metrics) => {
     metrics!.setQueueDepth(2);
     const r = await request(h.address.port, 'GET', '/metrics');
