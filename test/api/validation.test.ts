@@ -250,7 +250,7 @@ describe('push state rules and the drain (mock mode)', () => {
   it('while draining: new jobs refused (after format and program checks), everything else served', async () => {
     const jobId = await submit(client, { execute: { hash_id: hashId, input: inline() } });
     tc.running.shutdown('test');
-    await new Promise((r) => setTimeout(r, 50));
+    await tc.waitForLog((l) => String(l.msg).startsWith('received test: draining'));
     assertError(
       await callError(client, 'JobRequest', { job_kind: { prove: { hash_id: hashId, input: inline() } } }),
       grpc.status.UNAVAILABLE,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler } from '../../src/main/observability/metrics';
 
 /** Every metric docs/operations.md lists (Health and metrics), with its type. */
@@ -32,6 +32,16 @@ function sample(body: string, series: string): number | undefined {
   }
   return undefined;
 }
+
+/** The main-thread sampler's tick, in ms (`CoordinatorMetrics` samples its loop every 10 ms). */
+const MAIN_RESOLUTION_MS = 10;
+
+/**
+ * Resolves after the next tick of a loop sampler of `resolutionMs`, which measures any stall before
+ * it: a timer set now is due later than the tick already scheduled (at most `resolutionMs` after the
+ * previous one, by the same clock), and Node runs timers in the order they fall due.
+ */
+const afterNextTick = (resolutionMs: number): Promise<unknown> => sleep(resolutionMs + 1);
 
 async function withMetrics(fn: (m: CoordinatorMetrics) => Promise<void>): Promise<void> {
   const m = new CoordinatorMetrics();
@@ -215,23 +225,25 @@ test('scheduler loop stats are reported as given', () =>
 
 test('main-thread loop stats describe the interval since the previous scrape', () =>
   withMetrics(async (m) => {
-    // ELU only counts once the event loop is running; in-process tests can still be in the first tick.
-    await sleep(20);
+    // ELU only counts once the event loop is running; an immediate runs only inside the loop.
+    await nextImmediate();
     await m.render();
     const until = Date.now() + 120;
     while (Date.now() < until) {
       // Block the loop so the delay monitor sees a stall.
     }
-    await sleep(40);
+    await afterNextTick(MAIN_RESOLUTION_MS);
     let { body } = await m.render();
     const max = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
     const util = sample(body, 'coordinator_event_loop_utilization{thread="main"}')!;
     assert.ok(max >= 0.08 && max < 1, `max delay ${max}`);
     assert.ok(util > 0.3 && util <= 1, `utilization ${util}`);
 
-    await sleep(60);
+    await afterNextTick(MAIN_RESOLUTION_MS);
     ({ body } = await m.render());
     const after = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
+    // A tick was recorded (an empty interval reports 0), and it did not carry the stall over.
+    assert.ok(after > 0, 'a tick in the next interval');
     assert.ok(after < 0.08, `stall not carried into the next interval (${after})`);
   }));
 
@@ -260,15 +272,16 @@ test('LoopStatsSampler: zeros before start and after stop, real figures in betwe
   assert.deepEqual(s.sample(), { p50: 0, p99: 0, max: 0, utilization: 0 });
   s.start();
   s.start(); // idempotent
-  await sleep(50);
+  await afterNextTick(10);
   const idle = s.sample();
+  assert.ok(idle.max > 0, 'a tick was recorded');
   assert.ok(idle.p50 >= 0 && idle.p50 < 0.05, `idle p50 ${idle.p50} (resolution subtracted)`);
   assert.ok(idle.utilization >= 0 && idle.utilization <= 1);
   const until = Date.now() + 60;
   while (Date.now() < until) {
     // stall
   }
-  await sleep(30);
+  await afterNextTick(10);
   const busy = s.sample();
   assert.ok(busy.max >= 0.04, `busy max ${busy.max}`);
   assert.ok(busy.p99 <= busy.max + 1e-9);
