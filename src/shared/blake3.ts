@@ -1,9 +1,9 @@
 /**
- * BLAKE3-256 (the program id, client-api.md §2.1): the prebuilt Rust binding of @napi-rs/blake-hash
- * (SIMD: ~2.4 GB/s on the bench machine) where it exists, else hash-wasm (~0.4 GB/s). Both give the
- * same digest. The binding is an optional dependency on its platform package alone, linux-x64
- * (glibc): the registry this project installs from has no other platform's build, and the umbrella
- * package would make `npm ci` fail on the missing ones. Other platforms fall back.
+ * BLAKE3-256 (the program id `hash_id`; docs/decisions.md, Data plane): the prebuilt Rust binding of
+ * @napi-rs/blake-hash (SIMD: ~2.4 GB/s on the bench machine) where it exists, else hash-wasm (~0.4
+ * GB/s). Both give the same digest. The binding is an optional dependency on its platform package alone,
+ * linux-x64 (glibc): the registry this project installs from has no other platform's build, and the
+ * umbrella package would make `npm ci` fail on the missing ones. Other platforms fall back.
  */
 export interface Blake3 {
   readonly kind: 'native' | 'wasm';

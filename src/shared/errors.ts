@@ -1,6 +1,6 @@
 /**
- * The one registry of coded errors (decisions D2). Each code fixes its gRPC status and the exact
- * message text upstream clients see; `ApiError{code, name, message}` travels in
+ * The one registry of coded errors (docs/decisions.md, Errors). Each code fixes its gRPC status and the
+ * exact message text upstream clients see; `ApiError{code, name, message}` travels in
  * `grpc-status-details-bin`. Errors cross the thread boundary as `{ code, message }` data, never as
  * Error objects (custom fields do not survive structured cloning).
  */
@@ -74,7 +74,7 @@ export const apiErrors = {
   }),
 } as const;
 
-/** The gRPC status message for an error: INTERNAL keeps upstream's fixed text (D2). */
+/** The gRPC status message for an error: INTERNAL keeps upstream's fixed text (docs/decisions.md, Errors). */
 export function grpcMessageOf(err: ApiErrorData): string {
   return err.code === 'INTERNAL' ? 'An internal error occurred' : err.message;
 }

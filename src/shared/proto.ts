@@ -7,9 +7,9 @@ export const PROTO_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}
 
 /**
  * Decoding options shared by every proto we load. `longs: String` keeps every uint64 lossless
- * (decisions D1); enums stay numeric so unknown values can be told apart from known ones; `oneofs`
- * exposes which member of a oneof is set; `defaults` fills proto3 implicit-presence fields while
- * leaving explicit-presence (`optional`) fields absent when they were not on the wire.
+ * (docs/decisions.md, Wire contract); enums stay numeric so unknown values can be told apart from known
+ * ones; `oneofs` exposes which member of a oneof is set; `defaults` fills proto3 implicit-presence
+ * fields while leaving explicit-presence (`optional`) fields absent when they were not on the wire.
  */
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -24,7 +24,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 export const CLIENT_API_PROTO = 'zisk_coordinator_api.proto';
 export const CLUSTER_API_PROTO = 'zisk_distributed_api.proto';
-/** Internal view of the cluster proto: relayed uint64 arrays as opaque bytes (decisions D1). */
+/** Internal view of the cluster proto: relayed uint64 arrays as opaque bytes (docs/decisions.md, Wire contract). */
 export const CLUSTER_VIEW_PROTO = 'internal/cluster_relay_view.proto';
 export const RPC_STATUS_PROTO = 'google/rpc/status.proto';
 

@@ -1,4 +1,4 @@
-/** The members of `WorkerMessage.payload` (cluster-protocol.md §1.2), in field-number order. */
+/** The members of `WorkerMessage.payload` (proto/zisk_distributed_api.proto), in field-number order. */
 export const WORKER_PAYLOADS = [
   'heartbeat_ack',
   'error',

@@ -1,5 +1,6 @@
 /**
- * piscina task: BLAKE3-256 of a guest program (ELF), off the main thread (decisions D7).
+ * piscina task: BLAKE3-256 of a guest program (ELF), off the main thread (docs/architecture.md, Threads
+ * and the channel between them).
  *
  * The bytes arrive as a transferred ArrayBuffer and go back the same way, so a 100 MiB ELF is never
  * structured-cloned in either direction and the main thread can still write it to the cache.

@@ -1,7 +1,7 @@
 /**
- * The pure, deterministic scheduler core (ARCHITECTURE.md principle 2): `(state, event, now) → effects`.
- * No I/O, no clock, no randomness beyond the injected `newId`. The thread wrapper feeds it events and
- * timer wake-ups and applies the effects it returns.
+ * The pure, deterministic scheduler core (docs/architecture.md, Threads and the channel between them):
+ * `(state, event, now) → effects`. No I/O, no clock, no randomness beyond the injected `newId`. The
+ * thread wrapper feeds it events and timer wake-ups and applies the effects it returns.
  *
  * The flows live beside it in `core/`: worker lifecycle, setup, queue and selection, tasks, outcomes,
  * deadlines; this class routes events and timers to them and settles the queue, retention and counts
@@ -305,7 +305,7 @@ export class SchedulerCore {
     if (!ctx.retentionTimer) {
       const oldest = ctx.jobs.oldestTerminatedAt();
       if (oldest !== undefined) {
-        // job_monitor_interval_seconds only paces these sweeps (decisions D4)
+        // job_monitor_interval_seconds only paces these sweeps (docs/decisions.md, Job states and events)
         const at = Math.max(
           oldest + ctx.cfg.job_ttl_seconds * 1000,
           ctx.lastSweepAt + ctx.cfg.job_monitor_interval_seconds * 1000,

@@ -137,6 +137,24 @@ export function watch(client: grpc.Client, jobId: string, deadlineMs = 20_000): 
   return { events, done, call };
 }
 
+/** Resolves with the first event named `name` the watch delivered (already or later); rejects if the stream ends first. */
+export function watchedEvent(w: WatchHandle, name: string): Promise<WatchedEvent> {
+  const seen = w.events.find((e) => e.event === name);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve, reject) => {
+    const onData = (e: WatchedEvent): void => {
+      if (e.event !== name) return;
+      w.call.off('data', onData);
+      resolve(e);
+    };
+    w.call.on('data', onData);
+    void w.done.then((status) => {
+      w.call.off('data', onData);
+      reject(new Error(`watch ended (code ${status.code}) before a ${name} event: ${JSON.stringify(w.events.map((x) => x.event))}`));
+    });
+  });
+}
+
 /** A client stream (PushJobInput / PushJobHintsInput) writing `messages`, then half-closing. */
 export function pushStream(
   client: grpc.Client,

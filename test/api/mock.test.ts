@@ -1,5 +1,5 @@
 /**
- * `[backend] mode = "mock"` end to end (decisions D10, client-api.md §4.10): the same API on
+ * `[backend] mode = "mock"` end to end (docs/decisions.md, Mock backend): the same API on
  * upstream's mock timings, with synthetic results.
  */
 import { describe, it, before, after } from 'node:test';
@@ -18,6 +18,7 @@ import {
   wait,
   waitTerminal,
   watch,
+  watchedEvent,
 } from './helpers';
 
 describe('mock backend end to end', () => {
@@ -79,7 +80,12 @@ describe('mock backend end to end', () => {
         proof_dest: 2,
       },
     });
-    await new Promise((r) => setTimeout(r, 200));
+    // Each job has started (the execute job has also entered CONTRIBUTIONS).
+    await Promise.all([
+      watchedEvent(watch(client, setup), 'started'),
+      watchedEvent(watch(client, execute), 'progress'),
+      watchedEvent(watch(client, wrap), 'started'),
+    ]);
     const [s, e, w] = await Promise.all([wait(client, setup, 1), wait(client, execute, 1), wait(client, wrap, 1)]);
     assert.deepEqual([s.job_status.status, s.job_status.running?.phase], ['running', undefined]);
     assert.deepEqual([e.job_status.status, e.job_status.running?.phase], ['running', 1]);

@@ -1,6 +1,6 @@
 /**
- * The queue of decisions D3 over real gRPC with simulated workers: capacity per job, FIFO starts,
- * "all eligible workers" never starting short, the queue timeout, the queue bound, the two
+ * The queue (docs/decisions.md, Queue) over real gRPC with simulated workers: capacity per job, FIFO
+ * starts, "all eligible workers" never starting short, the queue timeout, the queue bound, the two
  * UNAVAILABLE refusals, cancel of a queued job, and `coordinator_queue_depth`.
  *
  * Jobs that must stay running while the test looks at the queue are *held*: they carry a

@@ -1,4 +1,4 @@
-/** RegisterGuestProgram (client-api.md §2.1, decisions D7): BLAKE3 ids, the ELF cache, restarts. */
+/** RegisterGuestProgram (docs/decisions.md, Data plane): BLAKE3 ids, the ELF cache, restarts. */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';

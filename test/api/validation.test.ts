@@ -1,6 +1,6 @@
 /**
- * Every request-validation and error row of client-api.md §2.0 / §3.1 as decisions D2 amends it,
- * over real gRPC: status code, exact message text, and the decoded ApiError detail.
+ * The request-validation errors and refusals of docs/decisions.md (Errors, Queue), each over real
+ * gRPC: status code, exact message text, and the decoded ApiError detail.
  */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -250,7 +250,7 @@ describe('push state rules and the drain (mock mode)', () => {
   it('while draining: new jobs refused (after format and program checks), everything else served', async () => {
     const jobId = await submit(client, { execute: { hash_id: hashId, input: inline() } });
     tc.running.shutdown('test');
-    await new Promise((r) => setTimeout(r, 50));
+    await tc.waitForLog((l) => String(l.msg).startsWith('received test: draining'));
     assertError(
       await callError(client, 'JobRequest', { job_kind: { prove: { hash_id: hashId, input: inline() } } }),
       grpc.status.UNAVAILABLE,

@@ -1,4 +1,4 @@
-/** The completion webhook (cluster-protocol.md §3.7, decisions D4) against a local HTTP receiver. */
+/** The completion webhook (docs/decisions.md, Webhook) against a local HTTP receiver. */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -79,7 +79,7 @@ describe('webhook', () => {
   });
 
   it('posts every terminal outcome of prove, execute and wrap jobs (not setup), with upstream fields', async () => {
-    await withCoordinator({ backend: { mode: 'mock' }, coordinator: { webhook_url: `${base}/hook` } }, async (_tc, client) => {
+    const ids = await withCoordinator({ backend: { mode: 'mock' }, coordinator: { webhook_url: `${base}/hook` } }, async (tc, client) => {
       const hashId = await register(client, fakeElf('webhook'));
       const setup = await submit(client, { setup: { hash_id: hashId } });
       const prove = await submit(client, { prove: { hash_id: hashId, input: inline() } });
@@ -88,32 +88,36 @@ describe('webhook', () => {
       assert.equal((await unary<{ cancelled: boolean }>(client, 'CancelJob', { job_id: cancelled })).cancelled, true);
       await Promise.all([setup, prove, execute].map((id) => waitTerminal(client, id)));
       await receiver.until(() => receiver.requests.filter((r) => r.url.startsWith('/hook/')).length >= 3);
-      await new Promise((r) => setTimeout(r, 100));
-      const byId = new Map(receiver.requests.filter((r) => r.url.startsWith('/hook/')).map((r) => [r.url.slice('/hook/'.length), r]));
-      assert.equal(byId.size, 3, [...byId.keys()].join(','));
-      assert.equal(byId.has(setup), false);
-
-      const p = byId.get(prove) as Received;
-      assert.equal(p.method, 'POST');
-      assert.equal(p.contentType, 'application/json');
-      assert.deepEqual(Object.keys(p.body).sort(), ['duration_ms', 'error', 'executed_steps', 'job_id', 'proof_data', 'success', 'timestamp']);
-      assert.equal(p.body.job_id, prove);
-      assert.equal(p.body.success, true);
-      assert.equal(p.body.error, null);
-      assert.equal(p.body.executed_steps, 0);
-      assert.deepEqual(p.body.proof_data, Array(64).fill(1));
-      assert.ok(typeof p.body.duration_ms === 'number' && p.body.duration_ms >= 1900);
-      assert.match(String(p.body.timestamp), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-
-      const e = byId.get(execute) as Received;
-      assert.equal(e.body.success, true);
-      assert.equal('proof_data' in e.body, false);
-
-      const c = byId.get(cancelled) as Received;
-      assert.equal(c.body.success, false);
-      assert.equal(c.body.executed_steps, null);
-      assert.deepEqual(c.body.error, { code: 'JOB_FAILED', message: 'The job was cancelled.' });
+      return { setup, prove, execute, cancelled, logs: tc.logs };
     });
+    // The coordinator has stopped, and stopping waits for the deliveries in flight (or abandons
+    // them, with an error line): every POST it was ever going to make has reached the receiver.
+    assert.deepEqual(ids.logs.filter((l) => /^webhook /.test(String(l.msg)) && l.level === 'error'), []);
+    const { setup, prove, execute, cancelled } = ids;
+    const byId = new Map(receiver.requests.filter((r) => r.url.startsWith('/hook/')).map((r) => [r.url.slice('/hook/'.length), r]));
+    assert.equal(byId.size, 3, [...byId.keys()].join(','));
+    assert.equal(byId.has(setup), false);
+
+    const p = byId.get(prove) as Received;
+    assert.equal(p.method, 'POST');
+    assert.equal(p.contentType, 'application/json');
+    assert.deepEqual(Object.keys(p.body).sort(), ['duration_ms', 'error', 'executed_steps', 'job_id', 'proof_data', 'success', 'timestamp']);
+    assert.equal(p.body.job_id, prove);
+    assert.equal(p.body.success, true);
+    assert.equal(p.body.error, null);
+    assert.equal(p.body.executed_steps, 0);
+    assert.deepEqual(p.body.proof_data, Array(64).fill(1));
+    assert.ok(typeof p.body.duration_ms === 'number' && p.body.duration_ms >= 1900);
+    assert.match(String(p.body.timestamp), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+    const e = byId.get(execute) as Received;
+    assert.equal(e.body.success, true);
+    assert.equal('proof_data' in e.body, false);
+
+    const c = byId.get(cancelled) as Received;
+    assert.equal(c.body.success, false);
+    assert.equal(c.body.executed_steps, null);
+    assert.deepEqual(c.body.error, { code: 'JOB_FAILED', message: 'The job was cancelled.' });
   });
 
   it('retries with backoff until a 2xx, substituting {$job_id}', async () => {

@@ -1,7 +1,8 @@
 /**
- * The client API over real gRPC with simulated workers speaking the real cluster protocol: results
- * as D4/D7 define them, push relays, WaitJobResult holds, WatchJob history and slow watchers, cancel,
- * the queue as a client sees it, and setups replayed after a restart.
+ * The client API over real gRPC with simulated workers speaking the real cluster protocol: results as
+ * docs/decisions.md defines them (Job states and events, Data plane), push relays, WaitJobResult holds,
+ * WatchJob history and slow watchers, cancel, the queue as a client sees it, and setups replayed after a
+ * restart.
  */
 import { describe, it, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -180,7 +181,12 @@ describe('results and relays with workers', () => {
     });
     const pushed = pushStream(c.client, 'PushJobHintsInput', [{ job_id: jobId, chunk: { data: hintsWords(CTRL_START, (0x100n << 32n) | 8n, 5n) } }], { keepOpen: true });
     pushed.result.catch(() => undefined);
-    await sleep(150);
+    // Every worker got the batch as START and DATA: the coordinator took it and the job goes on.
+    await c.fleet.waitUntil(
+      () => c.fleet.workers.every((w) => w.streamCounters(jobId)?.hintsStarted === true && w.streamCounters(jobId)?.hintsMessages === 1),
+      5_000,
+      () => `hints relayed: ${JSON.stringify(c.fleet.workers.map((w) => w.streamCounters(jobId)))}`,
+    );
     assert.equal((await wait(c.client, jobId, 1)).job_status.status, 'running');
     pushed.call.cancel();
     const r = await waitTerminal(c.client, jobId);
@@ -192,7 +198,16 @@ describe('results and relays with workers', () => {
   it('file:// input under inputs_dir is read by the coordinator and relayed', async () => {
     const file = path.join(inputsDir, 'input.bin');
     fs.writeFileSync(file, Buffer.alloc(8 * 512, 3));
+    // A sim finishes its execute task on its own clock, whatever input has arrived, and the job's
+    // end stops the relay: this task takes long enough that the input arrives first however slowly
+    // the file is read, and the test waits for it to arrive.
+    for (const w of c.fleet.workers) w.inject('execute', { delayMs: 2_000, times: 1 });
     const jobId = await submit(c.client, { execute: { hash_id: c.hashId, input: { stream_uri: `file://${file}` } } });
+    await c.fleet.waitUntil(
+      () => c.fleet.workers.every((w) => w.streamCounters(jobId)?.inputBytes === 4096),
+      5_000,
+      () => `input bytes per worker ${JSON.stringify(c.fleet.workers.map((w) => w.streamCounters(jobId)?.inputBytes))}`,
+    );
     const r = await waitTerminal(c.client, jobId);
     assert.equal(r.job_status.status, 'completed', JSON.stringify(r.job_status));
     for (const w of c.fleet.workers) assert.equal(w.streamCounters(jobId)?.inputBytes, 4096, w.id);
@@ -212,20 +227,24 @@ describe('holds, cancel, the queue and slow watchers', () => {
   it('WaitJobResult: absent → 5 s, present 0 → 1 s, the client deadline wins, a cancelled wait is released; then CancelJob', async () => {
     const running = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
     const queued = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
-    await sleep(100);
+    await c.tc.waitForLog((l) => l.msg === 'execute job started' && l.job_id === running);
     const timed = async (p: Promise<WaitResult>): Promise<[number, WaitResult]> => {
       const t0 = Date.now();
       const r = await p;
       return [Date.now() - t0, r];
     };
     const fn = (c.client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall>).WaitJobResult;
+    let abandonedCall!: grpc.ClientUnaryCall;
     const abandoned = new Promise<number>((resolve) => {
-      const call = fn.call(c.client, { job_id: running, timeout_seconds: 60 }, { deadline: Date.now() + 30_000 }, (e) => resolve(e?.code ?? 0));
-      setTimeout(() => call.cancel(), 200);
+      abandonedCall = fn.call(c.client, { job_id: running, timeout_seconds: 60 }, { deadline: Date.now() + 30_000 }, (e) => resolve(e?.code ?? 0));
     });
+    // Calls on one channel reach the server in the order they were made: once a hold started after
+    // the abandoned call has answered, the server is holding the abandoned one too. Then it is cancelled.
+    const zeroHold = timed(wait(c.client, running, 0));
+    void zeroHold.then(() => abandonedCall.cancel());
     const [[absentMs, absent], [zeroMs, zero], [deadlineMs, byDeadline], [queuedMs, q], cancelCode] = await Promise.all([
       timed(wait(c.client, running)),
-      timed(wait(c.client, running, 0)),
+      zeroHold,
       timed(wait(c.client, running, 3600, 1_500)),
       timed(wait(c.client, queued, 1)),
       abandoned,
@@ -263,10 +282,19 @@ describe('holds, cancel, the queue and slow watchers', () => {
     const elapsed = Date.now() - t0;
     assert.equal(r.job_status.status, 'failed', JSON.stringify(r.job_status));
     assert.equal(r.job_status.failed?.failure.kind, 'timeout');
-    assert.ok(elapsed >= 600 && elapsed < 3_000, `timed out after ${elapsed} ms`);
+    // The limit that fired is the request's own, about 0.7 s from submission (reported in whole
+    // seconds), not a later one (execution_timeout_seconds is 300).
+    const limit = (r.job_status.failed?.failure.timeout as { limit: { seconds: string; nanos: number } }).limit;
+    assert.ok(Number(limit.seconds) <= 1 && limit.nanos === 0, `limit ${JSON.stringify(limit)}`);
+    assert.ok(elapsed >= 600, `timed out after ${elapsed} ms`);
 
     const lax = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(), execute_timeout: ts(Date.now() + 100, 2_000_000_000) } });
-    await sleep(600);
+    // A job queued behind it with a valid deadline 600 ms out: the scheduler fires its timers in
+    // deadline order, so once this one has timed out, a deadline taken from the invalid timestamp
+    // would have fired before it.
+    const probe = await submit(c.client, { execute: { hash_id: c.hashId, input: inline(), execute_timeout: ts(Date.now() + 600) } });
+    const probed = await waitTerminal(c.client, probe);
+    assert.equal(probed.job_status.failed?.failure.kind, 'timeout', JSON.stringify(probed.job_status));
     assert.equal((await wait(c.client, lax, 1)).job_status.status, 'running');
     assert.deepEqual(await unary(c.client, 'CancelJob', { job_id: lax }), { job_id: lax, cancelled: true });
   });
@@ -346,7 +374,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
       const short = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
       const ws = watch(c.client, short);
       c.tc.running.shutdown('SIGTERM');
-      await sleep(50);
+      await c.tc.waitForLog((l) => String(l.msg).startsWith('received SIGTERM: draining'));
       assertError(
         await (async () => {
           try {
@@ -373,7 +401,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
     const slow = await cluster(1, { overrides: { server: { shutdown_timeout_seconds: 1 } }, sim: { executeDelayMs: 30_000 } });
     try {
       const jobId = await submit(slow.client, { execute: { hash_id: slow.hashId, input: inline() } });
-      await sleep(100);
+      await slow.tc.waitForLog((l) => l.msg === 'execute job started' && l.job_id === jobId);
       const w = watch(slow.client, jobId);
       slow.tc.running.shutdown('SIGTERM');
       assert.equal((await w.done).code, 0);

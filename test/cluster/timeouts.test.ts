@@ -1,10 +1,10 @@
 /**
- * The remaining timeouts and worker errors end to end (decisions D3/D4), over real gRPC with
- * simulated workers: aggregate-phase, execute, wrap and setup deadlines fail the job with
- * `JobFailure.timeout` (with the phase where D4 gives one), a worker error during an execute or a
- * wrap job fails it at once with `JobFailure.execution{reason}`, and afterwards every worker is
- * Ready again (none computing, none parked). The sims speak the upstream wire: no stream ends in
- * these cases, so the grpc-js wire would only repeat them (flows.test.ts runs both).
+ * The remaining timeouts and worker errors end to end (docs/decisions.md, Job states and events), over
+ * real gRPC with simulated workers: aggregate-phase, execute, wrap and setup deadlines fail the job with
+ * `JobFailure.timeout` (with the phase where there is one), a worker error during an execute or a wrap
+ * job fails it at once with `JobFailure.execution{reason}`, and afterwards every worker is Ready again
+ * (none computing, none parked). The sims speak the upstream wire: no stream ends in these cases, so
+ * the grpc-js wire would only repeat them (flows.test.ts runs both).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

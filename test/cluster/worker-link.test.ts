@@ -1,41 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { EgressBudget, WorkerLink } from '../../src/main/cluster/worker-link';
+import { EgressBudget, type WorkerLink } from '../../src/main/cluster/worker-link';
+import { fakeLink, type FakeCall } from '../helpers/fake-call';
 
 const MiB = 1 << 20;
-
-/** The part of a grpc-js stream WorkerLink writes to; write callbacks run when `complete` is called. */
-class FakeCall {
-  readonly writes: Array<{ link: number; bytes: number }> = [];
-  private readonly pending: Array<() => void> = [];
-
-  constructor(private readonly link: number) {}
-
-  write(buf: Buffer, cb: () => void): boolean {
-    this.writes.push({ link: this.link, bytes: buf.length });
-    this.pending.push(cb);
-    return true;
-  }
-
-  complete(): void {
-    for (const cb of this.pending.splice(0)) cb();
-  }
-
-  getPeer(): string {
-    return `127.0.0.1:${40000 + this.link}`;
-  }
-}
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function links(n: number, budget: EgressBudget): Array<{ link: WorkerLink; call: FakeCall }> {
-  return Array.from({ length: n }, (_, i) => {
-    const call = new FakeCall(i);
-    const link = new WorkerLink(i, call as unknown as ServerDuplexStream<unknown, Buffer>, 1 << 30, budget, { bytesSent: () => undefined });
-    return { link, call };
-  });
+  return Array.from({ length: n }, (_, i) => fakeLink(i, { egress: budget }));
 }
+
+const sizes = (call: FakeCall): number[] => call.writes.map((w) => w.length);
 
 const message = (bytes: number) => ({ bytes, kind: 'input' as const, encode: () => Buffer.alloc(bytes) });
 
@@ -63,14 +39,14 @@ test('a message bigger than a turn goes alone in its turn, and each stream keeps
   a.link.send(message(6 * MiB));
   a.link.send(message(1 * MiB));
   b.link.send(message(1 * MiB));
-  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB]);
+  assert.deepEqual(sizes(a.call), [6 * MiB]);
   assert.equal(b.call.writes.length, 0);
   await nextTurn();
-  assert.deepEqual(b.call.writes.map((w) => w.bytes), [1 * MiB]);
+  assert.deepEqual(sizes(b.call), [1 * MiB]);
   // a's next message also waits for its own write window (6 MiB in flight) to drain.
-  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB]);
+  assert.deepEqual(sizes(a.call), [6 * MiB]);
   a.call.complete();
-  assert.deepEqual(a.call.writes.map((w) => w.bytes), [6 * MiB, 1 * MiB]);
+  assert.deepEqual(sizes(a.call), [6 * MiB, 1 * MiB]);
 });
 
 test('a stream closed while waiting for its turn writes nothing more', async () => {

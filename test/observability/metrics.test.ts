@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler } from '../../src/main/observability/metrics';
 
-const D8: ReadonlyArray<[name: string, type: string]> = [
+/** Every metric docs/operations.md lists (Health and metrics), with its type. */
+const DOCUMENTED: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_requests_total', 'counter'],
   ['coordinator_request_duration_seconds', 'histogram'],
   ['coordinator_active_jobs', 'gauge'],
@@ -18,6 +19,7 @@ const D8: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_worker_messages_total', 'counter'],
   ['coordinator_ignored_worker_messages_total', 'counter'],
   ['coordinator_recovery_timeouts_total', 'counter'],
+  ['coordinator_job_retries_total', 'counter'],
   ['coordinator_bytes_sent_total', 'counter'],
   ['coordinator_event_loop_delay_seconds', 'gauge'],
   ['coordinator_event_loop_utilization', 'gauge'],
@@ -31,6 +33,16 @@ function sample(body: string, series: string): number | undefined {
   return undefined;
 }
 
+/** The main-thread sampler's tick, in ms (`CoordinatorMetrics` samples its loop every 10 ms). */
+const MAIN_RESOLUTION_MS = 10;
+
+/**
+ * Resolves after the next tick of a loop sampler of `resolutionMs`, which measures any stall before
+ * it: a timer set now is due later than the tick already scheduled (at most `resolutionMs` after the
+ * previous one, by the same clock), and Node runs timers in the order they fall due.
+ */
+const afterNextTick = (resolutionMs: number): Promise<unknown> => sleep(resolutionMs + 1);
+
 async function withMetrics(fn: (m: CoordinatorMetrics) => Promise<void>): Promise<void> {
   const m = new CoordinatorMetrics();
   try {
@@ -40,11 +52,11 @@ async function withMetrics(fn: (m: CoordinatorMetrics) => Promise<void>): Promis
   }
 }
 
-test('every D8 metric is rendered with HELP and TYPE before any observation', () =>
+test('every documented metric is rendered with HELP and TYPE before any observation', () =>
   withMetrics(async (m) => {
     const { contentType, body } = await m.render();
     assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
-    for (const [name, type] of D8) {
+    for (const [name, type] of DOCUMENTED) {
       assert.match(body, new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'), `HELP for ${name}`);
       assert.match(body, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `TYPE for ${name}`);
     }
@@ -75,7 +87,7 @@ test('closed label sets start at zero so dashboards see every series', () =>
     }
   }));
 
-test('duration histograms use the D8 buckets up to 7200 s', () =>
+test('duration histograms use the documented buckets up to 7200 s', () =>
   withMetrics(async (m) => {
     assert.deepEqual(DURATION_BUCKETS, [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600, 7200]);
     m.jobFinished('prove', 'success', 5400, { wasStarted: false });
@@ -213,23 +225,25 @@ test('scheduler loop stats are reported as given', () =>
 
 test('main-thread loop stats describe the interval since the previous scrape', () =>
   withMetrics(async (m) => {
-    // ELU only counts once the event loop is running; in-process tests can still be in the first tick.
-    await sleep(20);
+    // ELU only counts once the event loop is running; an immediate runs only inside the loop.
+    await nextImmediate();
     await m.render();
     const until = Date.now() + 120;
     while (Date.now() < until) {
       // Block the loop so the delay monitor sees a stall.
     }
-    await sleep(40);
+    await afterNextTick(MAIN_RESOLUTION_MS);
     let { body } = await m.render();
     const max = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
     const util = sample(body, 'coordinator_event_loop_utilization{thread="main"}')!;
     assert.ok(max >= 0.08 && max < 1, `max delay ${max}`);
     assert.ok(util > 0.3 && util <= 1, `utilization ${util}`);
 
-    await sleep(60);
+    await afterNextTick(MAIN_RESOLUTION_MS);
     ({ body } = await m.render());
     const after = sample(body, 'coordinator_event_loop_delay_seconds{thread="main",stat="max"}')!;
+    // A tick was recorded (an empty interval reports 0), and it did not carry the stall over.
+    assert.ok(after > 0, 'a tick in the next interval');
     assert.ok(after < 0.08, `stall not carried into the next interval (${after})`);
   }));
 
@@ -258,15 +272,16 @@ test('LoopStatsSampler: zeros before start and after stop, real figures in betwe
   assert.deepEqual(s.sample(), { p50: 0, p99: 0, max: 0, utilization: 0 });
   s.start();
   s.start(); // idempotent
-  await sleep(50);
+  await afterNextTick(10);
   const idle = s.sample();
+  assert.ok(idle.max > 0, 'a tick was recorded');
   assert.ok(idle.p50 >= 0 && idle.p50 < 0.05, `idle p50 ${idle.p50} (resolution subtracted)`);
   assert.ok(idle.utilization >= 0 && idle.utilization <= 1);
   const until = Date.now() + 60;
   while (Date.now() < until) {
     // stall
   }
-  await sleep(30);
+  await afterNextTick(10);
   const busy = s.sample();
   assert.ok(busy.max >= 0.04, `busy max ${busy.max}`);
   assert.ok(busy.p99 <= busy.max + 1e-9);

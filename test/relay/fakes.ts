@@ -1,53 +1,76 @@
-/** Shared fakes for the relay tests: controllable targets, the production encoder, a public-proto decoder. */
+/**
+ * Shared fakes for the relay tests: the real WorkerLink over a fake grpc-js call as each target (so
+ * the link's queueing and backpressure are under test too), the production encoder, a public-proto
+ * decoder.
+ */
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLUSTER_API_PROTO, CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, loadProto, serviceDefinition } from '../../src/shared/proto';
-import { JobRelay, type RelayKind, type RelayTarget } from '../../src/main/data/relays';
-import type { OutboundMessage } from '../../src/main/data/outbound';
+import { JobRelay, type RelayKind } from '../../src/main/data/relays';
+import type { BytesKind } from '../../src/main/data/outbound';
+import type { WorkerLink } from '../../src/main/cluster/worker-link';
+import { fakeLink, type FakeCall } from '../helpers/fake-call';
 
-export class FakeTarget implements RelayTarget {
-  room = true;
-  closed = false;
-  readonly messages: OutboundMessage[] = [];
-  readonly buffers: Buffer[] = [];
-  /** Room is lost after this many more messages (a queue that fills up); undefined = never. */
-  capacity: number | undefined;
-  private waiters: Array<() => void> = [];
+/**
+ * One target of a relay: a real WorkerLink whose `max_worker_queue_bytes` is 1, so it has room only
+ * while nothing it wrote is still outstanding (any relay message fills it), over a FakeCall. By
+ * default the peer reads: each write completes on a later turn, as with grpc-js.
+ */
+export class TestLink {
+  readonly link: WorkerLink;
+  readonly call: FakeCall;
+  /** Kind and size of every relay write the link saw completed (its `bytesSent` accounting). */
+  readonly counted: Array<{ kind: BytesKind; bytes: number }> = [];
+  /** Writes that only fill the link (`stall`), not relay messages. */
+  private readonly plugs = new Set<Buffer>();
 
-  send(msg: OutboundMessage): void {
-    if (this.closed) return;
-    this.messages.push(msg);
-    this.buffers.push(msg.encode());
-    if (this.capacity !== undefined && --this.capacity <= 0) this.room = false;
+  constructor(id: number) {
+    const { link, call } = fakeLink(id, {
+      maxQueueBytes: 1,
+      held: false,
+      counters: {
+        bytesSent: (kind, bytes) => {
+          if (kind !== 'other') this.counted.push({ kind, bytes });
+        },
+      },
+    });
+    this.link = link;
+    this.call = call;
   }
 
-  hasRoom(): boolean {
-    return this.closed || this.room;
-  }
-
-  waitForRoom(): Promise<void> {
-    if (this.hasRoom()) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  setRoom(room: boolean, capacity?: number): void {
-    this.room = room;
-    this.capacity = capacity;
-    if (room) this.wake();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.wake();
+  /** The relay messages written to the stream, in order. */
+  get buffers(): Buffer[] {
+    return this.call.writes.filter((b) => !this.plugs.has(b));
   }
 
   decoded(): DecodedMessage[] {
     return this.buffers.map(decode);
   }
 
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+  /** The peer stops reading and the link is full (a write is outstanding), so it has no room. */
+  stall(): void {
+    this.call.held = true;
+    if (this.link.hasRoom()) {
+      const plug = Buffer.alloc(1);
+      this.plugs.add(plug);
+      this.link.sendBuffer(plug, 'other');
+    }
+  }
+
+  /** The peer takes what is outstanding, then stops reading again: room for one more message. */
+  takeOne(): void {
+    this.call.held = true;
+    this.call.complete();
+  }
+
+  /** The peer reads again: what is outstanding completes, and so does every later write. */
+  resume(): void {
+    this.call.held = false;
+    this.call.complete();
+  }
+
+  /** The stream is gone (what the cluster service does when a worker's stream closes). */
+  close(): void {
+    this.link.markClosed();
   }
 }
 
@@ -72,25 +95,32 @@ export function decode(buf: Buffer): DecodedMessage {
 
 export interface RelayHarness {
   relay: JobRelay;
-  targets: Map<number, FakeTarget>;
+  targets: Map<number, TestLink>;
   failures: string[];
 }
 
 export function makeRelay(kind: RelayKind, linkIds: number[] = [1, 2], jobId = 'job-1'): RelayHarness {
-  const targets = new Map<number, FakeTarget>();
-  for (const id of linkIds) targets.set(id, new FakeTarget());
+  const targets = new Map<number, TestLink>();
+  for (const id of linkIds) targets.set(id, new TestLink(id));
   const failures: string[] = [];
   const relay = new JobRelay({
     jobId,
     kind,
     encode,
-    target: (id) => targets.get(id),
+    target: (id) => targets.get(id)?.link,
     onFailure: (reason) => failures.push(reason),
   });
   return { relay, targets, failures };
 }
 
-/** Lets pending promise chains and timers of 0 ms run. */
+/** The target of `id` (which must exist). */
+export function target(h: { targets: Map<number, TestLink> }, id: number): TestLink {
+  const t = h.targets.get(id);
+  if (!t) throw new Error(`no target ${id}`);
+  return t;
+}
+
+/** Runs what is already queued: every pending promise callback, and the immediates queued before it (writes completing). */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }

@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, startLocalSource } from '../../src/main/data/local-sources';
-import { END, FakeTarget, START, bytes, hint, makeRelay, settle } from './fakes';
+import { END, START, bytes, hint, makeRelay, settle, target } from './fakes';
 
 let base: string;
 let inputs: string;
@@ -24,10 +24,32 @@ after(() => {
   fs.rmSync(base, { recursive: true, force: true });
 });
 
-function target(h: { targets: Map<number, FakeTarget> }, id: number): FakeTarget {
-  const t = h.targets.get(id);
-  assert.ok(t);
-  return t;
+/** Resolves once `pred` holds, checking every few milliseconds, bounded by `limitMs`. */
+async function until(what: string, pred: () => boolean, limitMs = 5_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!pred()) {
+    if (Date.now() > end) assert.fail(`timed out after ${limitMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * Counts a unix source's failed attempts to connect to `sockPath`: each attempt begins with an lstat
+ * of the path, which fails while nothing has created the socket. Restore when done.
+ */
+function watchConnectAttempts(sockPath: string): { failed: () => number; restore: () => void } {
+  const original = fs.promises.lstat;
+  let failed = 0;
+  const wrapped = async (...args: Parameters<typeof fs.promises.lstat>): Promise<fs.Stats> => {
+    try {
+      return (await original(...args)) as fs.Stats;
+    } catch (e) {
+      if (args[0] === sockPath) failed++;
+      throw e;
+    }
+  };
+  fs.promises.lstat = wrapped as typeof fs.promises.lstat;
+  return { failed: () => failed, restore: () => void (fs.promises.lstat = original) };
 }
 
 function refused(uri: string, dir: string | undefined | null = null): string {
@@ -157,13 +179,19 @@ function close(server: net.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-test('a unix socket that starts listening 300 ms after the relay is still read, odd writes re-cut into words', async () => {
+test('a unix socket that starts listening after the source has retried is still read, odd writes re-cut into words', async () => {
   const sockPath = path.join(inputs, 'late.sock');
   const data = bytes(3 * 1024 * 1024 + 8 * 7, 11);
   const h = makeRelay('input', [1]);
   h.relay.setLinks([1]);
+  const attempts = watchConnectAttempts(sockPath);
   const running = startLocalSource(sockPath, 'unix', h.relay, new AbortController().signal);
-  await new Promise((r) => setTimeout(r, 300));
+  try {
+    // Two attempts found nothing there: the source is retrying.
+    await until('two failed connection attempts', () => attempts.failed() >= 2);
+  } finally {
+    attempts.restore();
+  }
   const server = await listen(sockPath, (c) => {
     // Writes that cut words in odd places.
     let off = 0;
@@ -198,7 +226,8 @@ test('a unix socket path that never listens fails after the connect timeout', as
   assert.match(h.failures[0], /^cannot connect to .*never\.sock: ENOENT \(gave up after/);
 });
 
-test('abort stops a source blocked on backpressure, and one still waiting to connect', async () => {
+// The bound is only a backstop: a source that ignored abort would never settle.
+test('abort stops a source blocked on backpressure, and one still waiting to connect', { timeout: 10_000 }, async () => {
   const sockPath = path.join(inputs, 'endless.sock');
   const chunk = bytes(64 * 1024);
   const server = await listen(sockPath, (c) => {
@@ -213,16 +242,26 @@ test('abort stops a source blocked on backpressure, and one still waiting to con
     const h = makeRelay('input', [1]);
     h.relay.setLinks([1]);
     const t = target(h, 1);
-    t.setRoom(true, 3); // three messages, then the link is full
+    let pushes = 0;
+    const push = h.relay.push.bind(h.relay);
+    h.relay.push = (chunk: Buffer): Promise<void> => {
+      pushes++;
+      return push(chunk);
+    };
+    // The worker's peer takes two messages and then stops reading: the third fills the link.
+    t.takeOne();
     const ac = new AbortController();
     const running = startLocalSource(sockPath, 'unix', h.relay, ac.signal);
-    while (t.messages.length < 3) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(t.messages.length, 3);
-    const t0 = Date.now();
+    await until('the first message', () => t.buffers.length >= 1);
+    t.takeOne();
+    await until('the second message', () => t.buffers.length >= 2);
+    t.takeOne();
+    // A fourth chunk handed to the relay, which holds it: the source had more, and the relay did not
+    // send it to a link without room.
+    await until('a fourth chunk from the source', () => pushes >= 4);
+    assert.equal(t.buffers.length, 3);
     ac.abort();
     await running;
-    assert.ok(Date.now() - t0 < 1000);
     assert.deepEqual(h.failures, []);
     assert.equal(h.relay.ended, false);
   } finally {
@@ -231,8 +270,15 @@ test('abort stops a source blocked on backpressure, and one still waiting to con
 
   const w = makeRelay('input', [1]);
   const ac2 = new AbortController();
-  const waiting = startLocalSource(path.join(inputs, 'nobody.sock'), 'unix', w.relay, ac2.signal);
-  await new Promise((r) => setTimeout(r, 120));
+  const nobody = path.join(inputs, 'nobody.sock');
+  const attempts = watchConnectAttempts(nobody);
+  const waiting = startLocalSource(nobody, 'unix', w.relay, ac2.signal);
+  try {
+    // Nothing listens there: the source is between attempts.
+    await until('a failed connection attempt', () => attempts.failed() >= 1);
+  } finally {
+    attempts.restore();
+  }
   ac2.abort();
   await waiting;
   assert.deepEqual(w.failures, []);

@@ -1,5 +1,5 @@
 /**
- * Execute-only jobs (cluster-protocol.md §3.2) and wrap jobs (§3.4), as amended by decisions D4.
+ * Execute-only jobs and wrap jobs (docs/decisions.md, Scheduling; Job states and events).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,12 +1,12 @@
 /**
- * Failure, cancel and late messages: cluster-protocol.md §4 (the §4.3 trigger table) as amended by
- * decisions D3–D5, plus the main thread's failJob and abandonAll.
+ * Failure, cancel and late messages (docs/decisions.md, Scheduling, Job states and events, Workers),
+ * plus the main thread's failJob and abandonAll.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CONTRIBUTION, HASH2, Harness, PROVE, eventKinds, failureOf, none, one, only, terminalEvent } from './harness';
 
-describe('§4.3 triggers', () => {
+describe('what fails a job', () => {
   it('a failed task fails the job (non-recovering: every Computing member back to Ready)', () => {
     const h = new Harness();
     h.cluster(3);
@@ -93,7 +93,7 @@ describe('§4.3 triggers', () => {
     assert.equal(h.job(b.jobId).status, 'running');
   });
 
-  it('input relay errors from main (failJob) go through the fail procedure (B13, C4)', () => {
+  it('input relay errors from main (failJob) go through the fail procedure (Relay failures leak, Zombie launch)', () => {
     const h = new Harness();
     h.cluster(2);
     const { jobId } = h.prove();
@@ -126,7 +126,7 @@ describe('§4.3 triggers', () => {
   });
 });
 
-describe('B6 failure touches only Computing(this job)', () => {
+describe('Over-broad resets: failure touches only Computing(this job)', () => {
   it('a released non-aggregator now on another job is not reset when the first job fails', () => {
     const h = new Harness();
     h.cluster(2);
@@ -146,7 +146,7 @@ describe('B6 failure touches only Computing(this job)', () => {
   });
 });
 
-describe('B2 late response after reassignment does not clobber the new job', () => {
+describe('Late response clobbers state: a late response after reassignment does not clobber the new job', () => {
   it('a late result with worker_in_recovery for a finished job leaves a re-dispatched worker computing', () => {
     const h = new Harness();
     h.cluster(2);
@@ -172,7 +172,7 @@ describe('B2 late response after reassignment does not clobber the new job', () 
   });
 });
 
-describe('cancel (§4.2)', () => {
+describe('cancel', () => {
   it('unknown → not found; terminal → not cancelled', () => {
     const h = new Harness();
     h.cluster(1);

@@ -20,8 +20,10 @@ export const AGGREGATE: TaskType = 2;
 export const EXECUTION: TaskType = 3;
 export const WRAP: TaskType = 4;
 
-/** The documented defaults (decisions D3–D5), so tests read as "the default, except …". */
-/** Product defaults, but one attempt per job: most tests pin what a single attempt does (retries have their own). */
+/**
+ * The documented defaults (README, Configuration), so tests read as "the default, except …"; but one
+ * attempt per job: most tests pin what a single attempt does (retries have their own).
+ */
 export const DEFAULTS: CoreConfig = { ...defaultConfig().coordinator, max_job_attempts: 1 };
 
 export type EffectType = SchedulerEffect['type'];

@@ -65,7 +65,7 @@ describe('TimerHeap', () => {
   });
 });
 
-describe('allocateUnits (cluster-protocol §3.0 step 4)', () => {
+describe('allocateUnits (as upstream allocates; docs/decisions.md, Scheduling)', () => {
   it('capacities [2,4] give w0=[0,2], w1=[1,3,4,5]', () => {
     assert.deepEqual(allocateUnits([2, 4]), [
       [0, 2],

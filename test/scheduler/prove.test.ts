@@ -1,6 +1,6 @@
 /**
- * Prove jobs: cluster-protocol.md §3.3 with the fixes of decisions D3 (C2, C6, B7, B12) and the
- * events of D4.
+ * Prove jobs with the upstream bugs of docs/decisions.md fixed (Aggregation race, No membership
+ * checks, Early phase-3 timer, Invalid results hang jobs) and the events of its Job states and events.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -151,7 +151,7 @@ describe('prove flow', () => {
     assert.equal(terminalEvent(h.finalProof('w2', jobId), jobId).kind, 'completed');
   });
 
-  it('C2 one aggregation in flight', () => {
+  it('Aggregation race: one aggregation in flight', () => {
     const h = new Harness();
     h.cluster(3);
     const { jobId } = h.prove();
@@ -184,7 +184,7 @@ describe('prove flow', () => {
     assert.equal(released.size, 1 + 4 + 1 + 2);
   });
 
-  it('B7 phase-3 timer starts when all prove results are in', () => {
+  it('Early phase-3 timer: the phase-3 timer starts when all prove results are in', () => {
     const h = new Harness({ heartbeat_interval_seconds: 0 });
     h.cluster(2);
     const { jobId } = h.prove();
@@ -299,7 +299,7 @@ describe('prove flow', () => {
   });
 });
 
-describe('B12 invalid result fails at once', () => {
+describe('Invalid results hang jobs: an invalid result fails at once', () => {
   const started = () => {
     const h = new Harness();
     h.cluster(2);
@@ -383,7 +383,7 @@ describe('B12 invalid result fails at once', () => {
   });
 });
 
-describe('C6 results from non-members ignored', () => {
+describe('No membership checks: results from non-members are ignored', () => {
   it('non-members, wrong phase, duplicates and AGGREGATE from a non-aggregator change nothing', () => {
     const h = new Harness({ default_compute_units: 20 });
     h.cluster(3);
@@ -422,7 +422,7 @@ describe('C6 results from non-members ignored', () => {
   });
 });
 
-describe('aggregator reconnect (D3, C3: upstream replay)', () => {
+describe('aggregator reconnect (upstream replay; docs/decisions.md, Scheduling)', () => {
   it('a KEEP_COMPUTING aggregator gets its in-flight AGGREGATE replayed on the new stream', () => {
     const h = new Harness();
     h.cluster(2);

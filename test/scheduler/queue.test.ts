@@ -1,5 +1,5 @@
 /**
- * Submission checks, capacity, selection and the queue (decisions D3, client-api.md §2.2).
+ * Submission checks, capacity, selection and the queue (docs/decisions.md, Errors, Scheduling and Queue).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -26,7 +26,7 @@ describe('submitJob checks, in order', () => {
     }
   });
 
-  it('C7 workers connected but none set up for the program → setup not done', () => {
+  it('No setup check at launch: workers connected but none set up for the program → setup not done', () => {
     const h = new Harness();
     h.cluster(1);
     const r = one(h.prove({ hashId: HASH2 }).effects, 'submitResult');
@@ -91,7 +91,7 @@ describe('submitJob checks, in order', () => {
   });
 });
 
-describe('capacity (D3)', () => {
+describe('capacity', () => {
   it('default_compute_units = 0 waits for all eligible workers; never starts short', () => {
     const h = new Harness();
     h.cluster(3);
@@ -125,7 +125,7 @@ describe('capacity (D3)', () => {
     assert.equal(one(effects, 'dispatchContributions').totalWorkers, 2);
   });
 
-  it('B11 job_compute_units equals the allocated units', () => {
+  it('Units mismatch: job_compute_units equals the allocated units', () => {
     const h = new Harness({ default_compute_units: 15 });
     h.cluster(3, 10);
     const d = one(h.prove().effects, 'dispatchContributions');
@@ -160,7 +160,7 @@ describe('capacity (D3)', () => {
     assert.deepEqual(h.job(jobId).workers, ['w0', 'w1']);
   });
 
-  it('C1 no double booking under concurrent submits', () => {
+  it('Double booking: none under concurrent submits', () => {
     const h = new Harness({ default_compute_units: 10 });
     h.cluster(3);
     const jobs = [h.prove(), h.prove(), h.prove(), h.prove()].map((j) => j.jobId);
@@ -173,7 +173,7 @@ describe('capacity (D3)', () => {
   });
 });
 
-describe('queue (D3)', () => {
+describe('queue', () => {
   it('is FIFO: queued jobs start in submission order as capacity frees', () => {
     const h = new Harness({ default_compute_units: 10 });
     h.cluster(1);
@@ -305,7 +305,7 @@ describe('queue (D3)', () => {
     assert.equal(h.job(busy.jobId).status, 'running');
   });
 
-  it('C5 selection and ranks follow registration order', () => {
+  it('Random order: selection and ranks follow registration order', () => {
     const h = new Harness();
     h.registerAll(['zeta', 'alpha', 'mid']);
     h.setup();

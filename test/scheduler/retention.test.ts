@@ -1,5 +1,6 @@
 /**
- * Retention of terminal jobs (decisions D4), determinism of the core, and its cost at scale.
+ * Retention of terminal jobs (docs/decisions.md, Job states and events), determinism of the core, and
+ * its cost at scale.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -7,7 +8,7 @@ import { Harness, none, one, only } from './harness';
 
 const evicted = (effects: Parameters<typeof only>[0]): string[] => only(effects, 'jobsEvicted').flatMap((e) => e.jobIds);
 
-describe('retention (D4)', () => {
+describe('retention', () => {
   it('a terminal job is evicted job_ttl_seconds after it ended', () => {
     const h = new Harness({ job_ttl_seconds: 60, job_monitor_interval_seconds: 1, heartbeat_interval_seconds: 0 });
     h.cluster(1);

@@ -1,5 +1,5 @@
 /**
- * Setup jobs (cluster-protocol.md §3.1 as amended by decisions D3/D4) and per-worker program sets.
+ * Setup jobs (docs/decisions.md, Setup jobs) and per-worker program sets.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -102,7 +102,7 @@ describe('setup jobs', () => {
     assert.deepEqual(one(effects, 'sendSetup').linkIds, [h.link('w0'), h.link('w1')]);
   });
 
-  it('B10 times out after setup_timeout_seconds and releases the silent worker', () => {
+  it('Setup job lifecycle: times out after setup_timeout_seconds and releases the silent worker', () => {
     const h = new Harness({ setup_timeout_seconds: 60 });
     h.registerAll(2);
     const { jobId } = h.submit(setupSpec());
@@ -118,7 +118,7 @@ describe('setup jobs', () => {
     assert.equal(h.state('w1'), 'ready');
   });
 
-  it('B10 fails when every target worker is gone', () => {
+  it('Setup job lifecycle: fails when every target worker is gone', () => {
     const h = new Harness();
     h.registerAll(1);
     const { jobId } = h.submit(setupSpec());
@@ -151,7 +151,7 @@ describe('setup jobs', () => {
     assert.equal(h.worker('w0').parked, false);
   });
 
-  it('B9 setup does not clobber a computing worker; it gets the setup when it frees', () => {
+  it('Setup clobbers computing workers: a setup does not clobber a computing worker; it gets the setup when it frees', () => {
     const h = new Harness({ default_compute_units: 10 });
     h.cluster(2);
     const prove = h.prove();

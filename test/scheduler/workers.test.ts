@@ -1,5 +1,6 @@
 /**
- * Worker connections: cluster-protocol.md §2 (the §2.12 state table) as amended by decisions D5.
+ * Worker connections and worker states (docs/decisions.md, Workers; docs/protocol.md, Takeover and
+ * Liveness).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -16,7 +17,7 @@ import {
 } from './harness';
 
 describe('handshake', () => {
-  it('A5 a stream that never registers is closed after handshake_timeout_seconds', () => {
+  it('a stream that never registers is closed after handshake_timeout_seconds', () => {
     const h = new Harness();
     const linkId = h.open();
     assert.equal(h.advance(9_999).length, 0);
@@ -58,7 +59,7 @@ describe('handshake', () => {
   });
 });
 
-describe('register (§2.2 as amended by D5)', () => {
+describe('register', () => {
   it('a new worker with no completed setups is accepted Idle', () => {
     const h = new Harness();
     const out = h.hello('w0', { units: 4 });
@@ -115,7 +116,7 @@ describe('register (§2.2 as amended by D5)', () => {
     assert.equal(h.state('w0'), 'ready');
   });
 
-  it('B1 max_total_workers counts live workers only, and a rejection is delayed', () => {
+  it('Reconnect storm: max_total_workers counts live workers only, and a rejection is delayed', () => {
     const h = new Harness({ max_total_workers: 2 });
     h.registerAll(['w0', 'w1']);
     const rejected = one(h.hello('w2'), 'rejectWorker');
@@ -170,7 +171,7 @@ describe('register (§2.2 as amended by D5)', () => {
     assert.equal(h.state('w0'), 'ready');
   });
 
-  it('B3 takeover mid-job fails the job', () => {
+  it('Silent takeover: a takeover mid-job fails the job', () => {
     const h = new Harness();
     h.cluster(2);
     const { jobId } = h.prove();
@@ -194,7 +195,7 @@ describe('register (§2.2 as amended by D5)', () => {
   });
 });
 
-describe('reconnect (§2.3 as amended)', () => {
+describe('reconnect', () => {
   it('no last_known_job_id → no directive; unknown or terminal job → CANCEL_STALE_JOB', () => {
     const h = new Harness();
     h.cluster(1);
@@ -239,7 +240,7 @@ describe('reconnect (§2.3 as amended)', () => {
     assert.equal(terminalKind(h.runProve(jobId), jobId), 'completed');
   });
 
-  it('B4 KEEP_COMPUTING for a released worker does not copy Disconnected', () => {
+  it('KEEP_COMPUTING copies Disconnected: KEEP_COMPUTING for a released worker does not copy Disconnected', () => {
     const h = new Harness();
     h.cluster(2);
     const { jobId } = h.prove();
@@ -273,8 +274,8 @@ describe('reconnect (§2.3 as amended)', () => {
   });
 });
 
-describe('liveness (D5)', () => {
-  it('A5 an idle worker that goes silent is disconnected, not selected', () => {
+describe('liveness', () => {
+  it('an idle worker that goes silent is disconnected, not selected', () => {
     const h = new Harness();
     h.registerAll(['w0']);
     none(h.advance(89_999), 'closeWorker');
@@ -317,7 +318,7 @@ describe('liveness (D5)', () => {
     assert.deepEqual(closed.map((c) => [c.linkId, c.message]), [[h.link('w1'), 'heartbeat timeout']]);
   });
 
-  it('B8 stale worker is not put back to Ready', () => {
+  it('Dead worker back to Ready: a stale worker is not put back to Ready', () => {
     const h = new Harness();
     h.cluster(2);
     const { jobId } = h.prove();
@@ -381,7 +382,7 @@ describe('liveness (D5)', () => {
   });
 });
 
-describe('disconnect and the reconnect grace period (§2.7)', () => {
+describe('disconnect and the reconnect grace period', () => {
   it('a worker that is not computing is Disconnected at once', () => {
     const h = new Harness();
     h.cluster(1);
@@ -410,7 +411,7 @@ describe('disconnect and the reconnect grace period (§2.7)', () => {
     assert.equal(h.state('w0'), 'ready');
   });
 
-  it('C9 a second drop after a reconnect gets its own grace period', () => {
+  it('Generation race: a second drop after a reconnect gets its own grace period', () => {
     const h = new Harness();
     h.cluster(1);
     const { jobId } = h.prove();
@@ -445,7 +446,7 @@ describe('disconnect and the reconnect grace period (§2.7)', () => {
   });
 });
 
-describe('recovery (§2.8, D5)', () => {
+describe('recovery', () => {
   it('a parked worker returns to Ready on recovery_complete', () => {
     const h = new Harness();
     h.cluster(1);
@@ -456,7 +457,7 @@ describe('recovery (§2.8, D5)', () => {
     assert.equal(h.state('w0'), 'ready');
   });
 
-  it('B5 recovery wedge released by timeout', () => {
+  it('Recovery wedges: a parked worker is released by the recovery timeout', () => {
     const h = new Harness();
     h.cluster(1);
     const { jobId } = h.prove();
@@ -472,7 +473,7 @@ describe('recovery (§2.8, D5)', () => {
     assert.ok(only(out, 'log').some((l) => l.level === 'warn' && l.fields.worker_id === 'w0'));
   });
 
-  it('B5 recovery wedge released by register', () => {
+  it('Recovery wedges: a parked worker is released by register', () => {
     const h = new Harness();
     h.cluster(1);
     const { jobId } = h.prove();
@@ -509,7 +510,7 @@ describe('recovery (§2.8, D5)', () => {
   });
 });
 
-describe('§2.12 worker state table (as amended)', () => {
+describe('worker states', () => {
   it('walks one worker through Idle → SettingUp → Ready → Computing → Ready', () => {
     const h = new Harness();
     h.registerAll(['w0']);

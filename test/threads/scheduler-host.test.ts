@@ -46,7 +46,9 @@ test('a dead scheduler thread rejects pending calls and reports its death', asyn
   assert.match(String(death?.message), /scheduler thread exited/);
   assert.equal(await host.loopStats(), undefined, 'no figures from a dead thread');
   host.post({ type: 'linkOpened', linkId: 1 }); // ignored, never throws
-  await new Promise((r) => setTimeout(r, 20));
+  // The post is delivered on the next check phase; an immediate queued after it runs once that
+  // delivery has run (immediates run in order), so a throw there would have surfaced by then.
+  await new Promise((r) => setImmediate(r));
 });
 
 test("a turn's workerAlive events leave as one workersAlive at the end of its batch, the rest in order", async () => {

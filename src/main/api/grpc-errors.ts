@@ -1,7 +1,7 @@
 /**
- * Client-facing errors as grpc-js statuses (decisions D2): the upstream status code and message
- * text, plus a `google.rpc.Status` in the `grpc-status-details-bin` trailer whose single detail is an
- * `Any` holding `zisk.coordinator.v1.ApiError{code, name, message}`.
+ * Client-facing errors as grpc-js statuses (docs/decisions.md, Errors): the upstream status code and
+ * message text, plus a `google.rpc.Status` in the `grpc-status-details-bin` trailer whose single detail
+ * is an `Any` holding `zisk.coordinator.v1.ApiError{code, name, message}`.
  *
  * The three messages are tiny and fixed (proto/google/rpc/status.proto, google/protobuf/any.proto and
  * ApiError in zisk_coordinator_api.proto), and proto-loader hands out descriptors, not encoders, so

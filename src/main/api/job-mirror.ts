@@ -1,8 +1,8 @@
 /**
- * The main thread's job table: a mirror of job states built from the scheduler's `jobEvent`
- * effects (decisions D4). The scheduler decides; this table remembers what the client sees — the
- * recorded history with original timestamps, the current status, the result built once — and who
- * is waiting for it (WaitJobResult waiters, WatchJob watchers).
+ * The main thread's job table: a mirror of job states built from the scheduler's `jobEvent` effects
+ * (docs/decisions.md, Job states and events). The scheduler decides; this table remembers what the
+ * client sees — the recorded history with original timestamps, the current status, the result built
+ * once — and who is waiting for it (WaitJobResult waiters, WatchJob watchers).
  */
 import type { BlobId, EpochMs, JobFailure, JobKind, JobPhase, JobStatus } from '../../shared/scheduler/types';
 import { failureWire, timestampOf, type BuiltResult, type JobFailureWire, type JobKindResponseWire, type RequestMeta, type TimestampWire } from './results';

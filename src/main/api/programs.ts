@@ -1,5 +1,5 @@
 /**
- * The guest-program registry (client-api.md §2.1, decisions D7).
+ * The guest-program registry (docs/decisions.md, Data plane).
  *
  * Programs are identified by the BLAKE3-256 of their exact ELF bytes, hashed on a piscina pool so a
  * large upload never stalls the main thread (up to 1 MiB inline, where the native hasher makes that
@@ -38,7 +38,7 @@ export interface RecordedSetup {
 export interface ProgramRegistryOptions {
   /**
    * The checked cache directory (directories.ts); undefined in mock mode: the registry is in memory
-   * only and nothing is written (client-api.md §4.10).
+   * only and nothing is written (docs/decisions.md, Mock backend).
    */
   cacheDir: string | undefined;
   logger: Logger;

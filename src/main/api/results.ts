@@ -1,6 +1,6 @@
 /**
  * Client-visible job results and failures as wire objects of `zisk_coordinator_api.proto`
- * (client-api.md §1.3, §2.2.5; decisions D4, D7).
+ * (docs/decisions.md, Job states and events; Data plane).
  *
  * A result is built once, when the job completes, and every later read (WaitJobResult, WatchJob's
  * `completed`, late subscribers) returns that same object: stable `proof_id`, timestamps, VK and
@@ -104,10 +104,10 @@ const PUBLICS_COUNT = 64;
 const PUBLICS_PREFIX_BYTES = 32;
 
 /**
- * The execute job's `public_outputs` layout, also used for `Proof.public_inputs`
- * (cluster-protocol.md §3.2): when the packed `publics` hold exactly 64 uint64 values, 32 zero bytes
- * followed by the 64 values as little-endian u64 (544 bytes); otherwise empty. `packed` is the
- * payload of a packed `repeated uint64` field, i.e. consecutive varints.
+ * The execute job's `public_outputs` layout, also used for `Proof.public_inputs` (upstream's;
+ * docs/decisions.md, Data plane): when the packed `publics` hold exactly 64 uint64 values, 32 zero bytes
+ * followed by the 64 values as little-endian u64 (544 bytes); otherwise empty. `packed` is the payload
+ * of a packed `repeated uint64` field, i.e. consecutive varints.
  */
 /** 2^(7·i): the weight of the i-th 7-bit group within each of the two halves decoded below. */
 const GROUP_WEIGHTS = [1, 2 ** 7, 2 ** 14, 2 ** 21, 2 ** 28];

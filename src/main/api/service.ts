@@ -2,9 +2,10 @@
  * The client API (`zisk.coordinator.v1.ZiskCoordinatorApi`) on the main thread: wires the handlers in
  * `./api/` to the service definition, routes job-facing scheduler effects, and closes everything.
  *
- * Handlers validate at the edge (client-api.md §2.0, decisions D2), keep bulk bytes in the blob store,
- * and talk to the scheduler only by posting events and applying its effects. The job table mirrors
- * what the scheduler reports so WaitJobResult and WatchJob answer from memory without a round trip.
+ * Handlers validate at the edge (docs/architecture.md, Edge validation; docs/decisions.md, Errors), keep
+ * bulk bytes in the blob store, and talk to the scheduler only by posting events and applying its
+ * effects. The job table mirrors what the scheduler reports so WaitJobResult and WatchJob answer from
+ * memory without a round trip.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';

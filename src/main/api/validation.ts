@@ -1,4 +1,7 @@
-/** Edge validation of client API requests (client-api.md §2.0, decisions D2): pure checks and parsers. */
+/**
+ * Edge validation of client API requests (docs/architecture.md, Edge validation; docs/decisions.md,
+ * Errors): pure checks and parsers.
+ */
 import type { Deadline } from '@grpc/grpc-js';
 import { apiErrors } from '../../shared/errors';
 import type { EpochMs, JobKind, ProofKind } from '../../shared/scheduler/types';
@@ -10,7 +13,7 @@ import type { RequestMeta } from './results';
 import { QUIC_UNSUPPORTED_MESSAGE, resolveLocalUri, type LocalSourceKind } from '../data/local-sources';
 import type { InputKindMsg, JobRequestMsg, PushKind, TimestampMsg, WaitMsg } from './messages';
 
-/** WaitJobResult hold (client-api.md §2.3). */
+/** WaitJobResult hold (docs/decisions.md, Job states and events). */
 export const WAIT_DEFAULT_SECONDS = 5;
 export const WAIT_MIN_SECONDS = 1;
 export const WAIT_MAX_SECONDS = 3600;
@@ -46,7 +49,7 @@ export function invalidJobState(reason: string): ApiFailure {
   return new ApiFailure(apiErrors.invalidJobState(reason));
 }
 
-/** The canonical job id, or the §2.0 `invalid UUID` error. */
+/** The canonical job id, or upstream's `invalid UUID` error (docs/decisions.md, Errors). */
 export function parseJobId(rawId: string | undefined): string {
   const text = rawId ?? '';
   const parsed = parseUuid(text);
@@ -78,7 +81,7 @@ function parseData(msg: InputKindMsg, what: 'input' | 'hints', inputsDir: string
   return { kind: 'local', uri, path: r.path, source: r.kind };
 }
 
-/** Shape and format checks of decisions D2, in order; throws the first failure. */
+/** Shape and format checks, in order (docs/decisions.md, Errors); throws the first failure. */
 export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefined): ParsedJob {
   const jk = req.job_kind;
   if (!jk) throw invalid('job_kind must be set');
@@ -146,7 +149,7 @@ export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefine
 }
 
 /**
- * How long a WaitJobResult holds: the requested timeout clamped to §2.3's bounds (default when
+ * How long a WaitJobResult holds: the requested timeout clamped to WAIT_MIN/MAX_SECONDS (default when
  * unset), and short of the client's own deadline by a margin so the answer still reaches it.
  */
 export function waitHoldMs(req: WaitMsg, deadline: Deadline, now: number): number {

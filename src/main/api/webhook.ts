@@ -1,5 +1,5 @@
 /**
- * Job-completion webhook (`[coordinator] webhook_url`; cluster-protocol.md §3.7, decisions D4):
+ * Job-completion webhook (`[coordinator] webhook_url`; docs/decisions.md, Webhook):
  * a JSON POST for every terminal outcome of prove, execute and wrap jobs, with upstream's body and
  * retry policy. Deliveries run in the background; nothing ever waits for them.
  */

@@ -170,7 +170,7 @@ export class ClusterService {
   }
 
   private accept(call: grpc.ServerDuplexStream<WorkerMessageView, Buffer>): void {
-    // The Rust worker waits for response headers before it sends `register` (decisions D1).
+    // The Rust worker waits for response headers before it sends `register` (docs/protocol.md, Response headers).
     call.sendMetadata(new grpc.Metadata());
     const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics);
     this.links.set(link.id, link);
@@ -261,7 +261,10 @@ export class ClusterService {
     this.opts.logger.debug({ worker_id: link.workerId, link: link.id, reason }, `ignored worker message: ${detail}`);
   }
 
-  /** Rejections are delayed so a worker's immediate-reconnect loop cannot spin us (upstream B1). */
+  /**
+   * Rejections are delayed so a worker's immediate-reconnect loop cannot spin us (docs/decisions.md:
+   * Reconnect storm).
+   */
   private rejectLater(link: WorkerLink, workerId: string, message: string, delayMs: number): void {
     link.workerId = undefined;
     link.rejecting = true;

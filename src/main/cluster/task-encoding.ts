@@ -1,13 +1,13 @@
 /**
- * Hand-rolled encoders for `CoordinatorMessage{execute_task}` (cluster-protocol.md §1.3).
+ * Hand-rolled encoders for `CoordinatorMessage{execute_task}` (proto/zisk_distributed_api.proto).
  *
- * Task messages carry one large part shared by every target (input bytes, the concatenated
- * challenges) and a few per-worker fields (worker_id, rank_id, allocation). The shared part is
- * encoded once; each target's message is one allocation: its own headers, the shared bytes, its own
- * fields (decisions D7). Relayed `Challenges` and `ProofList` bytes are copied verbatim, never
- * decoded (decisions D1). Every field appears once, so any protobuf decoder reads the result
- * (no reliance on merge semantics). test/cluster/task-encoding.test.ts decodes the output with the
- * public proto.
+ * Task messages carry one large part shared by every target (input bytes, the concatenated challenges)
+ * and a few per-worker fields (worker_id, rank_id, allocation). The shared part is encoded once; each
+ * target's message is one allocation: its own headers, the shared bytes, its own fields
+ * (docs/architecture.md, Data plane). Relayed `Challenges` and `ProofList` bytes are copied verbatim,
+ * never decoded (docs/decisions.md, Wire contract). Every field appears once, so any protobuf decoder
+ * reads the result (no reliance on merge semantics). test/cluster/task-encoding.test.ts decodes the
+ * output with the public proto.
  */
 
 import { FieldWriter } from '../../shared/protobuf-wire';

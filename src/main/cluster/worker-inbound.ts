@@ -66,7 +66,7 @@ export function payloadName(msg: WorkerMessageView): WorkerPayloadName | undefin
   return msg.payload && PAYLOADS.has(msg.payload) ? (msg.payload as WorkerPayloadName) : undefined;
 }
 
-/** The first message of a stream must be register or reconnect (cluster-protocol.md §2.1). */
+/** The first message of a stream must be register or reconnect (docs/decisions.md, Workers). */
 export function readHandshake(msg: WorkerMessageView): HandshakeOutcome {
   const name = payloadName(msg);
   if (name !== 'register' && name !== 'reconnect') {

@@ -1,7 +1,7 @@
 /**
- * One worker stream's outbound side: a single ordered queue that honours grpc-js backpressure, a
- * byte bound that relay producers wait on, and a process-wide budget for large messages (grpc-js
- * copies every message it writes, so fan-out of big payloads must be paced — decisions D7).
+ * One worker stream's outbound side: a single ordered queue that honours grpc-js backpressure, a byte
+ * bound that relay producers wait on, and a process-wide budget for large messages (grpc-js copies every
+ * message it writes, so fan-out of big payloads must be paced — docs/architecture.md, Data plane).
  */
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { LinkId } from '../../shared/scheduler/types';

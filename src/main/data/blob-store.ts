@@ -2,7 +2,7 @@ import type { BlobId } from '../../shared/scheduler/types';
 
 /**
  * Bulk bytes (inputs, challenges, proofs) held on the main thread while the scheduler refers to
- * them by id (decisions D7). The scheduler decides when they are released.
+ * them by id (docs/decisions.md, Data plane). The scheduler decides when they are released.
  */
 export class BlobStore {
   private readonly blobs = new Map<BlobId, Buffer>();

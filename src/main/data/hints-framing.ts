@@ -1,11 +1,11 @@
 /**
- * Streaming validator of the precompile-hints framing (cluster-protocol.md §3.5 "Hints framing").
+ * Streaming validator of the precompile-hints framing (docs/protocol.md, Hints framing).
  *
  * The relay forwards hint batches untouched; it parses them only to know where `CTRL_START` and
  * `CTRL_END` are (they drive the `stream_data` START/END messages) and to fail a malformed stream
- * with a precise reason instead of letting the job hang (§7 B13). Only header words are read: data
- * words are skipped arithmetically, so a stream of a few huge hints costs almost nothing and a stream
- * of many tiny hints costs two 32-bit reads per hint.
+ * with a precise reason instead of letting the job hang (docs/decisions.md, Data plane; and: Relay
+ * failures leak). Only header words are read: data words are skipped arithmetically, so a stream of a
+ * few huge hints costs almost nothing and a stream of many tiny hints costs two 32-bit reads per hint.
  *
  * Decisions:
  * - `CTRL_CANCEL` (2) and `CTRL_ERROR` (3) are reserved codes. A producer that emits them is telling us

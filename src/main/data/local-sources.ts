@@ -1,6 +1,6 @@
 /**
- * `file://` and `unix://` stream sources read by the coordinator itself (decisions D7): URI checks
- * at JobRequest, and the reader that feeds a job relay.
+ * `file://` and `unix://` stream sources read by the coordinator itself (docs/decisions.md, Data plane):
+ * URI checks at JobRequest, and the reader that feeds a job relay.
  *
  * Confinement: the path must resolve under `[coordinator] inputs_dir` after `path.resolve` and
  * realpath (of the path, or of its nearest existing ancestor for a socket that does not exist yet),

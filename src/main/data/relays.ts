@@ -1,6 +1,6 @@
 /**
- * Per-job relays of streamed inputs and hints to the job's workers (decisions D7, cluster-protocol.md
- * §3.5). One relay per job and kind; fed by PushJobInput / PushJobHintsInput or by a local source.
+ * Per-job relays of streamed inputs and hints to the job's workers (docs/decisions.md, Data plane).
+ * One relay per job and kind; fed by PushJobInput / PushJobHintsInput or by a local source.
  *
  * Memory: a message is produced only when every target link has room, and it is encoded once and the
  * same bytes are queued on every link, so at most one message per link beyond the links' own bound is
@@ -8,7 +8,7 @@
  * queue. Pushes are processed strictly in call order; a caller that does not await its pushes holds
  * its own chunks.
  *
- * Decisions beyond the spec text:
+ * Decisions beyond what docs/decisions.md (Data plane) states:
  * - Target links that are unknown or closed are skipped; when none is live the message is dropped:
  *   the scheduler owns the worker's disconnect, and the old link's queue was dropped anyway.
  * - Input: `end()` sends nothing (the end is inside the data) and later pushes are still accepted,

@@ -1,5 +1,6 @@
 /**
- * The coordinator's Prometheus metrics (decisions.md D8).
+ * The coordinator's Prometheus metrics (docs/decisions.md, Metrics; the list is in docs/operations.md,
+ * Health and metrics).
  *
  * Everything lives in a private prom-client Registry (several coordinators can share one process in
  * tests) and every metric is registered at construction, so a dashboard sees each series from the
@@ -50,13 +51,13 @@ export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
 
 /**
- * Job, phase and request durations (D8). They reach 2 h because a large prove can run that long; a
- * histogram whose top bucket is below the real durations only says "+Inf".
+ * Job, phase and request durations (docs/decisions.md, Metrics). They reach 2 h because a large prove
+ * can run that long; a histogram whose top bucket is below the real durations only says "+Inf".
  */
 export const DURATION_BUCKETS: readonly number[] = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600, 7200];
 
 /**
- * Request durations add millisecond buckets below D8's list: most RPCs (Register, Cancel, a refused
+ * Request durations add millisecond buckets below that list: most RPCs (Register, Cancel, a refused
  * JobRequest) answer in a few ms and would all land in the 0.1 s bucket otherwise, while
  * WaitJobResult holds and Push streams still need the long tail up to 2 h.
  */

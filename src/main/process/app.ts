@@ -1,6 +1,7 @@
 /**
  * Wires the process together: logger, metrics, scheduler host, the three listeners, signals and the
- * drain of decisions D6. `runCoordinator` resolves with the process exit code.
+ * drain (docs/operations.md, Stopping and restarting). `runCoordinator` resolves with the process exit
+ * code.
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
@@ -35,7 +36,7 @@ export const EXIT_SCHEDULER_DIED = 70;
 /**
  * Once the drain is over, how long closing gets: in-flight unary calls finish and HTTP responses go
  * out; then every session is destroyed. Together with ABANDON_FLUSH_MS this is the "~1 s" the process
- * may take past its drain window (docs/operations.md, "Stopping").
+ * may take past its drain window (docs/operations.md, "Stopping and restarting").
  */
 const SERVER_CLOSE_GRACE_MS = 500;
 /** After abandoning jobs, how long their terminal events and job_cancelled messages get to go out. */

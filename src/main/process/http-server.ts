@@ -1,5 +1,6 @@
 /**
- * The HTTP listener for `/metrics` and `/health` (decisions.md D6, D8; client-api.md §4.6).
+ * The HTTP listener for `/metrics` and `/health` (docs/operations.md, Readiness and Health and metrics;
+ * docs/decisions.md, Metrics).
  *
  * Unlike upstream's single-read prefix matcher this is a real HTTP/1.1 server: exact paths (query
  * ignored), HEAD, 405 with `Allow` for other methods, keep-alive. `/health` stays up when metrics

@@ -1,6 +1,6 @@
 /**
- * `[backend] mode = "mock"` (decisions D10): jobs run without workers on upstream's mock timings
- * (client-api.md §2.8, §4.10) with synthetic results. It stands in for the scheduler, so the client
+ * `[backend] mode = "mock"` (docs/decisions.md, Mock backend): jobs run without workers on
+ * upstream's mock timings with synthetic results. It stands in for the scheduler, so the client
  * API, watchers, metrics and retention behave exactly as in real mode.
  */
 import type { BlobStore } from '../data/blob-store';

@@ -1,7 +1,7 @@
 /**
  * Resolves the effective configuration: defaults < legacy core file < TOML file(s) < environment <
- * command line (decisions.md D6). Pure apart from reading files: it never exits, never logs, and returns
- * its warnings so the caller decides where they go.
+ * command line (docs/decisions.md, Process, configuration and signals). Pure apart from reading files:
+ * it never exits, never logs, and returns its warnings so the caller decides where they go.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -265,7 +265,7 @@ const DEFINITION: SchemaDefinition = {
     max_job_attempts: {
       type: { kind: 'int', min: 1, max: 100 },
       default: 3,
-      description: 'Attempts a job gets when infrastructure fails it (a worker lost, a phase timeout, a dispatch failure); 1 = fail at once, as upstream.',
+      description: 'Attempts a job gets when infrastructure fails it (a worker lost, a phase timeout, a restart); 1 = fail at once, as upstream.',
     },
     keepalive_time_seconds: {
       type: TIMER_SECONDS,

@@ -79,7 +79,10 @@ export type SchedulerEffect =
   | { type: 'workerCounts'; counts: Record<WorkerStateName, number>; queueDepth: number }
   | { type: 'phaseFinished'; phase: 'contributions' | 'prove' | 'aggregate'; seconds: number }
   | { type: 'workerJobOutcome'; workerId: string; outcome: 'success' | 'failure' | 'cancelled' }
-  /** A parked worker sent no recovery_complete within recovery_timeout_seconds and was released (D5 metric). */
+  /**
+   * A parked worker sent no recovery_complete within recovery_timeout_seconds and was released (the
+   * warning and metric of docs/decisions.md, Workers).
+   */
   | { type: 'recoveryTimedOut'; workerId: string }
   | { type: 'ignoredMessage'; reason: string; linkId: LinkId; detail: string }
   | { type: 'log'; level: LogLevelName; msg: string; fields: Record<string, string | number | boolean | undefined> };

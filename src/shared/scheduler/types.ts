@@ -15,10 +15,10 @@ export type EpochMs = number;
 export type JobKind = 'setup' | 'prove' | 'execute' | 'wrap';
 /** A job's status, as the scheduler holds it and the client sees it. */
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
-/** Client-visible phases (client-api.md JobPhase numbers). */
+/** Client-visible phases (the `JobPhase` numbers of proto/zisk_coordinator_api.proto). */
 export type JobPhase = 1 | 2 | 3; // CONTRIBUTIONS | PROVE | AGGREGATE
 
-/** Worker states of cluster-protocol.md §0, as the coordinator tracks them. */
+/** Worker states as the coordinator tracks them (docs/decisions.md, Workers). */
 export type WorkerStateName = 'idle' | 'setting_up' | 'ready' | 'computing' | 'disconnected';
 
 /** Proof kinds of the client API (`ProofKind` enum numbers 1..3). */

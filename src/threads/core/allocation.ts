@@ -1,6 +1,6 @@
 /**
- * Compute-unit allocation of cluster-protocol.md §3.0 step 4, which the real worker depends on (it
- * enables its "first partition" services iff its list contains unit 0).
+ * Compute-unit allocation as upstream does it (docs/decisions.md, Scheduling), which the real worker
+ * depends on (it enables its "first partition" services iff its list contains unit 0).
  *
  * Unit `u` goes to rank `u mod n` if that rank has room, else to the next rank (cyclically) that does.
  * "Next rank with room" is a union-find over the cyclic rank order, so pathological capacity mixes

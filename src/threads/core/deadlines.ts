@@ -1,7 +1,7 @@
 /**
- * Every job has one deadline timer: the earliest of the limits that apply to it right now (decisions
- * D4). It is recomputed on each transition, so a limit never outlives the phase it belongs to and the
- * timer fires at the deadline itself, not on a sweep.
+ * Every job has one deadline timer: the earliest of the limits that apply to it right now
+ * (docs/decisions.md, Job states and events). It is recomputed on each transition, so a limit never
+ * outlives the phase it belongs to and the timer fires at the deadline itself, not on a sweep.
  */
 import type { JobFailure, JobPhase } from '../../shared/scheduler/types';
 import type { Ctx } from './context';

@@ -1,7 +1,7 @@
 /**
- * The job table and its retention (decisions D4): terminal jobs stay `job_ttl_seconds` and at most
- * `max_retained_jobs`, oldest evicted first. Termination order is time order, so the retained set is a
- * FIFO and both limits only ever look at its head.
+ * The job table and its retention (docs/decisions.md, Job states and events): terminal jobs stay
+ * `job_ttl_seconds` and at most `max_retained_jobs`, oldest evicted first. Termination order is time
+ * order, so the retained set is a FIFO and both limits only ever look at its head.
  */
 import type { InputSpec, JobSpec } from '../../shared/scheduler/types';
 import type { JobRec } from './model';

@@ -8,7 +8,7 @@ import type { TimerEntry } from './timers';
 
 export type EventOf<T extends SchedulerEvent['type']> = Extract<SchedulerEvent, { type: T }>;
 
-/** A program as a worker sets it up: hints and no-hints are distinct setups (decisions D3). */
+/** A program as a worker sets it up: hints and no-hints are distinct setups (docs/decisions.md, Scheduling). */
 export type ProgramKey = string;
 
 export function programKey(hashId: string, withHints: boolean): ProgramKey {
@@ -38,7 +38,7 @@ export interface LinkRec {
 
 export interface WorkerRec {
   readonly id: string;
-  /** Registration order (first accepted hello); selection and ranks follow it (decisions D3). */
+  /** Registration order (first accepted hello); selection and ranks follow it (docs/decisions.md, Scheduling). */
   readonly order: number;
   capacity: number;
   /** Current stream. Without one a worker is either Disconnected or Computing inside its grace period. */
@@ -52,7 +52,10 @@ export interface WorkerRec {
   programs: Map<ProgramKey, string>;
   /** Setups sent on this connection and not acked yet, by the setup job id the ack will echo. */
   pendingSetups: Map<string, SetupRef>;
-  /** Setups it must get once it stops computing (never sent to a computing worker — bug B9), by setup job id. */
+  /**
+   * Setups it must get once it stops computing (never sent to a computing worker — docs/decisions.md:
+   * Setup clobbers computing workers), by setup job id.
+   */
   owedSetups: Map<string, SetupRef>;
   /** Parked until `recovery_complete` (upstream's pending_recovery): SettingUp and never selected. */
   parked: boolean;
@@ -89,11 +92,14 @@ export interface ProveState {
   contributions: Map<string, Extract<TaskResultSummary, { kind: 'challenges' }>>;
   proveResults: number;
   proveStartedAt: EpochMs;
-  /** When every Prove result was in: the phase-3 timeout counts from here (bug B7). */
+  /**
+   * When every Prove result was in: the phase-3 timeout counts from here (docs/decisions.md: Early
+   * phase-3 timer).
+   */
   allProofsAt: EpochMs | undefined;
   aggregator: string | undefined;
   aggregateStartedAt: EpochMs;
-  /** At most one AGGREGATE task in flight (bug C2); the rest wait in FIFO order. */
+  /** At most one AGGREGATE task in flight (docs/decisions.md: Aggregation race); the rest wait in FIFO order. */
   inFlight: AggStep | undefined;
   aggQueue: AggStep[];
 }
@@ -137,7 +143,10 @@ export interface JobRec {
   blobs: Set<BlobId>;
   /** The one deadline timer of the job (queue, phase, request, setup or wrap limit, whichever is next). */
   timer: TimerEntry<TimerTask> | undefined;
-  /** The task type each worker owes a result for; anything else from it is ignored (bug C6). */
+  /**
+   * The task type each worker owes a result for; anything else from it is ignored (docs/decisions.md: No
+   * membership checks).
+   */
   owed: Map<string, TaskType>;
   /** Workers whose current task could not be sent (no stream): sent on a KEEP_COMPUTING reconnect. */
   unsent: Set<string>;

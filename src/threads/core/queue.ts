@@ -1,10 +1,11 @@
 /**
- * The queue and worker selection (decisions D3).
+ * The queue and worker selection (docs/decisions.md, Scheduling and Queue).
  *
- * Selection and reservation are one step (bug C1): a plan's workers become Computing before the next
- * job is planned. The queue is FIFO among jobs that could use the same workers: walking it in order, a
- * job that cannot start claims every worker it is waiting for, so a later job can only start on workers
- * no earlier job wants (no starvation), while a job of another program with free workers still goes.
+ * Selection and reservation are one step (docs/decisions.md: Double booking): a plan's workers become
+ * Computing before the next job is planned. The queue is FIFO among jobs that could use the same
+ * workers: walking it in order, a job that cannot start claims every worker it is waiting for, so a
+ * later job can only start on workers no earlier job wants (no starvation), while a job of another
+ * program with free workers still goes.
  */
 import type { Ctx } from './context';
 import { programKey, type JobRec, type WorkerRec } from './model';

@@ -1,7 +1,6 @@
 /**
- * Program setup (cluster-protocol.md §3.1 as amended by decisions D3/D4): setup jobs, per-worker
- * program sets, setups owed to computing workers, and the replay of completed setups to every
- * (re)registering worker.
+ * Program setup (docs/decisions.md, Setup jobs): setup jobs, per-worker program sets, setups owed to
+ * computing workers, and the replay of completed setups to every (re)registering worker.
  */
 import type { SetupRef } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
@@ -85,7 +84,10 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
   });
 }
 
-/** A worker that stopped computing gets the setups it missed meanwhile (bug B9). */
+/**
+ * A worker that stopped computing gets the setups it missed meanwhile (docs/decisions.md: Setup clobbers
+ * computing workers).
+ */
 export function deliverOwedSetups(ctx: Ctx, w: WorkerRec): void {
   if (!w.link || w.owedSetups.size === 0) return;
   const linkId = w.link.id;
@@ -206,7 +208,7 @@ export function onSetupAck(ctx: Ctx, w: WorkerRec, ev: EventOf<'setupAck'>): voi
   }
 }
 
-/** Completes or fails a running setup job once no target is pending (decisions D4). */
+/** Completes or fails a running setup job once no target is pending (docs/decisions.md, Setup jobs). */
 export function checkSetup(ctx: Ctx, job: JobRec): void {
   const st = job.setup;
   if (job.status !== 'running' || !st || job.spec.kind !== 'setup') return;

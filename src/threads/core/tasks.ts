@@ -1,7 +1,8 @@
 /**
- * Running jobs on workers: dispatch, and the result handling of cluster-protocol.md §3.2–§3.4 with the
- * fixes of decisions D3 — membership, task-type and phase checks on every result (bug C6), one
- * AGGREGATE in flight (C2), and every invalid result failing the job at once (B12).
+ * Running jobs on workers: dispatch, and the handling of execute, prove, aggregate and wrap results
+ * (docs/decisions.md, Scheduling) — membership, task-type and phase checks on every result
+ * (docs/decisions.md: No membership checks), one AGGREGATE in flight (Aggregation race), and every
+ * invalid result failing the job at once (Invalid results hang jobs).
  */
 import type { AggregateTask, BlobId, JobResultSummary, TaskResultSummary, TaskType } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
@@ -111,7 +112,8 @@ export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void 
     executionOnly,
     dataId: ctx.deps.newId(),
     totalWorkers: selected.length,
-    // the units actually allocated, so no allocation references a unit beyond it (bug B11)
+    // the units actually allocated, so no allocation references a unit beyond it (docs/decisions.md:
+    // Units mismatch)
     jobComputeUnits: units,
     targets: selected.map((w, rank) => ({ linkId: linkIdOf(w), workerId: w.id, rank, allocation: allocation[rank] })),
   });
@@ -128,7 +130,7 @@ export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void 
 /**
  * A late response for a job that is already over. Ending a job releases every worker still on it, so
  * the sender is either idle or busy elsewhere: a worker that says it is recovering is parked only if it
- * has not moved on (bug B2).
+ * has not moved on (docs/decisions.md: Late response clobbers state).
  */
 function lateResponse(ctx: Ctx, w: WorkerRec, job: JobRec, ev: EventOf<'taskResult'>): void {
   if (!ev.inRecovery || w.job !== undefined || w.parked || w.disconnectedAt !== undefined) return;
@@ -264,7 +266,8 @@ function onContribution(
 function sendAggregate(ctx: Ctx, job: JobRec, step: AggStep): void {
   const p = job.prove;
   if (!p) return;
-  // the slot is taken before anything is sent, so two results can never both dispatch (bug C2)
+  // the slot is taken before anything is sent, so two results can never both dispatch
+  // (docs/decisions.md: Aggregation race)
   p.inFlight = step;
   job.owed.set(step.workerId, TASK.AGGREGATE);
   const w = ctx.pool.byId.get(step.workerId);
@@ -293,7 +296,7 @@ function onProofs(ctx: Ctx, job: JobRec, w: WorkerRec, r: Extract<TaskResultSumm
   p.proveResults++;
   const allIn = p.proveResults === job.workers.length;
   if (allIn) {
-    // from here on the phase-3 timeout applies (bug B7)
+    // from here on the phase-3 timeout applies (docs/decisions.md: Early phase-3 timer)
     p.allProofsAt = ctx.now;
     ctx.emit({ type: 'phaseFinished', phase: 'prove', seconds: (ctx.now - p.proveStartedAt) / 1000 });
   }

@@ -1,6 +1,7 @@
 /**
- * Worker connections (cluster-protocol.md §2 as amended by decisions D5): handshake, register and
- * reconnect with takeover, liveness, the reconnect grace period, recovery parking and purging.
+ * Worker connections (docs/decisions.md, Workers; docs/protocol.md, Takeover and Liveness): handshake,
+ * register and reconnect with takeover, liveness, the reconnect grace period, recovery parking and
+ * purging.
  */
 import type { AggregateTask, ReconnectDirective, SetupRef } from '../../shared/scheduler/types';
 import type { SchedulerEffect } from '../../shared/scheduler/effects';
@@ -11,7 +12,10 @@ import { replayAggregateFor, resumeJobOn } from './tasks';
 import { failJob } from './transitions';
 import type { TimerEntry } from './timers';
 
-/** A rejected worker reconnects at once; delaying the rejection rate-limits the loop (decisions D5). */
+/**
+ * A rejected worker reconnects at once; delaying the rejection rate-limits the loop (docs/decisions.md:
+ * Reconnect storm).
+ */
 export const REJECT_DELAY_MS = 1000;
 /**
  * Two live processes sharing one worker id take each other over in turn, each takeover failing the
@@ -70,13 +74,15 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
     return;
   }
 
-  // Directive and installation happen in this one step: nothing can run in between (bug B4).
+  // Directive and installation happen in this one step: nothing can run in between (docs/decisions.md:
+  // KEEP_COMPUTING copies Disconnected).
   const directive =
     ev.reconnect && ev.lastKnownJobId !== undefined ? directiveFor(ctx, ev.workerId, ev.lastKnownJobId) : undefined;
   const keptJob: JobRec | undefined =
     directive === 'KEEP_COMPUTING' && existing?.job?.id === ev.lastKnownJobId ? existing?.job : undefined;
   if (existing?.job && !keptJob) {
-    // The new connection does not carry on this job, so the job has lost a member (bug B3).
+    // The new connection does not carry on this job, so the job has lost a member (docs/decisions.md:
+    // Silent takeover).
     const job = existing.job;
     const reason = ev.reconnect
       ? `Worker ${ev.workerId} reconnected without job ${job.id}`
@@ -104,7 +110,8 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
   w.capacity = ev.computeUnits;
   w.lastSeen = ctx.now;
   if (!ev.reconnect && w.parked) {
-    // A registering worker holds no job context, so it will never send recovery_complete (bug B5).
+    // A registering worker holds no job context, so it will never send recovery_complete
+    // (docs/decisions.md: Recovery wedges).
     ctx.unpark(w);
     ctx.log('info', `register of worker ${w.id} cleared its pending recovery`, { worker_id: w.id });
   }
@@ -223,7 +230,7 @@ function expireLiveness(ctx: Ctx, w: WorkerRec, link: LinkRec): void {
     const reason = `Worker ${w.id} missed heartbeats for job ${w.job.id}`;
     failJob(ctx, w.job, { kind: 'execution', reason }, { handled: w, retry: 'worker_lost' });
   }
-  // never back to Ready: a silent worker is presumed dead (bug B8)
+  // never back to Ready: a silent worker is presumed dead (docs/decisions.md: Dead worker back to Ready)
   markDisconnected(ctx, w);
 }
 

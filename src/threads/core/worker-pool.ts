@@ -11,7 +11,7 @@ export function emptyCounts(): StateCounts {
   return { idle: 0, setting_up: 0, ready: 0, computing: 0, disconnected: 0 };
 }
 
-/** The one place the coordinator-side worker state is decided (cluster-protocol.md §0 as amended). */
+/** The one place the coordinator-side worker state is decided (docs/decisions.md, Workers). */
 export function deriveState(w: WorkerRec): WorkerStateName {
   if (w.disconnectedAt !== undefined) return 'disconnected';
   if (w.job !== undefined) return 'computing';
