@@ -20,8 +20,9 @@ import { scale } from './scenarios/scale';
 import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
 import { wan } from './scenarios/wan';
+import { recovery } from './scenarios/recovery';
 
-export const SCENARIOS: readonly Scenario[] = [startup, throughput, barrier, fanout, upload, wan, elf, scale];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, wan, elf, scale];
 
 export interface RunOptions {
   smoke: boolean;

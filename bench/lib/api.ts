@@ -14,6 +14,7 @@ interface RawClient extends grpc.Client {
   RegisterGuestProgram(req: object, opts: grpc.CallOptions, cb: Callback<{ hash_id: string }>): grpc.ClientUnaryCall;
   JobRequest(req: object, opts: grpc.CallOptions, cb: Callback<{ job_id: string }>): grpc.ClientUnaryCall;
   CancelJob(req: object, opts: grpc.CallOptions, cb: Callback<{ job_id: string; cancelled: boolean }>): grpc.ClientUnaryCall;
+  WaitJobResult(req: object, opts: grpc.CallOptions, cb: Callback<{ job_id: string; job_status?: { status?: string } }>): grpc.ClientUnaryCall;
   WatchJob(req: object, opts: grpc.CallOptions): grpc.ClientReadableStream<JobEventMsg>;
   PushJobInput(opts: grpc.CallOptions, cb: Callback<object>): grpc.ClientWritableStream<object>;
 }
@@ -126,6 +127,18 @@ export class ApiClient {
       call.on('error', (err: grpc.ServiceError) => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: err.message }));
       call.on('end', () => finish({ status: 'stream-error', at: hostNow(), events, proofBytes: 0, detail: 'stream ended without a terminal event' }));
     });
+  }
+
+  /**
+   * WaitJobResult: the job's status (`queued`, `running`, `completed`, …). A job that is not finished
+   * is held until the deadline is near (the coordinator answers `deadlineMs` minus its margin).
+   */
+  waitResult(jobId: string, deadlineMs = 1_000): Promise<string> {
+    return new Promise((resolve, reject) =>
+      this.pick().WaitJobResult({ job_id: jobId, timeout_seconds: 1 }, { deadline: Date.now() + deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res.job_status?.status ?? 'unknown'),
+      ),
+    );
   }
 
   cancel(jobId: string): Promise<boolean> {

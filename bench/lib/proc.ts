@@ -29,9 +29,21 @@ export function procMemory(pid: number): ProcMemory | null {
 
 /** CPU time (user + system) of a process so far, in ms, from /proc/<pid>/stat; null once it is gone. */
 export function procCpuMs(pid: number): number | null {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU time of one thread of a process so far, in ms (/proc/<pid>/task/<tid>/stat); the main thread's
+ * tid is the pid. Null once it is gone.
+ */
+export function threadCpuMs(pid: number, tid: number): number | null {
+  return statCpuMs(`/proc/${pid}/task/${tid}/stat`);
+}
+
+function statCpuMs(file: string): number | null {
   let text: string;
   try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = fs.readFileSync(file, 'utf8');
   } catch {
     return null;
   }
@@ -76,6 +88,29 @@ export class RssSampler {
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Disk space a directory tree takes (allocated blocks, so a sparse file counts what it holds); 0 if absent. */
+export function diskBytes(dir: string): number {
+  let total = 0;
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += diskBytes(p);
+    else {
+      try {
+        total += fs.statSync(p).blocks * 512;
+      } catch {
+        // removed meanwhile
+      }
+    }
+  }
+  return total;
 }
 
 export function removeDir(dir: string): void {

@@ -237,6 +237,12 @@ export class CoordinatorProcess implements SystemUnderTest {
     return out;
   }
 
+  /** Every log line so far: the log file's, or (pipe mode) the first 200 lines read from the pipe. */
+  logLines(): string[] {
+    if (this.logPath && fs.existsSync(this.logPath)) return fs.readFileSync(this.logPath, 'utf8').split('\n');
+    return [...this.pipeLines];
+  }
+
   /** Error/fatal lines of the log so far (level ≥ 50), at most `max`. */
   errorLines(max = 5): string[] {
     const text = this.logPath && fs.existsSync(this.logPath) ? fs.readFileSync(this.logPath, 'utf8') : this.pipeLines.join('\n');
@@ -246,6 +252,16 @@ export class CoordinatorProcess implements SystemUnderTest {
       if (out.length >= max) break;
     }
     return out;
+  }
+
+  /** SIGKILL, as a crash: nothing is drained or flushed (what was acknowledged is on disk already). */
+  async kill(): Promise<StopReport> {
+    const gone = exited(this.child);
+    const t0 = performance.now();
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    const { code, signal } = await gone;
+    removeDir(this.home);
+    return { exitMs: performance.now() - t0, code, signal };
   }
 
   async stop(graceMs = 20_000): Promise<StopReport> {

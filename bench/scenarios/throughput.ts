@@ -4,19 +4,25 @@
  * job and waiting on WatchJob for its end → jobs/s. Open loop: 500 jobs/s → p50/p99 latency from the
  * scheduled send to the `completed` event. Baseline: the echo coordinator (one worker per job).
  *
- * The baseline and both coordinator variants run side by side, each with its own sims and clients,
- * and are measured in interleaved slices (rotating order), so the machine's drift over the run — it
- * can double or halve jobs/s within minutes here — lands on all three alike.
+ * Three coordinators: `thread` (the default: scheduler thread, `[state] backend = "embedded"`),
+ * `thread-memory` (the same with `backend = "memory"`, upstream's behaviour) and `main` (scheduler on
+ * the main thread, embedded). The `durability` result compares `thread` with `thread-memory`: what
+ * keeping jobs on disk costs in jobs/s, CPU per job and main-thread event-loop delay.
+ *
+ * The baseline and the three coordinators run side by side, each with its own sims, clients and (for
+ * the embedded ones) a fresh state dir, and are measured in interleaved slices (rotating order), so
+ * the machine's drift over the run — it can double or halve jobs/s within minutes here — lands on all
+ * four alike.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Cleanup, procCpuMs } from '../lib/proc';
-import { LOAD_GENERATOR_NICENESS, SCHEDULER_VARIANTS, instantWorkers, startCoordinator, startRig, type SchedulerVariant } from '../lib/scenario-helpers';
-import { summarize } from '../lib/stats';
+import { Cleanup, diskBytes, procCpuMs, removeDir, tempDir, threadCpuMs } from '../lib/proc';
+import { LOAD_GENERATOR_NICENESS, instantWorkers, startCoordinator, startRig } from '../lib/scenario-helpers';
+import { MiB, median, summarize } from '../lib/stats';
 import { EchoBaseline, type LoopReport, type SystemUnderTest } from '../lib/sut';
 import { closedLoop, leanRunner, openLoop } from '../lib/workload';
 import type { SimGroup } from '../lib/sims';
 import type { WireJobClient } from '../lib/wire-client';
-import { metric, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/types';
+import { metric, type Metric, type Scenario, type ScenarioContext, type ScenarioResult } from '../lib/types';
 
 interface Sizes {
   workers: number;
@@ -32,8 +38,24 @@ interface Sizes {
   openMs: number;
 }
 
-const FULL: Sizes = { workers: 64, clients: 64, warmupMs: 1_500, rounds: 3, closedMs: 8_100, sliceRampMs: 300, openRate: 500, openMs: 8_100 };
+// Four systems: 2 s slices and a 1 s warm-up (three systems had 2.7 s and 1.5 s) keep the scenario near
+// its former length.
+const FULL: Sizes = { workers: 64, clients: 64, warmupMs: 1_000, rounds: 3, closedMs: 6_000, sliceRampMs: 300, openRate: 500, openMs: 6_000 };
 const SMOKE: Sizes = { workers: 4, clients: 4, warmupMs: 100, rounds: 1, closedMs: 500, sliceRampMs: 50, openRate: 40, openMs: 500 };
+
+/** A coordinator the scenario runs: where its scheduler runs and where it keeps jobs. */
+interface CoordinatorSystem {
+  name: 'thread' | 'thread-memory' | 'main';
+  schedulerThread: boolean;
+  backend: 'embedded' | 'memory';
+  label: string;
+}
+
+const COORDINATOR_SYSTEMS: readonly CoordinatorSystem[] = [
+  { name: 'thread', schedulerThread: true, backend: 'embedded', label: 'scheduler thread, embedded store' },
+  { name: 'thread-memory', schedulerThread: true, backend: 'memory', label: 'scheduler thread, memory store' },
+  { name: 'main', schedulerThread: false, backend: 'embedded', label: 'main-thread scheduler, embedded store' },
+];
 
 /** One system under load: its process, its sims and its clients, alive for the whole scenario. */
 interface Rig {
@@ -53,11 +75,19 @@ interface Accumulated {
   closedMs: number;
   closedLatencies: number[];
   serverCpuMs: number;
+  /** The server's main thread alone (its other threads: scheduler, LMDB's writer, libuv pool, GC). */
+  serverMainCpuMs: number;
   clientCpuMs: number;
   simCpuMs: number;
   cpuKnown: boolean;
   /** Jobs/s of each closed-loop slice, in round order (shows the drift). */
   sliceRates: number[];
+  /** Server CPU ms per job of each closed-loop slice (null when /proc could not be read). */
+  sliceCpuPerJob: Array<number | null>;
+  /** Main-thread event-loop p99 (ms) of each closed-loop slice, over the slice after its ramp. */
+  closedMainP99s: Array<number | null>;
+  /** Main-thread event-loop p99 (ms) of each open-loop slice (sends and drain). */
+  openMainP99s: number[];
   openLatencies: number[];
   openCompleted: number;
   openFailed: number;
@@ -77,10 +107,14 @@ function emptyAccumulated(): Accumulated {
     closedMs: 0,
     closedLatencies: [],
     serverCpuMs: 0,
+    serverMainCpuMs: 0,
     clientCpuMs: 0,
     simCpuMs: 0,
     cpuKnown: true,
     sliceRates: [],
+    sliceCpuPerJob: [],
+    closedMainP99s: [],
+    openMainP99s: [],
     openLatencies: [],
     openCompleted: 0,
     openFailed: 0,
@@ -110,14 +144,30 @@ function cpuOf(pids: number[]): number | null {
   return sum;
 }
 
-/** One closed-loop slice: CPU of the server, the clients (this process) and the sims after the ramp. */
+/**
+ * One closed-loop slice: CPU of the server, the clients (this process) and the sims after the ramp,
+ * and the server's main-thread loop delay over [ramp, ramp + slice] (a scrape at each end: the first
+ * starts the coordinator's interval, the second reads it).
+ */
 async function closedSlice(rig: Rig, s: Sizes, sliceMs: number): Promise<void> {
-  const read = (): [number | null, number | null, number | null] => [procCpuMs(rig.sut.pid), procCpuMs(process.pid), cpuOf(rig.sims.pids)];
-  let before: [number | null, number | null, number | null] = [null, null, null];
-  const ramp = setTimeout(() => (before = read()), s.sliceRampMs);
+  type Cpu = [number | null, number | null, number | null, number | null];
+  const read = (): Cpu => [procCpuMs(rig.sut.pid), procCpuMs(process.pid), cpuOf(rig.sims.pids), threadCpuMs(rig.sut.pid, rig.sut.pid)];
+  let before: Cpu = [null, null, null, null];
+  let loopStarted: Promise<unknown> | undefined;
+  let loopRead: Promise<LoopReport | undefined> | undefined;
+  const scrape = (): Promise<LoopReport | undefined> => rig.sut.loop().catch(() => undefined);
+  const ramp = setTimeout(() => {
+    before = read();
+    loopStarted = scrape();
+  }, s.sliceRampMs);
+  const endOfSlice = setTimeout(() => (loopRead = scrape()), s.sliceRampMs + sliceMs);
   const out = await closedLoop(rig.runner, s.clients, s.sliceRampMs, sliceMs);
   clearTimeout(ramp);
+  clearTimeout(endOfSlice);
   const after = read();
+  await loopStarted;
+  const loop = loopStarted ? await (loopRead ?? scrape()) : undefined;
+  rig.acc.closedMainP99s.push(loop ? loop.main.p99Ms : null);
   const a = rig.acc;
   a.closedCompleted += out.completed;
   a.closedFailed += out.failed;
@@ -125,9 +175,13 @@ async function closedSlice(rig: Rig, s: Sizes, sliceMs: number): Promise<void> {
   a.closedLatencies.push(...out.latencies);
   a.sliceRates.push(out.completed / (sliceMs / 1000));
   a.firstFailure ??= out.firstFailure;
-  if (before.some((x) => x === null) || after.some((x) => x === null)) a.cpuKnown = false;
-  else {
+  if (before.some((x) => x === null) || after.some((x) => x === null)) {
+    a.cpuKnown = false;
+    a.sliceCpuPerJob.push(null);
+  } else {
+    a.sliceCpuPerJob.push(out.completed > 0 ? ((after[0] as number) - (before[0] as number)) / out.completed : null);
     a.serverCpuMs += (after[0] as number) - (before[0] as number);
+    a.serverMainCpuMs += (after[3] as number) - (before[3] as number);
     a.clientCpuMs += (after[1] as number) - (before[1] as number);
     a.simCpuMs += (after[2] as number) - (before[2] as number);
   }
@@ -146,6 +200,7 @@ async function openSlice(rig: Rig, s: Sizes, sliceMs: number): Promise<void> {
   a.openCompleted += out.completed;
   a.openFailed += out.failed;
   a.openUnfinished += out.unfinished;
+  a.openMainP99s.push(loop.main.p99Ms);
   // Worst slice: the figures explain the latency tail, which comes from the worst moments.
   a.openMainP99Ms = Math.max(a.openMainP99Ms, loop.main.p99Ms);
   a.openMainMaxMs = Math.max(a.openMainMaxMs, loop.main.maxMs);
@@ -174,6 +229,7 @@ interface Figures {
   closedJobsPerS: number;
   closedP50Ms: number | null;
   serverCpuPerJobMs: number | null;
+  serverMainCpuPerJobMs: number | null;
   clientCpuPerJobMs: number | null;
   simCpuPerJobMs: number | null;
   openP50Ms: number | null;
@@ -188,6 +244,7 @@ function figuresOf(a: Accumulated): Figures {
     closedJobsPerS: a.closedMs > 0 ? jobs / (a.closedMs / 1000) : 0,
     closedP50Ms: summarize(a.closedLatencies).p50,
     serverCpuPerJobMs: perJob(a.serverCpuMs),
+    serverMainCpuPerJobMs: perJob(a.serverMainCpuMs),
     clientCpuPerJobMs: perJob(a.clientCpuMs),
     simCpuPerJobMs: perJob(a.simCpuMs),
     openP50Ms: ol.p50,
@@ -197,33 +254,40 @@ function figuresOf(a: Accumulated): Figures {
 
 export const throughput: Scenario = {
   name: 'throughput',
-  summary: 'small prove jobs end to end: closed loop jobs/s (64 clients, 64 workers), open loop p50/p99 at 500 jobs/s',
+  summary: 'small prove jobs end to end: closed loop jobs/s (64 clients, 64 workers), open loop p50/p99 at 500 jobs/s; embedded vs memory job store',
   async run(ctx) {
     const s = ctx.smoke ? SMOKE : FULL;
     const cleanup = new Cleanup();
     const setupFailures: string[] = [];
     try {
-      ctx.log('throughput: the baseline and both coordinator variants, side by side');
+      ctx.log('throughput: the baseline and three coordinators (thread, thread-memory, main), side by side');
       const base = await startRig(ctx, cleanup, setupFailures, 'baseline', () => EchoBaseline.start({ workersPerJob: 1 }), (b) =>
         rigUp('baseline', b, s, cleanup),
       );
-      const variants: Array<{ v: SchedulerVariant; rig: Rig | undefined }> = [];
-      for (const v of SCHEDULER_VARIANTS) {
+      const systems: SystemRun[] = [];
+      for (const sys of COORDINATOR_SYSTEMS) {
+        // Its own fresh state dir (removed after the coordinator stops: cleanup runs in reverse).
+        const stateDir = sys.backend === 'embedded' ? tempDir('zisk-bench-state-') : undefined;
+        if (stateDir) cleanup.add(`${sys.name} state dir`, () => removeDir(stateDir));
         const rig = await startRig(
           ctx,
           cleanup,
           setupFailures,
-          `coordinator (${v.label})`,
+          `coordinator (${sys.label})`,
           () =>
-            startCoordinator(ctx, `throughput-${v.name}`, {
-              schedulerThread: v.schedulerThread,
-              env: { ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: '1' },
+            startCoordinator(ctx, `throughput-${sys.name}`, {
+              schedulerThread: sys.schedulerThread,
+              env: {
+                ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: '1',
+                ZISK_COORDINATOR_STATE_BACKEND: sys.backend,
+                ...(stateDir ? { ZISK_COORDINATOR_STATE_DIR: stateDir } : {}),
+              },
             }),
-          (coord) => rigUp(v.name, coord, s, cleanup, () => coord.errorLines(3)),
+          (coord) => rigUp(sys.name, coord, s, cleanup, () => coord.errorLines(3)),
         );
-        variants.push({ v, rig });
+        systems.push({ sys, rig, stateDir, stateBytes: null });
       }
-      const rigs = [base, ...variants.map((x) => x.rig)].filter((r): r is Rig => r !== undefined);
+      const rigs = [base, ...systems.map((x) => x.rig)].filter((r): r is Rig => r !== undefined);
 
       const closedSliceMs = s.closedMs / s.rounds;
       const openSliceMs = s.openMs / s.rounds;
@@ -235,27 +299,46 @@ export const throughput: Scenario = {
       for (let round = 0; round < s.rounds; round++) {
         await interleave(ctx, rigs, round, `open loop ${s.openRate} jobs/s for ${Math.round(openSliceMs)} ms`, (rig) => openSlice(rig, s, openSliceMs));
       }
-      return report(s, base, variants, setupFailures);
+      for (const x of systems) if (x.stateDir) x.stateBytes = diskBytes(x.stateDir);
+      return report(s, base, systems, setupFailures);
     } finally {
       await cleanup.run(ctx.log);
     }
   },
 };
 
-function report(s: Sizes, base: Rig | undefined, variants: Array<{ v: SchedulerVariant; rig: Rig | undefined }>, setupFailures: string[]): ScenarioResult[] {
-  const f = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toFixed(2));
+interface SystemRun {
+  sys: CoordinatorSystem;
+  rig: Rig | undefined;
+  stateDir: string | undefined;
+  /** Disk space of its state dir after the run (embedded only). */
+  stateBytes: number | null;
+}
+
+const minus = (a: number | null | undefined, b: number | null | undefined): number | null => (a === null || a === undefined || b === null || b === undefined ? null : a - b);
+const f2 = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(2));
+const list = (xs: ReadonlyArray<number | null>, digits = 1): string => (xs.length === 0 ? '—' : xs.map((x) => (x === null ? '—' : x.toFixed(digits))).join(', '));
+const known = (xs: ReadonlyArray<number | null>): number[] => xs.filter((x): x is number => x !== null && Number.isFinite(x));
+const range = (xs: ReadonlyArray<number | null>): string => {
+  const k = known(xs);
+  return k.length === 0 ? '—' : `${Math.min(...k).toFixed(1)}–${Math.max(...k).toFixed(1)}`;
+};
+
+function report(s: Sizes, base: Rig | undefined, systems: SystemRun[], setupFailures: string[]): ScenarioResult[] {
+  const f = f2;
   const b = base && !base.broken ? figuresOf(base.acc) : undefined;
   const rates = (r: Rig | undefined): string => (r ? r.acc.sliceRates.map((x) => Math.round(x)).join(', ') : '—');
   const results: ScenarioResult[] = [];
-  for (const { v, rig } of variants) {
+  for (const { sys, rig, stateBytes } of systems) {
     const c = rig && !rig.broken ? figuresOf(rig.acc) : undefined;
     const a = rig?.acc;
     const notes: string[] = [
-      `${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1. The baseline and both coordinator variants run side by side (each with its own sims and clients) and are measured in ${s.rounds} interleaved rounds, rotating the order: closed loop ${s.clients} clients, ${Math.round(s.closedMs / s.rounds)} ms per slice after a ${s.sliceRampMs} ms ramp (${s.warmupMs / 1000} s warm-up each first); open loop ${s.openRate} jobs/s, ${Math.round(s.openMs / s.rounds)} ms per slice. Clients speak gRPC over bare node:http2 (8 connections, pre-encoded requests); sims run in their own processes at nice ${LOAD_GENERATOR_NICENESS}.`,
-      `Closed-loop jobs/s per slice, round by round (the machine's drift): ${v.name} ${rates(rig)}; baseline ${rates(base)}.`,
-      `Closed loop: coordinator ${a?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(b?.closedP50Ms)} ms); server CPU ${f(c?.serverCpuPerJobMs)} ms per job (baseline ${f(b?.serverCpuPerJobMs)} ms).`,
+      `${sys.label}. ${s.workers} workers × 1 unit, instant tasks, default_compute_units = 1. The baseline and the three coordinators (thread, thread-memory, main) run side by side (each with its own sims, clients and fresh state dir) and are measured in ${s.rounds} interleaved rounds, rotating the order: closed loop ${s.clients} clients, ${Math.round(s.closedMs / s.rounds)} ms per slice after a ${s.sliceRampMs} ms ramp (${s.warmupMs / 1000} s warm-up each first); open loop ${s.openRate} jobs/s, ${Math.round(s.openMs / s.rounds)} ms per slice. Clients speak gRPC over bare node:http2 (8 connections, pre-encoded requests); sims run in their own processes at nice ${LOAD_GENERATOR_NICENESS}.`,
+      `Closed-loop jobs/s per slice, round by round (the machine's drift): ${sys.name} ${rates(rig)}; baseline ${rates(base)}.`,
+      `Closed loop: coordinator ${a?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(b?.closedP50Ms)} ms); server CPU ${f(c?.serverCpuPerJobMs)} ms per job, of which its main thread ${f(c?.serverMainCpuPerJobMs)} ms (baseline ${f(b?.serverCpuPerJobMs)} / ${f(b?.serverMainCpuPerJobMs)} ms); main-thread loop p99 per slice ${list(a?.closedMainP99s ?? [])} ms (baseline ${list(base?.acc.closedMainP99s ?? [])} ms).`,
       `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline): clients (the bench process) ${f(c?.clientCpuPerJobMs)} / ${f(b?.clientCpuPerJobMs)}, sims ${f(c?.simCpuPerJobMs)} / ${f(b?.simCpuPerJobMs)}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
-      `Open loop: coordinator ${a?.openCompleted ?? '—'} completed, ${a?.openFailed ?? '—'} failed, ${a?.openUnfinished ?? '—'} unfinished; worst slice's main-thread event-loop p99 ${f(a?.openMainP99Ms)} ms, max ${f(a?.openMainMaxMs)} ms (baseline ${f(base?.acc.openMainP99Ms)} / ${f(base?.acc.openMainMaxMs)} ms); scheduler thread max ${f(a?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(a?.openClientP99Ms)} / ${f(a?.openClientMaxMs)} ms (baseline ${f(base?.acc.openClientP99Ms)} / ${f(base?.acc.openClientMaxMs)} ms).`,
+      `Open loop: coordinator ${a?.openCompleted ?? '—'} completed, ${a?.openFailed ?? '—'} failed, ${a?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 per slice ${list(a?.openMainP99s ?? [])} ms, worst slice's max ${f(a?.openMainMaxMs)} ms (baseline ${list(base?.acc.openMainP99s ?? [])} / ${f(base?.acc.openMainMaxMs)} ms); scheduler thread max ${f(a?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(a?.openClientP99Ms)} / ${f(a?.openClientMaxMs)} ms (baseline ${f(base?.acc.openClientP99Ms)} / ${f(base?.acc.openClientMaxMs)} ms).`,
+      ...(stateBytes !== null ? [`State dir after the run: ${(stateBytes / MiB).toFixed(1)} MiB on disk ([state] max_retained_jobs = 10,000 bounds it).`] : []),
       ...setupFailures,
     ];
     if (rig?.broken) notes.push(`coordinator failed mid-run: ${rig.broken.split('\n')[0].slice(0, 300)}`);
@@ -265,7 +348,7 @@ function report(s: Sizes, base: Rig | undefined, variants: Array<{ v: SchedulerV
     for (const l of rig?.errorLines() ?? []) notes.push(`coordinator error log: ${l}`);
     results.push({
       scenario: 'throughput',
-      variant: v.name,
+      variant: sys.name,
       metrics: [
         metric('closed_loop_throughput', 'jobs/s', c?.closedJobsPerS ?? null, {
           baseline: b?.closedJobsPerS ?? null,
@@ -279,5 +362,70 @@ function report(s: Sizes, base: Rig | undefined, variants: Array<{ v: SchedulerV
       notes,
     });
   }
+  const embedded = systems.find((x) => x.sys.name === 'thread');
+  const memory = systems.find((x) => x.sys.name === 'thread-memory');
+  results.push(durability(s, embedded, memory));
   return results;
+}
+
+/**
+ * `durability`: the default coordinator (embedded store) against the same coordinator keeping jobs in
+ * memory, in the same run. "Coordinator" is the embedded one, "baseline" the memory one.
+ */
+function durability(s: Sizes, embedded: SystemRun | undefined, memory: SystemRun | undefined): ScenarioResult {
+  const e = embedded?.rig && !embedded.rig.broken ? embedded.rig : undefined;
+  const m = memory?.rig && !memory.rig.broken ? memory.rig : undefined;
+  const ef = e ? figuresOf(e.acc) : undefined;
+  const mf = m ? figuresOf(m.acc) : undefined;
+  const med = (xs: ReadonlyArray<number | null> | undefined): number | null => median(known(xs ?? []));
+  const eClosedP99 = med(e?.acc.closedMainP99s);
+  const mClosedP99 = med(m?.acc.closedMainP99s);
+  const mClosedP99s = known(m?.acc.closedMainP99s ?? []);
+  // "Unchanged within noise": the embedded coordinator's median slice is no worse than the memory
+  // coordinator's worst slice (the spread memory shows on its own, in the same run).
+  const loopMetric: Metric = metric('main_loop_p99', 'ms', eClosedP99, { baseline: mClosedP99 });
+  loopMetric.target = '≤ memory’s worst slice';
+  loopMetric.met = eClosedP99 !== null && mClosedP99s.length > 0 && eClosedP99 <= Math.max(...mClosedP99s);
+  const perRound = (pick: (a: Accumulated) => ReadonlyArray<number | null>): string => {
+    if (!e || !m) return '—';
+    const xs = pick(e.acc);
+    const ys = pick(m.acc);
+    const out: string[] = [];
+    for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
+      const x = xs[i];
+      const y = ys[i];
+      out.push(x !== null && y !== null && y > 0 ? `${(x / y).toFixed(2)}×` : '—');
+    }
+    return out.join(', ');
+  };
+  const notes: string[] = [
+    `The default coordinator ([state] backend = "embedded", LMDB in a fresh temp dir on this machine's ext4 disk) against the same coordinator with backend = "memory" (upstream's behaviour), both with the scheduler on its own thread, side by side in the same ${s.rounds} interleaved rounds as every other system of this scenario. Coordinator = embedded, baseline = memory, ratio = embedded ÷ memory.`,
+    `Closed-loop jobs/s per slice: embedded ${list(e?.acc.sliceRates ?? [], 0)}, memory ${list(m?.acc.sliceRates ?? [], 0)}; per-round ratio ${perRound((a) => a.sliceRates)}.`,
+    `Server CPU ms per job per slice: embedded ${list(e?.acc.sliceCpuPerJob ?? [], 2)}, memory ${list(m?.acc.sliceCpuPerJob ?? [], 2)}; per-round ratio ${perRound((a) => a.sliceCpuPerJob)}.`,
+    `Main-thread event-loop p99 per closed-loop slice (the coordinator's 10 ms sampler, over each slice after its ramp; the figure is the median slice): embedded ${list(e?.acc.closedMainP99s ?? [])} ms (range ${range(e?.acc.closedMainP99s ?? [])}), memory ${list(m?.acc.closedMainP99s ?? [])} ms (range ${range(m?.acc.closedMainP99s ?? [])}). Target: the embedded median no worse than memory's worst slice.`,
+    `Main-thread event-loop p99 per open-loop slice (${s.openRate} jobs/s offered, sends and drain): embedded ${list(e?.acc.openMainP99s ?? [])} ms (range ${range(e?.acc.openMainP99s ?? [])}), memory ${list(m?.acc.openMainP99s ?? [])} ms (range ${range(m?.acc.openMainP99s ?? [])}). A system that cannot keep up with the offered rate runs a backlog (its slice lasts longer and its turns are fuller), so read this one together with open_loop_completed and open_loop_p50.`,
+    `Where the CPU goes, ms per job over the closed loop (embedded / memory): the whole process ${f2(ef?.serverCpuPerJobMs)} / ${f2(mf?.serverCpuPerJobMs)}, its main thread ${f2(ef?.serverMainCpuPerJobMs)} / ${f2(mf?.serverMainCpuPerJobMs)}, its other threads (scheduler, LMDB's writer, the libuv pool's file writes and fsyncs, GC helpers) ${f2(minus(ef?.serverCpuPerJobMs, ef?.serverMainCpuPerJobMs))} / ${f2(minus(mf?.serverCpuPerJobMs, mf?.serverMainCpuPerJobMs))}. The kernel's own journal work for those fsyncs (ext4's jbd2 thread) is in no process's figure.`,
+    `Closed-loop p50 job latency: embedded ${f2(ef?.closedP50Ms)} ms, memory ${f2(mf?.closedP50Ms)} ms. Load generators (CPU ms per job, embedded / memory): clients ${f2(ef?.clientCpuPerJobMs)} / ${f2(mf?.clientCpuPerJobMs)}, sims ${f2(ef?.simCpuPerJobMs)} / ${f2(mf?.simCpuPerJobMs)}.`,
+  ];
+  if (!e) notes.push(`embedded coordinator failed: ${embedded?.rig?.broken?.split('\n')[0].slice(0, 300) ?? 'not started'}`);
+  if (!m) notes.push(`memory coordinator failed: ${memory?.rig?.broken?.split('\n')[0].slice(0, 300) ?? 'not started'}`);
+  const openP99 = (r: Rig | undefined): number | null => med(r?.acc.openMainP99s);
+  return {
+    scenario: 'throughput',
+    variant: 'durability',
+    metrics: [
+      metric('closed_loop_throughput', 'jobs/s', ef?.closedJobsPerS ?? null, {
+        baseline: mf?.closedJobsPerS ?? null,
+        target: { on: 'ratio', op: '>=', value: 0.8, text: '≥ 0.8× memory' },
+      }),
+      metric('server_cpu_per_job', 'ms', ef?.serverCpuPerJobMs ?? null, { baseline: mf?.serverCpuPerJobMs ?? null }),
+      metric('server_main_thread_cpu_per_job', 'ms', ef?.serverMainCpuPerJobMs ?? null, { baseline: mf?.serverMainCpuPerJobMs ?? null }),
+      loopMetric,
+      metric('open_loop_main_loop_p99', 'ms', openP99(e), { baseline: openP99(m) }),
+      metric('open_loop_p50', 'ms', ef?.openP50Ms ?? null, { baseline: mf?.openP50Ms ?? null }),
+      metric('open_loop_p99', 'ms', ef?.openP99Ms ?? null, { baseline: mf?.openP99Ms ?? null }),
+      metric('open_loop_completed', 'jobs', e?.acc.openCompleted ?? null, { baseline: m?.acc.openCompleted ?? null }),
+    ],
+    notes,
+  };
 }
