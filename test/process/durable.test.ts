@@ -66,6 +66,8 @@ test('SIGKILL and restart: finished jobs answer as before, a running one reruns 
     proveDelayMs: 20,
     aggregateDelayMs: 10,
     reconnectIntervalMs: 100,
+    // Bigger than a record keeps (a SNARK-sized proof stays in it; the crash test has those): a file.
+    finalProofBytes: 100_000,
   }).start();
   t.after(() => fleet.stop());
   const client = apiClient(`127.0.0.1:${p.api}`);
@@ -78,6 +80,7 @@ test('SIGKILL and restart: finished jobs answer as before, a running one reruns 
   const done = await prove(client, hashId, 1);
   const before: WaitResult = await waitTerminal(client, done);
   assert.equal(before.job_status.status, 'completed');
+  assert.equal(fs.statSync(path.join(dir, 'state', 'files', `${done}.proof`)).size, 100_000);
   const historyBefore = watch(client, done);
   await historyBefore.done;
   const running = await prove(client, hashId, 2);

@@ -19,6 +19,12 @@ import type { BuiltResult, JobKindResponseWire, RequestMeta } from './results';
 
 /** Inline bytes up to this size stay in the job's record; bigger ones go to a file. */
 export const INLINE_RECORD_BYTES = 1 << 20;
+/**
+ * Proofs up to this size stay in the job's record; bigger ones go to a file. Smaller than the inputs'
+ * limit because a restart reads every retained record back into memory, proofs included, while proofs
+ * in files are read only when a client asks.
+ */
+export const PROOF_IN_RECORD_BYTES = 64 << 10;
 
 export class JobJournal {
   private readonly dirty = new Map<string, JobRecord>();
@@ -26,8 +32,8 @@ export class JobJournal {
   private readonly filesToRemove: string[] = [];
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
-  /** The last flush's outcome, so a failing disk is reported once per flush, not per job. */
-  private writing: Promise<void> = Promise.resolve();
+  /** Flushes whose transaction is not durable yet (shutdown waits for them). */
+  private readonly writing = new Set<Promise<void>>();
 
   constructor(
     private readonly store: JobStore,
@@ -64,7 +70,15 @@ export class JobJournal {
   }
 
   /**
-   * The job ended: a completed job's proof goes to a file first, then the record. Resolves once it
+   * The job changed in a way not worth a write of its own: its record goes with the next batch that
+   * happens anyway (another job's change, or its own next one), or is lost with a crash before then.
+   */
+  changedLater(rec: JobRecord): void {
+    if (this.store.durable) this.dirty.set(rec.id, rec);
+  }
+
+  /**
+   * The job ended: a completed job's big proof goes to a file first, then the record. Resolves once it
    * is durable; undefined with the memory store (the caller goes on at once).
    */
   finished(rec: JobRecord): Promise<void> | undefined {
@@ -73,7 +87,7 @@ export class JobJournal {
     const pending = rec.terminalEvent?.event;
     const proof = pending?.kind === 'completed' ? pending.result.proofData : undefined;
     return (async () => {
-      if (proof && proof.length > 0) {
+      if (proof && proof.length > PROOF_IN_RECORD_BYTES) {
         rec.files.proof = `${rec.id}.proof`;
         await files.writeDurable(rec.files.proof, proof);
       }
@@ -119,7 +133,7 @@ export class JobJournal {
   /** Waits for what is being written (shutdown). */
   async settle(): Promise<void> {
     if (this.flushScheduled || this.dirty.size > 0) await this.nextFlush().catch(() => undefined);
-    await this.writing.catch(() => undefined);
+    await Promise.all(this.writing);
   }
 
   // ------------------------------------------------------------------------------------- internals
@@ -153,10 +167,10 @@ export class JobJournal {
     const files = this.filesToRemove.splice(0);
     const waiters = this.waiters;
     this.waiters = [];
-    // Batches commit in order: a later batch of a job never lands before an earlier one.
-    this.writing = this.writing
-      .catch(() => undefined)
-      .then(() => this.store.write(puts, removes))
+    // Issued now, not after the previous batch is durable: the store applies batches in the order
+    // they are issued, and its commits and syncs overlap (a sync waits for no later commit).
+    const written = this.store
+      .write(puts, removes)
       .then(
         async () => {
           for (const w of waiters) w.resolve();
@@ -167,6 +181,8 @@ export class JobJournal {
           for (const w of waiters) w.reject(err);
         },
       );
+    this.writing.add(written);
+    void written.finally(() => this.writing.delete(written));
   }
 
   private storedOf(rec: JobRecord): StoredJob {
@@ -233,11 +249,12 @@ function eventOf(rec: JobRecord): (e: JobRecord['history'][number]) => StoredEve
   };
 }
 
-/** The result's wire object without its proof bytes (they are in `proofFile`). */
+/** The result's wire object without its proof bytes (they are in `proofFile`, or beside it when small). */
 function resultOf(result: BuiltResult, proofFile: string | undefined): StoredResult {
   const response = withoutProofData(result.response);
   const out: StoredResult = { response: response as unknown as Record<string, unknown> };
   if (proofFile) out.proofFile = proofFile;
+  else if (result.proofData && result.proofData.length > 0) out.proof = result.proofData;
   if (result.executedSteps !== undefined) out.executedSteps = result.executedSteps;
   return out;
 }

@@ -215,7 +215,10 @@ export class JobRegistry {
     const event: IncomingEvent = body.kind === 'completed' ? { kind: 'completed', result: this.build(rec, body.result, at) } : body;
     if (event.kind !== 'completed' && event.kind !== 'failed' && event.kind !== 'cancelled') {
       this.record(rec, at, event);
-      this.persist(rec);
+      // A phase change is history only: it rides with the job's next write. `started` is written at
+      // once, since a restart charges an attempt only to a job it knows was running.
+      if (event.kind === 'progress') this.opts.journal.changedLater(rec);
+      else this.persist(rec);
       return;
     }
     // The record written is the job as it will be, terminal event included.

@@ -1,7 +1,8 @@
 /**
  * A stored job (src/main/state/store.ts) made into a record of the client API's mirror again, after
  * a restart: its request, its data, its attempts, its history replayed event by event, and its
- * result, whose proof stays in its file until a client asks (see JobRegistry.ensureResult).
+ * result, whose proof (when big enough to have a file) stays there until a client asks (see
+ * JobRegistry.ensureResult).
  */
 import type { BlobStore } from '../data/blob-store';
 import type { InputSpec, JobSpec } from '../../shared/scheduler/types';
@@ -67,6 +68,10 @@ export async function restoreRecord(
           warnings: [],
         };
         if (job.result?.executedSteps !== undefined) result.executedSteps = job.result.executedSteps;
+        if (job.result?.proof) {
+          result.proofData = job.result.proof;
+          setProofData(result.response, job.result.proof);
+        }
         apply(rec, e.at, { kind: 'completed', result });
         break;
       }

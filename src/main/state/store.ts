@@ -5,8 +5,8 @@
  * active/standby pair) can implement it later: records go in and out whole, writes are batched into
  * one transaction and acknowledged when durable, and nothing reads it on the hot path.
  *
- * Records hold small values; bulk bytes (a big inline input, spooled pushed input, a proof) live in
- * files under `filesDir` and records name them.
+ * Records hold small values; bulk bytes (a big inline input, spooled pushed input, a proof bigger
+ * than a SNARK) live in files under `filesDir` and records name them.
  */
 import type { EpochMs, JobFailure, JobKind, JobPhase } from '../../shared/scheduler/types';
 
@@ -57,8 +57,10 @@ export interface StoredJob {
 export type StoredRequest = Record<string, unknown> & { kind: JobKind };
 
 export interface StoredResult {
-  /** The result's wire object, with the proof bytes (if any) left out and put in `proofFile`. */
+  /** The result's wire object, with the proof bytes (if any) left out: they are in `proof` or `proofFile`. */
   response: Record<string, unknown>;
+  /** A small proof (a SNARK), kept with the record: a file and its two syncs would cost more than it. */
+  proof?: Buffer;
   proofFile?: string;
   executedSteps?: string;
 }
