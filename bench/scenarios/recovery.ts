@@ -196,7 +196,9 @@ const completedProve = (j: StoredJob): boolean => j.kind === 'prove' && j.result
 async function replicate(ctx: ScenarioContext, dir: string, count: number): Promise<string[]> {
   if (count <= 0) return [];
   ctx.log(`  replicating: ${count} copies of the seed's records`);
-  const store = EmbeddedJobStore.open(dir);
+  const store = EmbeddedJobStore.open(dir, (reason) => {
+    throw new Error(`filling the store failed: ${reason}`);
+  });
   const ids: string[] = [];
   try {
     const templates = (await store.load()).filter(completedProve);

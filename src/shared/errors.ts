@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   CLUSTER_UNAVAILABLE: { code: 2001, grpc: GrpcCode.UNAVAILABLE },
   QUEUE_FULL: { code: 2002, grpc: GrpcCode.RESOURCE_EXHAUSTED },
   SHUTTING_DOWN: { code: 2003, grpc: GrpcCode.UNAVAILABLE },
+  STATE_STORE_UNAVAILABLE: { code: 2004, grpc: GrpcCode.UNAVAILABLE },
   INTERNAL: { code: 3001, grpc: GrpcCode.INTERNAL },
   UNAUTHENTICATED: { code: 4001, grpc: GrpcCode.UNAUTHENTICATED },
 } as const;
@@ -67,6 +68,11 @@ export const apiErrors = {
     apiErrors.clusterUnavailable('workers connected but setup not done; call setup() first'),
   queueFull: (n: number): ApiErrorData => ({ code: 'QUEUE_FULL', message: `Queue full (${n} jobs)` }),
   shuttingDown: (): ApiErrorData => ({ code: 'SHUTTING_DOWN', message: 'Coordinator is shutting down' }),
+  /** The job could not be made durable (a full disk, a failing one): it was not accepted. */
+  stateStoreUnavailable: (reason: string): ApiErrorData => ({
+    code: 'STATE_STORE_UNAVAILABLE',
+    message: `State store unavailable, the job was not accepted: ${reason}`,
+  }),
   /** The client sees only the fixed text; the trace id links it to the log line with the cause. */
   internal: (traceId: string): ApiErrorData => ({
     code: 'INTERNAL',

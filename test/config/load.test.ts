@@ -111,7 +111,7 @@ describe('defaults', () => {
         keepalive_timeout_seconds: 10,
         scheduler_thread: true,
       },
-      state: { backend: 'embedded', spool_max_bytes: 1073741824 },
+      state: { backend: 'embedded', spool_max_bytes: 1073741824, min_free_bytes: 536870912 },
     });
     assert.deepEqual(l.files, []);
     assert.deepEqual(l.warnings, []);

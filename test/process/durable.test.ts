@@ -153,7 +153,9 @@ for (const damage of ['garbage', 'cut short'] as const) {
     } else {
       // A real store, then its last pages lost (a disk that lost the file's tail).
       fs.mkdirSync(state, { recursive: true });
-      const store = EmbeddedJobStore.open(state);
+      const store = EmbeddedJobStore.open(state, (reason) => {
+        throw new Error(reason);
+      });
       await store.write([storedJob('cut-1')], []);
       await store.close();
       fs.truncateSync(db, fs.statSync(db).size - 4096);

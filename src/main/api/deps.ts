@@ -20,6 +20,8 @@ export interface ApiServiceDeps {
   metrics: CoordinatorMetrics;
   /** Where jobs are recorded (docs/decisions.md, Durable jobs); opened and checked before anything binds. */
   store: JobStore;
+  /** Why new jobs cannot be made durable now (the state store's disk is nearly full), or undefined. */
+  storeShortage(): string | undefined;
   logger: Logger;
   /** The process lifecycle, as far as the client API needs it: new jobs only while serving. */
   lifecycle: { readonly acceptingJobs: boolean };

@@ -29,6 +29,8 @@ export const PROOF_IN_RECORD_BYTES = 64 << 10;
 export class JobJournal {
   private readonly dirty = new Map<string, JobRecord>();
   private readonly removed = new Set<string>();
+  /** Jobs removed for good: a failed batch must not write them back. */
+  private readonly gone = new WeakSet<JobRecord>();
   private readonly filesToRemove: string[] = [];
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
@@ -41,6 +43,8 @@ export class JobJournal {
     private readonly blobs: BlobStore,
     private readonly spoolMaxBytes: number,
     private readonly logger: Logger,
+    /** Called once per failed transaction or file write (the metric of failed store writes). */
+    private readonly onWriteFailed: () => void,
   ) {}
 
   get durable(): boolean {
@@ -57,7 +61,7 @@ export class JobJournal {
     await this.writeInlineFile(rec, 'hints');
     if (rec.kind === 'wrap' && rec.wrapProof && rec.wrapProof.length > INLINE_RECORD_BYTES) {
       rec.files.wrapProof = `${rec.id}.wrap-proof`;
-      await this.files.writeDurable(rec.files.wrapProof, rec.wrapProof);
+      await this.writeFile(rec.files.wrapProof, rec.wrapProof);
     }
     await this.changed(rec);
   }
@@ -83,13 +87,12 @@ export class JobJournal {
    */
   finished(rec: JobRecord): Promise<void> | undefined {
     if (!this.store.durable || !this.files) return undefined;
-    const files = this.files;
     const pending = rec.terminalEvent?.event;
     const proof = pending?.kind === 'completed' ? pending.result.proofData : undefined;
     return (async () => {
       if (proof && proof.length > PROOF_IN_RECORD_BYTES) {
         rec.files.proof = `${rec.id}.proof`;
-        await files.writeDurable(rec.files.proof, proof);
+        await this.writeFile(rec.files.proof, proof);
       }
       // What is left of its streamed data cannot be replayed any more.
       for (const s of [rec.spools.input, rec.spools.hints]) s?.discard('the job ended');
@@ -101,6 +104,7 @@ export class JobJournal {
   evicted(recs: readonly JobRecord[]): void {
     if (!this.store.durable) return;
     for (const rec of recs) {
+      this.gone.add(rec);
       this.dirty.delete(rec.id);
       this.removed.add(rec.id);
       this.filesToRemove.push(...filesOf(rec));
@@ -144,8 +148,19 @@ export class JobJournal {
     const data = this.blobs.get(mode.blobId);
     if (!data || data.length <= INLINE_RECORD_BYTES) return;
     const name = `${rec.id}.${kind}`;
-    await this.files.writeDurable(name, data);
+    await this.writeFile(name, data);
     rec.files[kind] = name;
+  }
+
+  private async writeFile(name: string, data: Buffer): Promise<void> {
+    if (!this.files) throw new Error('no files without a durable store');
+    try {
+      await this.files.writeDurable(name, data);
+    } catch (err) {
+      this.onWriteFailed();
+      await this.files.remove([`${name}.tmp`]);
+      throw new Error(`writing ${name} failed: ${(err as Error).message}`);
+    }
   }
 
   private nextFlush(): Promise<void> {
@@ -160,7 +175,8 @@ export class JobJournal {
   private flush(): void {
     this.flushScheduled = false;
     const puts: StoredJob[] = [];
-    for (const rec of this.dirty.values()) puts.push(this.storedOf(rec));
+    const recs = [...this.dirty.values()];
+    for (const rec of recs) puts.push(this.storedOf(rec));
     this.dirty.clear();
     const removes = [...this.removed];
     this.removed.clear();
@@ -177,8 +193,13 @@ export class JobJournal {
           if (files.length > 0 && this.files) await this.files.remove(files);
         },
         (err: Error) => {
+          this.onWriteFailed();
           this.logger.error({ err: err.message, jobs: puts.length }, `state store write failed: ${err.message}`);
           for (const w of waiters) w.reject(err);
+          // Written again with the next batch (once the disk has room again), unless gone or newer by then.
+          for (const rec of recs) if (!this.gone.has(rec) && !this.dirty.has(rec.id)) this.dirty.set(rec.id, rec);
+          for (const id of removes) this.removed.add(id);
+          this.filesToRemove.push(...files);
         },
       );
     this.writing.add(written);

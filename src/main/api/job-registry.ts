@@ -157,7 +157,6 @@ export class JobRegistry {
     try {
       await this.opts.journal.accepted(rec);
     } catch (err) {
-      this.opts.deps.metrics.stateStoreError();
       const reason = `the state store did not take the job: ${(err as Error).message}`;
       this.opts.deps.post({ type: 'failJob', jobId: rec.id, failure: { kind: 'internal', traceId: rec.id, reason } });
       throw err;
@@ -231,7 +230,6 @@ export class JobRegistry {
     }
     rec.pendingTerminal = durable
       .catch((err: Error) => {
-        this.opts.deps.metrics.stateStoreError();
         this.opts.deps.logger.error({ job_id: rec.id, err: err.message }, `job ${rec.id}: its ${event.kind} state is not on disk (${err.message}); shown anyway`);
       })
       .then(() => {
@@ -251,10 +249,11 @@ export class JobRegistry {
     if (rec.terminal && rec.accepted) this.afterTerminal(rec);
   }
 
-  /** The job's record joins the next batch to the store; a failed write is counted and logged by the journal. */
+  /** The job's record joins the next batch to the store. */
   private persist(rec: JobRecord): void {
     if (!rec.accepted) return;
-    this.opts.journal.changed(rec)?.catch(() => this.opts.deps.metrics.stateStoreError());
+    // A failed write is counted and logged once per transaction by the journal.
+    this.opts.journal.changed(rec)?.catch(() => undefined);
   }
 
   setLinks(jobId: string, linkIds: LinkId[]): void {

@@ -69,13 +69,13 @@ export class ApiService implements TaskDataSource, ElfSource {
     });
     const url = deps.config.coordinator.webhook_url;
     this.webhook = url ? new WebhookNotifier({ url, logger: deps.logger }) : undefined;
-    const files = deps.store.filesDir !== undefined ? new JobFiles(deps.store.filesDir) : undefined;
+    const files = deps.store.filesDir !== undefined ? new JobFiles(deps.store.filesDir, () => deps.storeShortage()) : undefined;
     this.jobs = new JobRegistry({
       deps,
       programs: this.programs,
       webhook: this.webhook,
       mock,
-      journal: new JobJournal(deps.store, files, deps.blobs, deps.config.state.spool_max_bytes, deps.logger),
+      journal: new JobJournal(deps.store, files, deps.blobs, deps.config.state.spool_max_bytes, deps.logger, () => deps.metrics.stateStoreError()),
       endWatcher: (watcher) => this.watches.end(watcher),
     });
     this.scheduler = new SchedulerRequests((event) => deps.post(event));

@@ -30,6 +30,8 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
     throw new ApiFailure(apiErrors.programNotFound(meta.hashId));
   }
   if (!deps.lifecycle.acceptingJobs || ctx.closed()) throw new ApiFailure(apiErrors.shuttingDown());
+  const shortage = deps.storeShortage();
+  if (shortage) throw new ApiFailure(apiErrors.stateStoreUnavailable(shortage));
   // Workers are sent the ELF of a setup from memory; a cache file that vanished means "not found".
   if (meta.kind === 'setup' && !ctx.mock && !(await programs.acquireElf(meta.hashId))) {
     throw new ApiFailure(apiErrors.programNotFound(meta.hashId));
@@ -59,8 +61,8 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
   }
   try {
     await jobs.accepted(rec);
-  } catch {
-    throw new ApiFailure(apiErrors.internal(jobId));
+  } catch (err) {
+    throw new ApiFailure(apiErrors.stateStoreUnavailable((err as Error).message));
   }
   deps.logger.debug({ job_id: jobId, kind: rec.kind, hash_id: meta.hashId || undefined }, `job ${jobId} accepted (${rec.kind})`);
   if (rec.terminal) jobs.afterTerminal(rec);

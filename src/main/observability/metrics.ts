@@ -117,6 +117,7 @@ export class CoordinatorMetrics {
   private readonly recoveryTimeouts: Counter;
   private readonly retries: Counter<'kind' | 'reason'>;
   private readonly storeErrors: Counter;
+  private stateDiskFreeBytes: Gauge | undefined;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
@@ -229,7 +230,7 @@ export class CoordinatorMetrics {
     });
     this.storeErrors = new Counter({
       name: 'coordinator_state_store_errors_total',
-      help: 'Writes to the durable job store that failed (the jobs they carried may not survive a restart).',
+      help: 'Files of the durable job store (big inputs, proofs) that could not be written: those jobs may not survive a restart as shown. A failed store transaction stops the process instead (exit 74).',
       registers,
     });
     this.bytes = new Counter({
@@ -339,6 +340,16 @@ export class CoordinatorMetrics {
 
   stateStoreError(): void {
     this.storeErrors.inc();
+  }
+
+  /** Only with the embedded store: a memory coordinator has no disk to watch, and no series. */
+  stateDiskFree(bytes: number): void {
+    this.stateDiskFreeBytes ??= new Gauge({
+      name: 'coordinator_state_disk_free_bytes',
+      help: 'Free bytes on the filesystem of [state] dir (checked every second); below [state] min_free_bytes new jobs are refused.',
+      registers: [this.registry],
+    });
+    this.stateDiskFreeBytes.set(bytes);
   }
 
   recoveryTimedOut(): void {

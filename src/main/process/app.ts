@@ -11,6 +11,7 @@ import type { Config } from '../../shared/config/types';
 import type { Directories } from '../../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
+import { DiskSpaceWatch } from '../state/disk-space';
 import { EmbeddedJobStore } from '../state/embedded-store';
 import { MemoryJobStore, StoreError, type JobStore } from '../state/store';
 import type { SchedulerEvent } from '../../shared/scheduler/events';
@@ -32,6 +33,8 @@ export const EXIT_LISTEN_FAILED = 1;
 /** The configuration, a directory or the state store cannot be used (EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 export const EXIT_SCHEDULER_DIED = 70;
+/** A write to the state store failed (EX_IOERR): the process stops at once, the store is intact. */
+export const EXIT_STORE_FAILED = 74;
 
 /**
  * Once the drain is over, how long closing gets: in-flight unary calls finish and HTTP responses go
@@ -191,12 +194,23 @@ function armExitBackstop(code: number, logger: Logger): void {
 export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
-  const store = openStore(config, directories);
+  const store = openStore(config, directories, (reason) => {
+    // LMDB is not usable after a failed commit, and lmdb-js leaves rejections nobody can handle:
+    // stop at once, as a SIGKILL would (what was acknowledged is on disk already).
+    logger.fatal({ err: reason, exit_code: EXIT_STORE_FAILED }, `state store write failed (${reason}); exiting at once, nothing acknowledged is lost: restart once the disk has room`);
+    flushLogger(logger);
+    process.exit(EXIT_STORE_FAILED);
+  });
   const lifecycle = new Lifecycle();
   lifecycle.onClose('state store', () => store.close());
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
   const metrics = new CoordinatorMetrics();
   lifecycle.onClose('metrics', () => metrics.stop());
+  const diskSpace =
+    store.durable && directories.state !== undefined
+      ? new DiskSpaceWatch(directories.state, config.state.min_free_bytes, logger, (free) => metrics.stateDiskFree(free))
+      : undefined;
+  if (diskSpace) lifecycle.onClose('disk space watch', () => diskSpace.stop());
   const blobs = new BlobStore();
   const mock = config.backend.mode === 'mock';
   let resolveStopped!: (code: number) => void;
@@ -244,6 +258,7 @@ export async function startCoordinator(config: Config, logger: Logger, directori
     config,
     directories,
     store,
+    storeShortage: () => diskSpace?.shortage,
     post,
     blobs,
     link: (id) => sinks.cluster?.link(id),
@@ -420,11 +435,11 @@ export async function startCoordinator(config: Config, logger: Logger, directori
 }
 
 /** The durable store in the state directory, or the memory store (which keeps nothing). */
-function openStore(config: Config, directories: Directories): JobStore {
+function openStore(config: Config, directories: Directories, onCommitFailed: (reason: string) => never): JobStore {
   if (config.backend.mode === 'mock' || config.state.backend === 'memory' || directories.state === undefined) {
     return new MemoryJobStore();
   }
-  return EmbeddedJobStore.open(directories.state);
+  return EmbeddedJobStore.open(directories.state, onCommitFailed);
 }
 
 function logListeners(config: Config, ports: RunningCoordinator['ports'], logger: Logger): void {

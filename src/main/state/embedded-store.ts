@@ -21,12 +21,17 @@ export class EmbeddedJobStore implements JobStore {
   private constructor(
     private readonly db: RootDatabase<StoredJob, string>,
     readonly dir: string,
+    private readonly onCommitFailed: (reason: string) => never,
   ) {
     this.filesDir = path.join(dir, FILES_DIR);
   }
 
-  /** Opens (or creates) the store in `dir`; a file that is not an LMDB store is a StoreError. */
-  static open(dir: string): EmbeddedJobStore {
+  /**
+   * Opens (or creates) the store in `dir`; a file that is not an LMDB store is a StoreError.
+   * `onCommitFailed` must end the process: after a failed commit (a full disk) the LMDB environment
+   * is unusable and lmdb-js rejects promises of its own that nobody can handle.
+   */
+  static open(dir: string, onCommitFailed: (reason: string) => never): EmbeddedJobStore {
     const file = path.join(dir, DB_FILE);
     let db: RootDatabase<StoredJob, string>;
     try {
@@ -41,7 +46,7 @@ export class EmbeddedJobStore implements JobStore {
     } catch (err) {
       throw new StoreError(file, `cannot open it: ${(err as Error).message}`);
     }
-    return new EmbeddedJobStore(db, dir);
+    return new EmbeddedJobStore(db, dir, onCommitFailed);
   }
 
   async load(): Promise<StoredJob[]> {
@@ -67,13 +72,34 @@ export class EmbeddedJobStore implements JobStore {
     const pending: Promise<unknown>[] = [];
     for (const job of puts) pending.push(this.db.put(job.id, job));
     for (const id of removes) pending.push(this.db.remove(id));
-    await Promise.all(pending);
+    try {
+      await Promise.all(pending);
+    } catch (err) {
+      this.onCommitFailed(await commitFailure(err));
+    }
     await this.db.flushed;
   }
 
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+/**
+ * Why a transaction failed. lmdb-js rejects each write with a generic error and keeps the cause (a
+ * full disk, a file size limit) in a separate promise, `commitError`, which nobody else awaits: left
+ * unhandled it would take the process down.
+ */
+async function commitFailure(err: unknown): Promise<string> {
+  const commitError = (err as { commitError?: Promise<unknown> } | undefined)?.commitError;
+  if (commitError) {
+    try {
+      await commitError;
+    } catch (cause) {
+      return `the transaction failed: ${(cause as Error).message}`;
+    }
+  }
+  return `the transaction failed: ${(err as Error).message}`;
 }
 
 /** Where a page's fields and its meta record's fields are (LMDB's on-disk format, 64-bit). */

@@ -10,7 +10,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export class JobFiles {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    /** Why the disk has no room for more copies now (spools give up), or undefined. */
+    readonly shortage: () => string | undefined = () => undefined,
+  ) {}
 
   pathOf(name: string): string {
     return path.join(this.dir, name);
@@ -93,6 +97,11 @@ export class Spool {
     }
     if (this.bytes + chunk.length > this.maxBytes) {
       this.giveUp(`more than [state] spool_max_bytes (${this.maxBytes})`);
+      return this.tail;
+    }
+    const shortage = this.files.shortage();
+    if (shortage) {
+      this.giveUp(shortage);
       return this.tail;
     }
     this.bytes += chunk.length;

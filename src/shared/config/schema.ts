@@ -299,6 +299,11 @@ const DEFINITION: SchemaDefinition = {
       default: 1073741824,
       description: 'Most bytes of pushed (grpc://) input or hints kept on disk per job so another attempt can replay them; past it the job is not retried.',
     },
+    min_free_bytes: {
+      type: U64,
+      default: 536870912,
+      description: 'Free space the embedded store\'s filesystem must keep: below it new jobs are refused (STATE_STORE_UNAVAILABLE) and pushed data is no longer spooled, so the store never runs out of room mid-write; 0 = no check.',
+    },
   },
 };
 

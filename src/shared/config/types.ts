@@ -96,6 +96,8 @@ export interface StateConfig {
   dir?: string;
   /** Most bytes of pushed (`grpc://`) input or hints kept on disk per job, so a retry can replay them. */
   spool_max_bytes: number;
+  /** Free space the store's filesystem keeps: below it new jobs are refused; 0 = no check. */
+  min_free_bytes: number;
 }
 
 export interface Config {
