@@ -1,8 +1,8 @@
 /**
  * A minimal fake coordinator for sim tests: a grpc-js server on 127.0.0.1:0 serving `WorkerStream`
  * with the PUBLIC proto (so everything a sim worker writes is checked by the real schema, uint64 as
- * decimal strings), sending response headers at once like our coordinator must (D1). It records every
- * inbound message with a host-clock timestamp and leaves all protocol decisions to the test, except
+ * decimal strings), sending response headers at once like our coordinator must (docs/protocol.md,
+ * Response headers). It records every inbound message with a host-clock timestamp and leaves all protocol decisions to the test, except
  * the handshake answer, which follows `decide` (default: accept, no directive).
  */
 import { EventEmitter } from 'node:events';
@@ -213,7 +213,7 @@ export class FakeClusterServer extends EventEmitter<{ message: [Received]; conne
 
   private onCall(call: Call): void {
     const conn = new FakeConn(call);
-    // The Rust worker (and the sim) wait for response headers before sending anything (D1).
+    // The Rust worker (and the sim) wait for response headers before sending anything (docs/protocol.md, Response headers).
     const sendHeaders = (): void => {
       if (conn.closed) return;
       conn.headersSentAt = hostNow();
