@@ -14,7 +14,8 @@ const ROOMS = {
   'main/state': [],
   threads: [],
   sim: [],
-  demo: ['sim'],
+  demo: ['sim', 'client'],
+  client: [],
   shared: [],
 };
 

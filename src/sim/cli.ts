@@ -63,7 +63,7 @@ export function buildProgram(): Command {
   const d = SIM_DEFAULTS;
   return new Command('sim')
     .description('Simulated zisk-worker fleet speaking the real cluster protocol')
-    .option('--coordinator <host:port>', 'coordinator worker (cluster) port', '127.0.0.1:50051')
+    .addOption(new Option('--coordinator <host:port>', 'coordinator worker (cluster) port').env('ZISK_SIM_COORDINATOR').default('127.0.0.1:50051'))
     .option('--workers <n>', 'number of workers', int('--workers', 1), 1)
     .option('--prefix <prefix>', 'worker ids are <prefix>-<i>', 'sim')
     .option('--capacity <units>', 'compute units per worker', int('--capacity'), d.computeUnits)

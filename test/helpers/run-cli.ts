@@ -22,6 +22,8 @@ export interface RunCliOptions {
   /** Run as this user and group (the test runner must be root to switch). */
   uid?: number;
   gid?: number;
+  /** Another program of the package (default bin/zisk-coordinator). */
+  bin?: string;
 }
 
 /** The repository root, found from this file whether it runs from test/ or dist/test/. */
@@ -41,7 +43,7 @@ export function binPath(): string {
 
 export function runCli(args: readonly string[], options: RunCliOptions): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [binPath(), ...args], {
+    const child = spawn(process.execPath, [options.bin ?? binPath(), ...args], {
       cwd: options.cwd,
       env: options.env,
       stdio: ['ignore', 'pipe', 'pipe'],
