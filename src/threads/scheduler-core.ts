@@ -8,13 +8,13 @@
  * once per call.
  */
 import { apiErrors, type ApiErrorData } from '../shared/errors';
-import type { BlobId, JobKind, JobPhase, JobSpec, LinkId, WorkerStateName } from '../shared/scheduler/types';
+import type { BlobId, InputSpec, JobKind, JobPhase, JobSpec, LinkId, WorkerStateName } from '../shared/scheduler/types';
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { Ctx, type CoreConfig, type CoreDeps } from './core/context';
 import { newJobRec } from './core/job-table';
 import { afterRelease, onHello, onLinkOpened, onRecoveryComplete, onWorkerClosed, onWorkerTimer } from './core/worker-connections';
-import { isTerminal, programKey, type EventOf, type TimerTask } from './core/model';
+import { isTerminal, programKey, type EventOf, type JobRec, type TimerTask } from './core/model';
 import type { JobStatus } from '../shared/scheduler/types';
 import { pump, wouldStartNow } from './core/queue';
 import { anyLiveWorkerCanRun, onSetupAck, startSetupJob } from './core/setup';
@@ -246,6 +246,7 @@ export class SchedulerCore {
     ctx.jobs.add(job);
     for (const blob of blobsOfSpec(spec)) job.blobs.add(blob);
     ctx.emit({ type: 'submitResult', requestId, jobId, ok: true });
+    logSubmitted(ctx, job);
     if (spec.kind === 'setup') {
       startSetupJob(ctx, job);
       return;
@@ -321,5 +322,38 @@ export class SchedulerCore {
     const out = ctx.out;
     ctx.out = [];
     return out;
+  }
+}
+
+/** The first line of a job's story in the log: what was asked (docs/operations.md, Logs). */
+function logSubmitted(ctx: Ctx, job: JobRec): void {
+  const spec = job.spec;
+  const fields: Record<string, string | number | boolean | undefined> = { job_id: job.id, kind: spec.kind };
+  let what = '';
+  if (spec.kind !== 'wrap') {
+    fields.hash_id = spec.hashId;
+    what = ` for program ${spec.hashId.slice(0, 12)}…`;
+  }
+  if (spec.kind === 'prove' || spec.kind === 'execute') {
+    fields.input = describeInput(spec.input);
+    what += `, input ${fields.input}`;
+    if (spec.hints.kind !== 'none') {
+      fields.hints = describeInput(spec.hints);
+      what += `, hints ${fields.hints}`;
+    }
+  }
+  ctx.log('info', `${spec.kind} job ${job.id} submitted${what}`, fields);
+}
+
+function describeInput(input: InputSpec): string {
+  switch (input.kind) {
+    case 'none':
+      return 'none';
+    case 'inline':
+      return `${input.bytes} bytes inline`;
+    case 'grpc':
+      return 'pushed by the client';
+    case 'local':
+      return `read from ${input.uri.length > 80 ? `${input.uri.slice(0, 80)}…` : input.uri}`;
   }
 }

@@ -227,7 +227,7 @@ describe('holds, cancel, the queue and slow watchers', () => {
   it('WaitJobResult: absent → 5 s, present 0 → 1 s, the client deadline wins, a cancelled wait is released; then CancelJob', async () => {
     const running = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
     const queued = await submit(c.client, { execute: { hash_id: c.hashId, input: inline() } });
-    await c.tc.waitForLog((l) => l.msg === 'execute job started' && l.job_id === running);
+    await c.tc.waitForLog((l) => l.job_id === running && /^execute job \S+ started/.test(String(l.msg)));
     const timed = async (p: Promise<WaitResult>): Promise<[number, WaitResult]> => {
       const t0 = Date.now();
       const r = await p;
@@ -401,7 +401,7 @@ describe('setups survive a restart; the drain waits for jobs', () => {
     const slow = await cluster(1, { overrides: { server: { shutdown_timeout_seconds: 1 } }, sim: { executeDelayMs: 30_000 } });
     try {
       const jobId = await submit(slow.client, { execute: { hash_id: slow.hashId, input: inline() } });
-      await slow.tc.waitForLog((l) => l.msg === 'execute job started' && l.job_id === jobId);
+      await slow.tc.waitForLog((l) => l.job_id === jobId && /^execute job \S+ started/.test(String(l.msg)));
       const w = watch(slow.client, jobId);
       slow.tc.running.shutdown('SIGTERM');
       assert.equal((await w.done).code, 0);

@@ -443,8 +443,12 @@ describe('RUST_LOG', () => {
   const cases: [string, string][] = [
     ['debug', 'debug'],
     ['TRACE', 'trace'],
-    ['info,zisk=debug', 'info'],
-    ['zisk=debug,warn', 'warn'],
+    ['info,zisk=debug', 'debug'],
+    ['zisk=debug,warn', 'debug'],
+    ['warn,zisk_coordinator=trace', 'trace'],
+    ['zisk_coordinator::coordinator=debug,h2=warn', 'debug'],
+    ['debug,zisk[job]=warn', 'warn'],
+    ['info,hyper=debug', 'info'],
     ['off', 'error'],
     ['error', 'error'],
     ['warn,h2=info,tonic=info', 'warn'],
@@ -458,12 +462,12 @@ describe('RUST_LOG', () => {
     });
   }
 
-  it('a filter with no global level means info, with a warning', () => {
+  it('a filter with no level for zisk and no global level means info, with a warning', () => {
     const f = fixture();
     f.write(f.cwdFile, '[logging]\nlevel = "debug"\n');
-    const l = f.load({ env: { RUST_LOG: 'zisk_coordinator=debug,h2=warn' } });
+    const l = f.load({ env: { RUST_LOG: 'tonic=debug,h2=warn' } });
     assert.equal(l.config.logging.level, 'info');
-    assert.deepEqual(l.warnings, ['RUST_LOG=zisk_coordinator=debug,h2=warn has no global level; using info']);
+    assert.deepEqual(l.warnings, ['RUST_LOG=tonic=debug,h2=warn sets no level for zisk or globally; using info']);
   });
 
   it('beats TOML and the generic name (with a warning), loses to --log-level', () => {

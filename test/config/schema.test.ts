@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rustLogGlobalLevel } from '../../src/shared/config/load';
+import { rustLogLevel } from '../../src/shared/config/load';
 import {
   CONFIG_KEYS,
   defaultConfig,
@@ -53,12 +53,16 @@ describe('schema', () => {
   });
 });
 
-describe('rustLogGlobalLevel', () => {
+describe('rustLogLevel', () => {
   const cases: [string, string | undefined][] = [
     ['info', 'info'],
-    ['info,zisk=debug', 'info'],
-    ['zisk=debug', undefined],
-    ['zisk_coordinator=debug,h2=warn', undefined],
+    ['info,zisk=debug', 'debug'],
+    ['zisk=debug', 'debug'],
+    ['zisk_coordinator=debug,h2=warn', 'debug'],
+    ['zisk_coordinator::jobs=trace,zisk=warn', 'warn'],
+    ['h2=debug', undefined],
+    ['ziskx=debug', undefined],
+    ['zisk=loud', undefined],
     ['Debug', 'debug'],
     ['warning', 'warn'],
     ['off', 'error'],
@@ -70,6 +74,6 @@ describe('rustLogGlobalLevel', () => {
     ['my_crate[span{f=1}]=debug', undefined],
   ];
   for (const [filter, want] of cases) {
-    it(`${JSON.stringify(filter)} → ${String(want)}`, () => assert.equal(rustLogGlobalLevel(filter), want));
+    it(`${JSON.stringify(filter)} → ${String(want)}`, () => assert.equal(rustLogLevel(filter), want));
   }
 });

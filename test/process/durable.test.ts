@@ -85,7 +85,7 @@ test('SIGKILL and restart: finished jobs answer as before, a running one reruns 
   await historyBefore.done;
   const running = await prove(client, hashId, 2);
   const queued = await prove(client, hashId, 3);
-  await c.waitForLine((l) => l.job_id === running && l.msg === 'prove job started');
+  await c.waitForLine((l) => l.job_id === running && /^prove job \S+ started/.test(String(l.msg)));
   assert.equal((await wait(client, queued, 0)).job_status.status, 'queued');
 
   await kill(c);

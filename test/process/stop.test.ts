@@ -122,9 +122,9 @@ test('SIGTERM with a job running: the drain window expires, the job is abandoned
   await c.waitForLine((l) => l.worker_id === 'busy-sim' && typeof l.msg === 'string' && /registered/.test(l.msg));
   const hashId = await register(client, fakeElf('stop-running'));
   await submit(client, { setup: { hash_id: hashId, with_hints: false, program_name: 'guest' } });
-  await c.waitForLine((l) => typeof l.msg === 'string' && l.msg === 'setup job completed');
+  await c.waitForLine((l) => typeof l.msg === 'string' && /^setup job \S+ completed/.test(l.msg));
   const jobId = await submit(client, { prove: { hash_id: hashId, input: inline(Buffer.alloc(8)), proof_dest: 1 } });
-  await c.waitForLine((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg === 'prove job started');
+  await c.waitForLine((l) => l.job_id === jobId && typeof l.msg === 'string' && /^prove job \S+ started/.test(l.msg));
   const peers = await rudePeers(c, jobId);
   t.after(() => peers.destroy());
 
@@ -147,9 +147,9 @@ test('a second SIGTERM skips the drain window and the process exits with rude pe
   await c.waitForLine((l) => l.worker_id === 'busy-sim' && typeof l.msg === 'string' && /registered/.test(l.msg));
   const hashId = await register(client, fakeElf('stop-second'));
   await submit(client, { setup: { hash_id: hashId, with_hints: false, program_name: 'guest' } });
-  await c.waitForLine((l) => typeof l.msg === 'string' && l.msg === 'setup job completed');
+  await c.waitForLine((l) => typeof l.msg === 'string' && /^setup job \S+ completed/.test(l.msg));
   const jobId = await submit(client, { prove: { hash_id: hashId, input: inline(Buffer.alloc(8)), proof_dest: 1 } });
-  await c.waitForLine((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg === 'prove job started');
+  await c.waitForLine((l) => l.job_id === jobId && typeof l.msg === 'string' && /^prove job \S+ started/.test(l.msg));
   const peers = await rudePeers(c, jobId);
   t.after(() => peers.destroy());
 

@@ -259,6 +259,6 @@ describe('effects leave cause first', () => {
     assert.ok(failedAt(prove.jobId) < failedAt(setup.jobId), 'the prove job fails before the setup it caused to fail');
     // and each log line follows its own event
     const logAt = (re: RegExp): number => out.findIndex((e) => e.type === 'log' && re.test(e.msg));
-    assert.ok(logAt(/^prove job failed/) < logAt(/^setup job failed/));
+    assert.ok(logAt(/^prove job \S+ failed/) < logAt(/^setup job \S+ failed/));
   });
 });

@@ -64,7 +64,6 @@ export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{
   } catch (err) {
     throw new ApiFailure(apiErrors.stateStoreUnavailable((err as Error).message));
   }
-  deps.logger.debug({ job_id: jobId, kind: rec.kind, hash_id: meta.hashId || undefined }, `job ${jobId} accepted (${rec.kind})`);
   if (rec.terminal) jobs.afterTerminal(rec);
   else if (!ctx.mock) jobs.startLocalSources(rec, parsed);
   return { job_id: jobId };
@@ -77,7 +76,6 @@ export async function cancelJob(ctx: ApiContext, req: JobIdMsg): Promise<{ job_i
   if (!outcome.found) throw new ApiFailure(apiErrors.jobNotFound(rec.id));
   // Answered once clients see the job cancelled, i.e. once that is on disk (docs/decisions.md, Durable jobs).
   if (rec.pendingTerminal) await rec.pendingTerminal;
-  if (outcome.cancelled) ctx.deps.logger.info({ job_id: rec.id }, `job ${rec.id} cancelled by the client`);
   return { job_id: rec.id, cancelled: outcome.cancelled };
 }
 

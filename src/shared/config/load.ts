@@ -445,31 +445,45 @@ function coerceEnv(spec: KeySpec, name: string, raw: string, report: Report): Co
 }
 
 /**
- * RUST_LOG is a tracing filter (`info,zisk=debug`); only its global level (a bare level directive)
- * maps onto logging.level. It never fails: upstream falls back silently on a filter it cannot use.
+ * RUST_LOG is a tracing filter (`info,zisk=debug`). Its directives for this program's own targets
+ * (`zisk`, `zisk_coordinator`, any `zisk_*` crate, with or without a `::module` path) set
+ * logging.level, as they would upstream's log; failing those, its global level (a bare level). It never
+ * fails: upstream falls back silently on a filter it cannot use.
  */
 function rustLogValue(filter: string, report: Report): Coerced {
-  const level = rustLogGlobalLevel(filter);
+  const level = rustLogLevel(filter);
   if (level === undefined) {
-    report.warnings.push(`RUST_LOG=${filter} has no global level; using info`);
+    report.warnings.push(`RUST_LOG=${filter} sets no level for zisk or globally; using info`);
     return { ok: true, value: 'info' };
   }
   return { ok: true, value: level };
 }
 
-/** The last bare level directive of a RUST_LOG filter, or undefined if it has none. `off` maps to error. */
-export function rustLogGlobalLevel(filter: string): LogLevel | undefined {
-  // tracing's LevelFilter also accepts 0-5 (0 = off); we have no "off", so it becomes error.
-  const byName: Record<string, LogLevel> = {
-    off: 'error', error: 'error', warn: 'warn', warning: 'warn', info: 'info', debug: 'debug', trace: 'trace',
-    '0': 'error', '1': 'error', '2': 'warn', '3': 'info', '4': 'debug', '5': 'trace',
-  };
-  let level: LogLevel | undefined;
+// tracing's LevelFilter also accepts 0-5 (0 = off); we have no "off", so it becomes error.
+const RUST_LEVELS: Record<string, LogLevel> = {
+  off: 'error', error: 'error', warn: 'warn', warning: 'warn', info: 'info', debug: 'debug', trace: 'trace',
+  '0': 'error', '1': 'error', '2': 'warn', '3': 'info', '4': 'debug', '5': 'trace',
+};
+
+/**
+ * The level a RUST_LOG filter gives this program: the last directive naming one of its targets, else
+ * the last bare level directive, else undefined. `off` maps to error.
+ */
+export function rustLogLevel(filter: string): LogLevel | undefined {
+  let global: LogLevel | undefined;
+  let own: LogLevel | undefined;
   for (const part of filter.split(',')) {
     const directive = part.trim().toLowerCase();
-    if (Object.hasOwn(byName, directive)) level = byName[directive];
+    if (Object.hasOwn(RUST_LEVELS, directive)) {
+      global = RUST_LEVELS[directive];
+      continue;
+    }
+    const m = /^([a-z0-9_:]+)(?:\[[^\]]*\])?=([a-z0-9]+)$/.exec(directive);
+    if (!m || !Object.hasOwn(RUST_LEVELS, m[2])) continue;
+    const crate = m[1].split('::')[0];
+    if (crate === 'zisk' || crate.startsWith('zisk_')) own = RUST_LEVELS[m[2]];
   }
-  return level;
+  return own ?? global;
 }
 
 function commandLineLayers(cli: CliOverrides, report: Report): Layer[] {

@@ -194,7 +194,7 @@ const DEFINITION: SchemaDefinition = {
       default: 'info',
       upstreamEnv: 'RUST_LOG',
       cliFlag: '--log-level',
-      description: 'Log level. RUST_LOG filters (e.g. `info,zisk=debug`) contribute their global level; none means info; `off` means error.',
+      description: 'Log level. RUST_LOG filters set it by their directive for zisk targets (`info,zisk=debug` → debug), else their global level, else info; `off` means error.',
     },
     format: {
       type: { kind: 'enum', values: ['pretty', 'json', 'compact'] },

@@ -10,6 +10,7 @@ import type {
   EpochMs,
   JobEventBody,
   JobKind,
+  JobPhaseName,
   LinkId,
   LogLevelName,
   ReconnectDirective,
@@ -77,7 +78,7 @@ export type SchedulerEffect =
   | { type: 'setupCompleted'; hashId: string; withHints: boolean; programName: string; vkHex: string }
   // ---- observability ----
   | { type: 'workerCounts'; counts: Record<WorkerStateName, number>; queueDepth: number }
-  | { type: 'phaseFinished'; phase: 'contributions' | 'prove' | 'aggregate'; seconds: number }
+  | { type: 'phaseFinished'; phase: JobPhaseName; seconds: number }
   | { type: 'workerJobOutcome'; workerId: string; outcome: 'success' | 'failure' | 'cancelled' }
   /**
    * A parked worker sent no recovery_complete within recovery_timeout_seconds and was released (the

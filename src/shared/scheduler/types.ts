@@ -17,6 +17,9 @@ export type JobKind = 'setup' | 'prove' | 'execute' | 'wrap';
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 /** Client-visible phases (the `JobPhase` numbers of proto/zisk_coordinator_api.proto). */
 export type JobPhase = 1 | 2 | 3; // CONTRIBUTIONS | PROVE | AGGREGATE
+export type JobPhaseName = 'contributions' | 'prove' | 'aggregate';
+/** Logs and metrics name phases; the wire numbers them. */
+export const PHASE_NAMES: Readonly<Record<JobPhase, JobPhaseName>> = { 1: 'contributions', 2: 'prove', 3: 'aggregate' };
 
 /** Worker states as the coordinator tracks them (docs/decisions.md, Workers). */
 export type WorkerStateName = 'idle' | 'setting_up' | 'ready' | 'computing' | 'disconnected';

@@ -72,6 +72,8 @@ export class Ctx {
   /** Consequences of this event's transitions, settled after it (see transitions.ts). */
   readonly followUps: FollowUp[] = [];
   queueDirty = false;
+  /** Jobs that joined the queue since it last settled: those still waiting then say so in the log. */
+  readonly newlyQueued = new Set<JobRec>();
   evicted: string[] = [];
   retentionTimer: TimerEntry<TimerTask> | undefined;
   lastSweepAt = Number.NEGATIVE_INFINITY;

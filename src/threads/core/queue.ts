@@ -80,7 +80,10 @@ function failIfUnrunnable(ctx: Ctx, job: JobRec): boolean {
 /** Starts every queued job that can start now, in queue order. */
 export function pump(ctx: Ctx): void {
   ctx.queueDirty = false;
-  if (ctx.queue.size === 0) return;
+  if (ctx.queue.size === 0) {
+    ctx.newlyQueued.clear();
+    return;
+  }
   const counts = ctx.pool.counts;
   // Every job needs at least one free worker; once none is left unclaimed the rest of the queue waits.
   let freeLeft = counts.idle + counts.ready;
@@ -101,6 +104,26 @@ export function pump(ctx: Ctx): void {
     }
   }
   ctx.queueDirty = false;
+  logWaiting(ctx);
+}
+
+/** A job that could not start when it joined the queue says where it stands, once per attempt. */
+function logWaiting(ctx: Ctx): void {
+  if (ctx.newlyQueued.size === 0) return;
+  let position = 0;
+  for (const job of ctx.queue) {
+    position++;
+    if (!ctx.newlyQueued.has(job)) continue;
+    const counts = ctx.pool.counts;
+    ctx.log('info', `${job.kind} job ${job.id} queued at position ${position} of ${ctx.queue.size} (${counts.idle + counts.ready} worker(s) free)`, {
+      job_id: job.id,
+      kind: job.kind,
+      position,
+      queue_depth: ctx.queue.size,
+      attempt: job.attempt,
+    });
+  }
+  ctx.newlyQueued.clear();
 }
 
 /** Whether a new job would start at once, given the queue (which is settled: nothing in it can start). */

@@ -56,7 +56,7 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
   const known = ctx.registry.get(key);
   if (known && everyLiveWorkerHolds(ctx, key)) {
     // idempotent, as the docs promise: nothing to send
-    ctx.log('info', 'setup already held by every connected worker', { job_id: job.id, hash_id: ref.hashId });
+    ctx.log('info', `setup job ${job.id}: every connected worker holds the program's setup already`, { job_id: job.id, hash_id: ref.hashId });
     completeJob(ctx, job, { kind: 'setup', vkHex: known.vkHex });
     return;
   }
@@ -75,7 +75,7 @@ export function startSetupJob(ctx: Ctx, job: JobRec): void {
   }
   if (linkIds.length > 0) ctx.emit({ type: 'sendSetup', setup: ref, linkIds });
   setJobTimer(ctx, job);
-  ctx.log('info', 'setup started', {
+  ctx.log('info', `setup job ${job.id} started on ${linkIds.length} worker(s)${setup.owed.size > 0 ? `, ${setup.owed.size} more when they finish their jobs` : ''}`, {
     job_id: job.id,
     hash_id: ref.hashId,
     with_hints: ref.withHints,

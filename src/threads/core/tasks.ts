@@ -9,7 +9,7 @@ import type { Ctx } from './context';
 import { allocateUnits } from './allocation';
 import { setJobTimer } from './deadlines';
 import { isTerminal, programKey, type AggStep, type EventOf, type JobRec, type WorkerRec } from './model';
-import { completeJob, enterPhase, failJob, releaseWorker, startRun } from './transitions';
+import { completeJob, enterPhase, failJob, finishPhase, releaseWorker, startRun } from './transitions';
 
 export const TASK = {
   CONTRIBUTION: 0,
@@ -83,7 +83,12 @@ export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void 
       proofDest: spec.proofDest === 3 ? 2 : 1,
     });
     setJobTimer(ctx, job);
-    ctx.log('info', 'wrap job started', { job_id: job.id, worker_id: w.id });
+    ctx.log('info', `wrap job ${job.id} started on worker ${w.id} after ${ctx.now - job.queuedAt} ms in the queue`, {
+      job_id: job.id,
+      worker_id: w.id,
+      queued_ms: ctx.now - job.queuedAt,
+      attempt: job.attempt,
+    });
     return;
   }
   if (spec.kind === 'setup') return;
@@ -119,11 +124,12 @@ export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void 
   });
   ctx.emit({ type: 'jobLinks', jobId: job.id, linkIds: selected.map(linkIdOf) });
   setJobTimer(ctx, job);
-  ctx.log('info', `${spec.kind} job started`, {
+  ctx.log('info', `${spec.kind} job ${job.id} started on ${selected.length} worker(s) after ${ctx.now - job.queuedAt} ms in the queue`, {
     job_id: job.id,
-    phase: 1,
     workers: selected.length,
     compute_units: units,
+    queued_ms: ctx.now - job.queuedAt,
+    attempt: job.attempt,
   });
 }
 
@@ -247,7 +253,7 @@ function onContribution(
       return;
     }
   }
-  ctx.emit({ type: 'phaseFinished', phase: 'contributions', seconds: (ctx.now - job.phaseStartedAt) / 1000 });
+  finishPhase(ctx, job, 1, job.phaseStartedAt);
   enterPhase(ctx, job, 2);
   p.proveStartedAt = ctx.now;
   const challengesBlobIds = job.workers.flatMap((id) => p.contributions.get(id)?.challengesBlobIds ?? []);
@@ -260,7 +266,7 @@ function onContribution(
   }
   ctx.emit({ type: 'dispatchProve', jobId: job.id, targets, challengesBlobIds });
   setJobTimer(ctx, job);
-  ctx.log('debug', 'prove phase started', { job_id: job.id, phase: 2 });
+  ctx.log('debug', 'prove phase started', { job_id: job.id, phase: 'prove' });
 }
 
 function sendAggregate(ctx: Ctx, job: JobRec, step: AggStep): void {
@@ -298,7 +304,7 @@ function onProofs(ctx: Ctx, job: JobRec, w: WorkerRec, r: Extract<TaskResultSumm
   if (allIn) {
     // from here on the phase-3 timeout applies (docs/decisions.md: Early phase-3 timer)
     p.allProofsAt = ctx.now;
-    ctx.emit({ type: 'phaseFinished', phase: 'prove', seconds: (ctx.now - p.proveStartedAt) / 1000 });
+    finishPhase(ctx, job, 2, p.proveStartedAt);
   }
   if (p.aggregator === undefined) {
     p.aggregator = w.id;
@@ -306,7 +312,7 @@ function onProofs(ctx: Ctx, job: JobRec, w: WorkerRec, r: Extract<TaskResultSumm
     p.aggregateStartedAt = ctx.now;
     // the aggregator's own partial proofs stay on the worker (agg_proofs is empty for it)
     ctx.releaseBlobs([r.proofsBlobId]);
-    ctx.log('debug', `worker ${w.id} is the aggregator`, { job_id: job.id, worker_id: w.id, phase: 3 });
+    ctx.log('debug', `worker ${w.id} is the aggregator`, { job_id: job.id, worker_id: w.id, phase: 'aggregate' });
     queueAggregate(ctx, job, undefined, allIn);
   } else {
     job.blobs.add(r.proofsBlobId);
@@ -351,7 +357,7 @@ function onFinalProof(
     return;
   }
   job.blobs.add(r.proofBlobId);
-  ctx.emit({ type: 'phaseFinished', phase: 'aggregate', seconds: (ctx.now - p.aggregateStartedAt) / 1000 });
+  finishPhase(ctx, job, 3, p.aggregateStartedAt);
   const key = programKey(job.spec.hashId, job.spec.hints.kind !== 'none');
   const vkHex = ctx.registry.get(key)?.vkHex ?? w.programs.get(key) ?? '';
   const publicsBlobId = p.contributions.get(job.workers[0])?.publicsBlobId;
@@ -377,7 +383,7 @@ function onExecution(
   if (r.publicsBlobId !== undefined) job.blobs.add(r.publicsBlobId);
   e.results.set(w.id, r);
   if (e.results.size < job.workers.length) return;
-  ctx.emit({ type: 'phaseFinished', phase: 'contributions', seconds: (ctx.now - job.phaseStartedAt) / 1000 });
+  finishPhase(ctx, job, 1, job.phaseStartedAt);
   const rank0 = e.results.get(job.workers[0]);
   const result: Extract<JobResultSummary, { kind: 'execute' }> = {
     kind: 'execute',

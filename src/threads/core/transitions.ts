@@ -24,7 +24,7 @@
  * | cancelJob        | queued / running | cancelled | cancelled, sendJobCancelled, workerJobOutcome, …   |
  */
 import { failureText } from '../../shared/job-failure';
-import type { BlobId, EpochMs, JobFailure, JobPhase, JobResultSummary } from '../../shared/scheduler/types';
+import { PHASE_NAMES, type BlobId, type EpochMs, type JobFailure, type JobPhase, type JobResultSummary } from '../../shared/scheduler/types';
 import type { Ctx } from './context';
 import { setJobTimer } from './deadlines';
 import { isTerminal, type JobRec, type RetryReason, type WorkerRec } from './model';
@@ -44,8 +44,17 @@ export function enqueueJob(ctx: Ctx, job: JobRec): void {
   job.status = 'queued';
   ctx.jobEvent(job, { kind: 'queued' });
   ctx.queue.add(job);
+  ctx.newlyQueued.add(job);
   setJobTimer(ctx, job);
   ctx.queueDirty = true;
+}
+
+/** A phase's work is all in: its duration goes to the histogram and, with the job's id, to the log. */
+export function finishPhase(ctx: Ctx, job: JobRec, phase: JobPhase, since: EpochMs): void {
+  const name = PHASE_NAMES[phase];
+  const ms = ctx.now - since;
+  ctx.emit({ type: 'phaseFinished', phase: name, seconds: ms / 1000 });
+  ctx.log('info', `${job.kind} job ${job.id}: ${name} done in ${ms} ms`, { job_id: job.id, phase: name, duration_ms: ms, attempt: job.attempt });
 }
 
 /**
@@ -73,6 +82,7 @@ export function restoreJob(ctx: Ctx, job: JobRec, status: JobStatus, terminatedA
   if (status === 'queued') {
     job.queuedAt = ctx.now;
     ctx.queue.add(job);
+    ctx.newlyQueued.add(job);
     setJobTimer(ctx, job);
     ctx.queueDirty = true;
     return;
@@ -136,7 +146,8 @@ export function completeJob(ctx: Ctx, job: JobRec, result: JobResultSummary): vo
   if (isTerminal(job)) return;
   setStatus(ctx, job, 'completed');
   ctx.jobEvent(job, { kind: 'completed', result });
-  ctx.log('info', `${job.kind} job completed`, { job_id: job.id, kind: job.kind });
+  const ms = ctx.now - job.submittedAt;
+  ctx.log('info', `${job.kind} job ${job.id} completed in ${ms} ms${attemptNote(job)}`, { job_id: job.id, kind: job.kind, duration_ms: ms, attempt: job.attempt });
   endJob(ctx, job, {}, '', blobsOfResult(result));
 }
 
@@ -151,8 +162,20 @@ export function failJob(ctx: Ctx, job: JobRec, failure: JobFailure, opts: EndOpt
   const text = failureText(final);
   setStatus(ctx, job, 'failed');
   ctx.jobEvent(job, { kind: 'failed', failure: final });
-  ctx.log('error', `${job.kind} job failed: ${text}`, { job_id: job.id, kind: job.kind, phase, attempt: job.attempt });
+  const ms = ctx.now - job.submittedAt;
+  ctx.log('error', `${job.kind} job ${job.id} failed after ${ms} ms${attemptNote(job)}: ${text}`, {
+    job_id: job.id,
+    kind: job.kind,
+    phase: phase !== undefined ? PHASE_NAMES[phase] : undefined,
+    duration_ms: ms,
+    attempt: job.attempt,
+  });
   endJob(ctx, job, opts, final.kind === 'internal' ? final.reason : text, []);
+}
+
+/** Only worth saying once a job needed more than one. */
+function attemptNote(job: JobRec): string {
+  return job.attempt > 1 ? ` (attempt ${job.attempt})` : '';
 }
 
 function canRetry(ctx: Ctx, job: JobRec): boolean {
@@ -198,7 +221,7 @@ function retryJob(ctx: Ctx, job: JobRec, failure: JobFailure, reason: RetryReaso
   job.exec = undefined;
   job.queuedAt = ctx.now;
   ctx.emit({ type: 'jobRetried', jobId: job.id, jobKind: job.kind, reason, attempt: job.attempt, failedAttempt: text });
-  ctx.log('warn', `${job.kind} job attempt ${job.attempt - 1} failed: ${text}; retrying (attempt ${job.attempt} of ${ctx.cfg.max_job_attempts})`, {
+  ctx.log('warn', `${job.kind} job ${job.id} attempt ${job.attempt - 1} failed: ${text}; retrying (attempt ${job.attempt} of ${ctx.cfg.max_job_attempts})`, {
     job_id: job.id,
     kind: job.kind,
     attempt: job.attempt,
@@ -210,6 +233,7 @@ function retryJob(ctx: Ctx, job: JobRec, failure: JobFailure, reason: RetryReaso
   ctx.queue.clear();
   ctx.queue.add(job);
   for (const other of rest) ctx.queue.add(other);
+  ctx.newlyQueued.add(job);
   setJobTimer(ctx, job);
   ctx.queueDirty = true;
 }
@@ -229,7 +253,7 @@ export function cancelJob(ctx: Ctx, job: JobRec): void {
   const phase = job.phase;
   setStatus(ctx, job, 'cancelled');
   ctx.jobEvent(job, { kind: 'cancelled' });
-  ctx.log('info', `${job.kind} job cancelled by client`, { job_id: job.id, kind: job.kind, phase });
+  ctx.log('info', `${job.kind} job ${job.id} cancelled by the client`, { job_id: job.id, kind: job.kind, phase: phase !== undefined ? PHASE_NAMES[phase] : undefined });
   endJob(ctx, job, {}, 'cancelled by client', []);
 }
 

@@ -135,8 +135,10 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
   if (replay) accept.replayAggregate = replay;
   ctx.emit(accept);
   if (keptJob) resumeJobOn(ctx, keptJob, w);
-  ctx.log('info', `worker ${w.id} ${ev.reconnect ? 'reconnected' : 'registered'}`, {
+  const peer = ctx.pool.links.get(ev.linkId)?.peer;
+  ctx.log('info', `worker ${w.id} ${ev.reconnect ? 'reconnected' : 'registered'}${peer ? ` from ${peer}` : ''} with ${w.capacity} compute unit(s)`, {
     worker_id: w.id,
+    peer,
     job_id: keptJob?.id,
     capacity: w.capacity,
     directive,
