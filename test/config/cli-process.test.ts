@@ -111,13 +111,21 @@ describe('zisk-coordinator binary', () => {
     assert.equal(r.stderr, `zisk-coordinator: warning: ${file}: unknown key server.bogus (ignored)\n`);
   });
 
-  it('invalid TOML exits 78 with path:line:col', async () => {
+  it('invalid TOML exits 78 with the file, line and column', async () => {
     freshCwd();
     const file = write('bad.toml', '[server]\nport = = 1\n');
     const r = await run(['--config', file, '--check-config']);
     assert.equal(r.code, 78);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, new RegExp(`^zisk-coordinator: error: ${file}:2:\\d+: .+\n$`));
+    assert.match(r.stderr, new RegExp(`^zisk-coordinator: error: ${file}: line 2, column \\d+: .+\n$`));
+  });
+
+  it('--check-config --strict exits 78 on an unknown key', async () => {
+    freshCwd();
+    const file = write('c.toml', '[server]\nport = 7100\nbogus = 1\n');
+    const r = await run(['--config', 'c.toml', '--check-config', '--strict']);
+    assert.equal(r.code, 78);
+    assert.equal(r.stderr, `zisk-coordinator: error: ${file}: unknown key server.bogus\n`);
   });
 
   it('a wrong type exits 78 naming the key', async () => {

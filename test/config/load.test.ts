@@ -294,7 +294,29 @@ describe('TOML file selection', () => {
     const f = fixture();
     f.write(f.xdgFile, '[server\n');
     const err = f.fail();
-    assert.match(err.message, new RegExp(`^${escapeRe(f.xdgFile)}:1:8: `));
+    assert.match(err.message, new RegExp(`^${escapeRe(f.xdgFile)}: line 1: `));
+  });
+
+  describe('TOML mistakes are explained in words a user can act on', () => {
+    const cases: [string, string, string][] = [
+      ['a string not closed', '[server]\nhost = "0.0.0.0\nport = 7000\n', 'line 2: the value of host is a string that is not closed: add the closing " on the same line'],
+      ['a literal string not closed', "[server]\nhost = '0.0.0.0\n", "line 2: the value of host is a string that is not closed: add the closing ' on the same line"],
+      ['a header without its ]', '[coordinator]\nport = 50051\n[server\nport = 7000\n', 'line 3: the table header [server is missing its closing ]'],
+      ['an array header without its ]]', '[[server]\n', 'line 1: the table header [[server is missing its closing ]]'],
+      ['anything else: the parser, with line and column', '[server]\nport = 7000 x\n', 'line 2, column 13: each key-value declaration must be followed by an end-of-line'],
+    ];
+    for (const [name, text, problem] of cases) {
+      it(name, () => {
+        const f = fixture();
+        f.write(f.cwdFile, text);
+        assert.deepEqual(f.fail().problems, [`${f.cwdFile}: ${problem}`]);
+      });
+    }
+    it('quotes inside comments and closed strings are not taken for mistakes', () => {
+      const f = fixture();
+      f.write(f.cwdFile, '[server]\n# a "quoted\nhost = "127.0.0.1" # it\'s local\nport = 7000\n');
+      assert.equal(f.load().config.server.host, '127.0.0.1');
+    });
   });
 });
 
@@ -517,7 +539,7 @@ describe('legacy [coordinator] config_file', () => {
     assert.deepEqual(src(l, 'coordinator.proofs_dir'), { kind: 'legacy-file', path: legacy });
     assert.deepEqual(src(l, 'coordinator.phase2_timeout_seconds'), { kind: 'file', path: f.cwdFile });
     assert.deepEqual(l.warnings, [
-      `${legacy}: unknown key coordinator.shutdown_timeout_seconds (ignored)`,
+      `${legacy}: unknown key coordinator.shutdown_timeout_seconds (ignored; it belongs in [server])`,
       `${legacy}: legacy config_file keys ignored (only [coordinator] and [server] proofs_dir are read): ` +
         'service.name, server.port, server.no_save_proofs, logging.level, coordinator.port',
     ]);
@@ -563,7 +585,7 @@ describe('errors and warnings', () => {
     const file = f.write('bad.toml', '[server]\nhost = "x"\nport = \n');
     const err = f.fail({ cli: { config: file } });
     assert.equal(err.problems.length, 1);
-    assert.match(err.problems[0], new RegExp(`^${escapeRe(file)}:3:8: \\S`));
+    assert.match(err.problems[0], new RegExp(`^${escapeRe(file)}: line 3, column 8: \\S`));
     assert.doesNotMatch(err.message, /Invalid TOML document/);
   });
 
@@ -607,6 +629,21 @@ describe('errors and warnings', () => {
     ]);
     assert.equal(err.message, err.problems.join('\n'));
     assert.deepEqual(err.warnings, [`${f.cwdFile}: unknown key server.typo (ignored)`]);
+  });
+
+  it('an unknown key that is a key of another section says where it belongs', () => {
+    const f = fixture();
+    f.write(f.cwdFile, '[server]\nmax_total_workers = 10\n');
+    assert.deepEqual(f.load().warnings, [`${f.cwdFile}: unknown key server.max_total_workers (ignored; it belongs in [coordinator])`]);
+  });
+
+  it('with strict, unknown keys are errors (with the same hint)', () => {
+    const f = fixture();
+    f.write(f.cwdFile, '[server]\nmax_total_workers = 10\nbogus = 1\n');
+    assert.deepEqual(f.fail({ cli: { strict: true } }).problems, [
+      `${f.cwdFile}: unknown key server.max_total_workers (it belongs in [coordinator])`,
+      `${f.cwdFile}: unknown key server.bogus`,
+    ]);
   });
 
   it('unknown keys and sections are warnings, never errors', () => {

@@ -141,6 +141,8 @@ for (const listener of ['api', 'cluster', 'metrics'] as const) {
     const error = c.lines.find((l) => l.level === 'error');
     assert.ok(error, `an error line: ${JSON.stringify(c.lines)}`);
     assert.match(String(error.msg), new RegExp(`^${listener} listener: cannot listen on 127\\.0\\.0\\.1:${busy}: port already in use`));
+    // In JSON mode nothing else reaches the terminal: no line of grpc-js's own on stderr.
+    assert.equal(c.stderr(), '');
     // Whatever was bound before the failure was released.
     for (const [name, port] of Object.entries(ports)) {
       if (name === listener) continue;

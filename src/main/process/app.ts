@@ -193,6 +193,10 @@ function armExitBackstop(code: number, logger: Logger): void {
 /** `directories` come checked from `prepareDirectories` (directories.ts). */
 export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
   const startedAt = performance.now();
+  // grpc-js writes its own errors to stderr ("No address added out of total 1 resolved" for a taken
+  // port): a line outside the log's format, saying less than the error line we log for the same event.
+  const grpcLine = (...args: unknown[]): void => logger.debug({ source: 'grpc-js' }, args.map(String).join(' '));
+  grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
   // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
   const store = openStore(config, directories, (reason) => {
     // LMDB is not usable after a failed commit, and lmdb-js leaves rejections nobody can handle:

@@ -84,6 +84,7 @@ function buildProgram(out: { stdout: string; stderr: string }): Command {
     )
     .addOption(new Option('--print-config', 'Print the effective configuration as TOML, with the source of each value, and exit').conflicts('checkConfig'))
     .addOption(new Option('--check-config', 'Validate the configuration and exit'))
+    .addOption(new Option('--strict', 'Treat unknown configuration keys as errors (exit 78), with --check-config or at start'))
     .version(`${PROGRAM_NAME} ${packageVersion()}`, '-V, --version', 'Print version')
     .addHelpText('after', AFTER_HELP)
     .allowExcessArguments(false)
@@ -131,6 +132,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
     logLevel?: LogLevel;
     printConfig?: boolean;
     checkConfig?: boolean;
+    strict?: boolean;
   }>();
   const options: CliOptions = { printConfig: opts.printConfig === true, checkConfig: opts.checkConfig === true };
   if (opts.config !== undefined) options.config = opts.config;
@@ -138,6 +140,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
   if (opts.clusterPort !== undefined) options.clusterPort = opts.clusterPort;
   if (opts.metricsPort !== undefined) options.metricsPort = opts.metricsPort;
   if (opts.logLevel !== undefined) options.logLevel = opts.logLevel;
+  if (opts.strict === true) options.strict = true;
   return { kind: 'run', options };
 }
 

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseToml, TomlDate, TomlError } from 'smol-toml';
+import { explainTomlError } from './toml-errors';
 import type { Config, ConfigSource, LogLevel } from './types';
 import {
   CONFIG_FILE_ENV,
@@ -30,6 +31,8 @@ export interface CliOverrides {
   clusterPort?: number;
   metricsPort?: number;
   logLevel?: LogLevel;
+  /** Unknown keys in a config file are errors, not warnings. */
+  strict?: boolean;
 }
 
 export interface LoadInput {
@@ -66,7 +69,7 @@ export class ConfigError extends Error {
   }
 }
 
-const CLI_FIELDS: readonly { field: keyof Omit<CliOverrides, 'config'>; path: string; flag: string }[] = [
+const CLI_FIELDS: readonly { field: keyof Omit<CliOverrides, 'config' | 'strict'>; path: string; flag: string }[] = [
   { field: 'apiPort', path: 'server.port', flag: '--api-port' },
   { field: 'clusterPort', path: 'coordinator.port', flag: '--cluster-port' },
   { field: 'metricsPort', path: 'metrics.port', flag: '--metrics-port' },
@@ -91,13 +94,15 @@ class Report {
   readonly problems: string[] = [];
   readonly warnings: string[] = [];
 
+  constructor(readonly strict = false) {}
+
   invalid(source: string, keyPath: string, spec: KeySpec, got: string, expected = describeType(spec.type)): void {
     this.problems.push(`${source}: ${keyPath}: expected ${expected}, got ${got}`);
   }
 }
 
 export function loadConfig(input: LoadInput): LoadedConfig {
-  const report = new Report();
+  const report = new Report(input.cli.strict === true);
   const env = input.env;
   const files: string[] = [];
 
@@ -225,7 +230,7 @@ function readTomlFile(file: string, report: Report): TomlTable | undefined {
   } catch (err) {
     if (err instanceof TomlError) {
       const reason = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
-      report.problems.push(`${file}:${err.line}:${err.column}: ${reason}`);
+      report.problems.push(`${file}: ${explainTomlError(text, err.line, err.column, reason)}`);
       return undefined;
     }
     throw err;
@@ -268,7 +273,18 @@ function warnUnknown(file: string, keyPath: string, value: unknown, report: Repo
     for (const [k, v] of Object.entries(value)) warnUnknown(file, `${keyPath}.${k}`, v, report);
     return;
   }
-  report.warnings.push(`${file}: unknown key ${keyPath} (ignored)`);
+  const hint = elsewhere(keyPath);
+  if (report.strict) report.problems.push(`${file}: unknown key ${keyPath}${hint ? ` (${hint})` : ''}`);
+  else report.warnings.push(`${file}: unknown key ${keyPath} (ignored${hint ? `; ${hint}` : ''})`);
+}
+
+/** Where a key in the wrong section belongs, if it is a key of another section. */
+function elsewhere(keyPath: string): string | undefined {
+  const parts = keyPath.split('.');
+  if (parts.length !== 2) return undefined;
+  const [section, key] = parts;
+  const homes = CONFIG_KEYS.filter((k) => k.key === key && k.section !== section).map((k) => `[${k.section}]`);
+  return homes.length > 0 ? `it belongs in ${homes.join(' or ')}` : undefined;
 }
 
 /**
