@@ -63,8 +63,10 @@ export class WorkerConnection {
 
   connect(): void {
     const { rt } = this;
-    if (rt.stopped || rt.silent) return;
+    // Cleared first: a reconnect timer that fires during a silence must not block the reconnect
+    // that `unsilence()` schedules.
     this.reconnectTimer = undefined;
+    if (rt.stopped || rt.silent) return;
     const o = rt.options;
     const conn: Conn = { stream: undefined, headers: false, halfOpen: false, heartbeat: undefined, headersTimer: undefined };
     this.conn = conn;

@@ -144,6 +144,17 @@ for (const wire of SIM_WIRES) {
       assert.equal(s.received.filter((x) => x.msg.recovery_complete !== undefined).length, 0, 'a new process has nothing to recover from');
     });
 
+    test('a reconnect due during a silence happens once the silence ends', async () => {
+      const s = await server();
+      const w = await worker(s, wire);
+      w.disconnect(5);
+      w.silence();
+      // Let the reconnect timer fire while silent (it must then leave the reconnect to unsilence()).
+      await sleep(50);
+      w.unsilence();
+      await s.waitForCount((x) => x.msg.register !== undefined || x.msg.reconnect !== undefined, 2, 2000, 'the handshake after the silence');
+    });
+
     test('kill() with no restart stays down; silence(ms) and pauseReading(ms) end by themselves', async () => {
       const s = await server();
       const w = await worker(s, wire, { heartbeatIntervalMs: 40 });
