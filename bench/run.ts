@@ -21,8 +21,12 @@ import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
 import { wan } from './scenarios/wan';
 import { recovery } from './scenarios/recovery';
+import { soak, SOAK_DEFAULT_MINUTES } from './scenarios/soak';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, wan, elf, scale];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, wan, elf, scale, soak];
+
+/** Scenarios `npm run bench` runs when none is named: `soak` is long and runs only when named (or in smoke mode). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s.name !== 'soak');
 
 export interface RunOptions {
   smoke: boolean;
@@ -31,10 +35,11 @@ export interface RunOptions {
   scenarios: string[];
   coordinatorNodeArgs: string[];
   quiet: boolean;
+  soakMinutes: number;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--smoke] [--cpu-prof] [--results-dir <dir>] [--coordinator-node-arg <flag>]… [--list] [scenario …]
-scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (default: all)`;
+const USAGE = `usage: node dist/bench/run.js [--smoke] [--cpu-prof] [--results-dir <dir>] [--coordinator-node-arg <flag>]… [--soak-minutes <n>] [--list] [scenario …]
+scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (default: all but soak)`;
 
 export function parseArgs(argv: string[]): RunOptions | 'list' | 'help' {
   const o: RunOptions = {
@@ -44,6 +49,7 @@ export function parseArgs(argv: string[]): RunOptions | 'list' | 'help' {
     scenarios: [],
     coordinatorNodeArgs: [],
     quiet: false,
+    soakMinutes: SOAK_DEFAULT_MINUTES,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -54,6 +60,11 @@ export function parseArgs(argv: string[]): RunOptions | 'list' | 'help' {
     else if (a === '-h' || a === '--help') return 'help';
     else if (a === '--results-dir') o.resultsDir = path.resolve(argv[++i] ?? '');
     else if (a === '--coordinator-node-arg') o.coordinatorNodeArgs.push(argv[++i] ?? '');
+    else if (a === '--soak-minutes') {
+      const v = Number(argv[++i]);
+      if (!(v > 0)) throw new Error(`--soak-minutes needs a positive number (got ${argv[i] ?? 'nothing'})`);
+      o.soakMinutes = v;
+    }
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
     else if (!SCENARIOS.some((s) => s.name === a)) throw new Error(`unknown scenario ${a}`);
     else o.scenarios.push(a);
@@ -62,7 +73,7 @@ export function parseArgs(argv: string[]): RunOptions | 'list' | 'help' {
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: ScenarioResult[]; failed: string[] }> {
-  const selected = o.scenarios.length > 0 ? SCENARIOS.filter((s) => o.scenarios.includes(s.name)) : SCENARIOS;
+  const selected = o.scenarios.length > 0 ? SCENARIOS.filter((s) => o.scenarios.includes(s.name)) : o.smoke ? SCENARIOS : DEFAULT_SCENARIOS;
   const log = (line: string): void => {
     if (!o.quiet) process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
   };
@@ -70,6 +81,7 @@ export async function runBench(o: RunOptions): Promise<{ results: ScenarioResult
     smoke: o.smoke,
     coordinatorNodeArgs: o.coordinatorNodeArgs,
     profileDir: o.cpuProf ? path.join(o.resultsDir, 'profiles') : undefined,
+    soakMinutes: o.soakMinutes,
     log,
   };
   const all: ScenarioResult[] = [];

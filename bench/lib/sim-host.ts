@@ -5,7 +5,7 @@
  */
 import { SimFleet, type LogFilter } from '../../src/sim/fleet';
 import type { SimWorkerOptions } from '../../src/sim/options';
-import type { AggTaskRecord } from '../../src/sim/worker';
+import type { AggTaskRecord, SimWorker } from '../../src/sim/worker';
 import { serveIpc, type Handlers } from './ipc';
 
 /** JSON-safe worker options (no logger). */
@@ -64,10 +64,32 @@ export type SimApi = {
   count: { params: { filters: LogFilter[] }; result: number[] };
   streamTotals: { params: { jobId: string }; result: StreamTotals };
   aggTasks: { params: { jobId: string }; result: AggTaskRecord[] };
+  /**
+   * Worker churn (`soak`): `disconnect` random live workers drop their connection and come back after
+   * `reconnectAfterMs`; `replace` random ones stop for good and as many new ones (new ids,
+   * `${prefix}-<n>`, the options of `start`) join.
+   */
+  churn: { params: { disconnect: number; replace: number; reconnectAfterMs: number; prefix: string }; result: { live: number; registered: number } };
   stop: { params: Record<string, never>; result: null };
 };
 
 const fleets: SimFleet[] = [];
+let startConfig: SimHostConfig | undefined;
+let joined = 0;
+
+function liveWorkers(): SimWorker[] {
+  const out: SimWorker[] = [];
+  for (const f of fleets) for (const w of f.workers) if (w.state !== 'stopped') out.push(w);
+  return out;
+}
+
+/** `n` distinct random picks from `xs`. */
+function pickSome<T>(xs: readonly T[], n: number): T[] {
+  const pool = [...xs];
+  const out: T[] = [];
+  while (out.length < n && pool.length > 0) out.push(pool.splice(Math.floor(Math.random() * pool.length), 1)[0]);
+  return out;
+}
 
 function registeredCount(): number {
   let n = 0;
@@ -85,6 +107,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 const handlers: Handlers<SimApi> = {
   async start(cfg) {
+    startConfig = cfg;
     const per = cfg.workersPerChannel > 0 ? cfg.workersPerChannel : cfg.workers;
     const shared = cfg.workersPerChannel > 0;
     for (let first = 0; first < cfg.workers; first += per) {
@@ -226,6 +249,23 @@ const handlers: Handlers<SimApi> = {
     const out: AggTaskRecord[] = [];
     for (const f of fleets) for (const w of f.workers) for (const r of w.aggTasks) if (r.jobId === jobId) out.push(r);
     return out.sort((a, b) => a.at - b.at);
+  },
+
+  async churn({ disconnect, replace, reconnectAfterMs, prefix }) {
+    const cfg = startConfig;
+    if (!cfg) throw new Error('churn before start');
+    const live = liveWorkers();
+    for (const w of pickSome(live, disconnect)) w.disconnect(reconnectAfterMs);
+    const leaving = pickSome(live, replace);
+    await Promise.all(leaving.map((w) => w.stop()));
+    if (leaving.length > 0) {
+      const f = new SimFleet({ ...cfg.options, coordinator: cfg.coordinator, workers: leaving.length, prefix, firstIndex: joined });
+      joined += leaving.length;
+      fleets.push(f.start());
+    }
+    // Fleets whose workers have all left are dropped, so a long churn does not grow this process.
+    for (let i = fleets.length - 1; i >= 0; i--) if (fleets[i].workers.every((w) => w.state === 'stopped')) fleets.splice(i, 1);
+    return { live: liveWorkers().length, registered: registeredCount() };
   },
 
   async stop() {

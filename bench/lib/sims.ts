@@ -50,6 +50,10 @@ export class SimProcess {
     return this.ipc.call('streamTotals', { jobId });
   }
 
+  churn(params: SimApi['churn']['params']): Promise<SimApi['churn']['result']> {
+    return this.ipc.call('churn', params);
+  }
+
   aggTasks(jobId: string): Promise<SimApi['aggTasks']['result']> {
     return this.ipc.call('aggTasks', { jobId });
   }

@@ -33,6 +33,8 @@ export interface ScenarioContext {
   coordinatorNodeArgs: string[];
   /** Where CPU profiles go when profiling (per scenario/variant sub-directories). */
   profileDir: string | undefined;
+  /** Length of the `soak` scenario (`--soak-minutes`, default 10; smoke mode ignores it). */
+  soakMinutes: number;
   /** Progress lines (stderr), so stdout stays the report. */
   log(line: string): void;
 }

@@ -63,8 +63,10 @@ export class WorkerConnection {
 
   connect(): void {
     const { rt } = this;
-    if (rt.stopped || rt.silent) return;
+    // Cleared first: a reconnect timer that fires during a silence must not block the reconnect
+    // that `unsilence()` schedules.
     this.reconnectTimer = undefined;
+    if (rt.stopped || rt.silent) return;
     const o = rt.options;
     const conn: Conn = { stream: undefined, headers: false, halfOpen: false, heartbeat: undefined, headersTimer: undefined };
     this.conn = conn;
@@ -106,6 +108,23 @@ export class WorkerConnection {
     if (!c) return;
     const details = reason === 'dropped' ? 'dropped by sim' : 'registration rejected';
     this.endConn(c, { code: CANCELLED, details, clean: true, hadHeaders: c.headers, reason }, after, reason === 'dropped');
+  }
+
+  /**
+   * The worker process died: the connection goes at once (as the kernel closes a dead process's
+   * sockets) and nothing it had queued, in or out, survives; no reconnect (a new process does that).
+   */
+  crash(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.outbox.length = 0;
+    this.inbound.length = 0;
+    this.blocked = false;
+    this.missedHeartbeat = false;
+    this.readingPaused = false;
+    this.rt.silent = false;
+    const c = this.conn;
+    if (c) this.endConn(c, { code: CANCELLED, details: 'worker process killed', clean: false, hadHeaders: c.headers, reason: 'killed' }, null, true);
   }
 
   scheduleReconnect(ms: number): void {

@@ -12,9 +12,11 @@ export class FaultBook {
   /** Tasks each phase's fault has applied to since it was set. */
   private readonly uses = new Map<SimPhase, number>();
 
+  /** @param kill ends the worker process and starts a new one after the given delay (`SimWorker.kill`). */
   constructor(
     private readonly rt: WorkerRuntime,
     private readonly connection: WorkerConnection,
+    private readonly kill: (restartAfterMs: number) => void,
   ) {}
 
   /** Adds or replaces the fault of a phase (its use counter restarts). */
@@ -57,6 +59,10 @@ export class FaultBook {
           rt.logLine('fault: silence');
           connection.silence();
           if (f.durationMs !== undefined) rt.later(f.durationMs, () => connection.unsilence());
+          return;
+        case 'kill':
+          rt.logLine('fault: kill');
+          this.kill(f.reconnectAfterMs ?? 0);
           return;
         case 'slowReader':
           rt.logLine('fault: slow reader');

@@ -68,7 +68,7 @@ const COUNTERS: Record<CounterKey, true> = {
   connects: true, connectErrors: true, cleanEnds: true, sendFailures: true, registrations: true, reconnectsSent: true,
   rejections: true, heartbeatsSent: true, heartbeatsReceived: true, setupsReceived: true, setupAcks: true,
   responsesSent: true, failuresSent: true, dispatchFailures: true, workerErrorsSent: true,
-  cancelsReceived: true, recoveriesSent: true, challengeEntriesChecked: true, challengeMismatches: true,
+  cancelsReceived: true, recoveriesSent: true, kills: true, challengeEntriesChecked: true, challengeMismatches: true,
   streamErrors: true, aggOverlaps: true, messagesReceived: true, messagesSent: true,
 };
 const COUNTER_KEYS = Object.keys(COUNTERS) as CounterKey[];

@@ -16,15 +16,19 @@ export const SIM_PHASES: readonly SimPhase[] = ['setup', 'contribution', 'prove'
  * - `slowReader`: stop reading the stream (the call is paused, so HTTP/2 flow control pushes back on
  *   the coordinator) for `durationMs`, forever by default; the task itself completes normally.
  * - `wrongVk`: (setup only) ack success with a VK that differs from every other worker's.
+ * - `kill`: the worker process dies: the connection goes at once and everything the process held
+ *   (the job context and its computation, queued messages, programs set up, pending recovery) is
+ *   lost; a new process starts after `reconnectAfterMs` and registers afresh (`register`, not
+ *   `reconnect`), so the coordinator must send its setups again.
  */
-export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk';
+export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk' | 'kill';
 
 export interface SimFault {
   /** Omit to only override the delay. */
   action?: SimFaultAction;
   /** Replaces the phase delay (the task's duration). */
   delayMs?: number;
-  /** `disconnect` / `silence` / `slowReader`: fire this long after the task arrived (default 0: at once). */
+  /** `disconnect` / `silence` / `slowReader` / `kill`: fire this long after the task arrived (default 0: at once). */
   atMs?: number;
   /** Error text for `error` / `workerError`. */
   message?: string;
@@ -34,7 +38,7 @@ export interface SimFault {
   times?: number;
   /** Only tasks of this job. */
   jobId?: string;
-  /** `disconnect`: wait this long before reconnecting (default 0). */
+  /** `disconnect`: wait this long before reconnecting; `kill`: before the new process starts (default 0). */
   reconnectAfterMs?: number;
   /** `silence` / `slowReader`: how long it lasts (default: until `stop()` or an explicit resume). */
   durationMs?: number;

@@ -48,6 +48,12 @@ export class TaskRunner {
     for (const s of rt.options.preSetup) this.setups.add(setupKey(s.hashId, s.withHints));
   }
 
+  /** A new process: only the programs of `preSetup` are set up (the rest were in the dead process's memory). */
+  forgetSetups(): void {
+    this.setups.clear();
+    for (const s of this.rt.options.preSetup) this.setups.add(setupKey(s.hashId, s.withHints));
+  }
+
   onSetup(sp: SetupProgramIn): void {
     const { rt } = this;
     rt.stats.setupsReceived++;

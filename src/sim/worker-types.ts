@@ -54,6 +54,8 @@ export interface SimWorkerStats {
   workerErrorsSent: number;
   cancelsReceived: number;
   recoveriesSent: number;
+  /** Times the worker process was killed (`kill()`, a `kill` fault). */
+  kills: number;
   challengeEntriesChecked: number;
   challengeMismatches: number;
   streamErrors: number;
@@ -83,6 +85,7 @@ export function emptyWorkerStats(): SimWorkerStats {
     workerErrorsSent: 0,
     cancelsReceived: 0,
     recoveriesSent: 0,
+    kills: 0,
     challengeEntriesChecked: 0,
     challengeMismatches: 0,
     streamErrors: 0,
@@ -112,9 +115,10 @@ export type SimWorkerState = 'new' | 'connecting' | 'handshaking' | 'ready' | 'd
  *   lost, or a message broke the framing or the size limit;
  * - `sendFailed`: `upstream` wire: a write found the stream gone (after an OK end, that is the only cue);
  * - `rejected`: `accepted=false`;
- * - `dropped`: the sim's own doing (`disconnect()`, a `disconnect` fault).
+ * - `dropped`: the sim's own doing (`disconnect()`, a `disconnect` fault);
+ * - `killed`: the worker process died (`kill()`, a `kill` fault).
  */
-export type DisconnectReason = 'connectFailed' | 'headersTimeout' | 'status' | 'streamError' | 'sendFailed' | 'rejected' | 'dropped';
+export type DisconnectReason = 'connectFailed' | 'headersTimeout' | 'status' | 'streamError' | 'sendFailed' | 'rejected' | 'dropped' | 'killed';
 
 export interface DisconnectInfo {
   code: number;

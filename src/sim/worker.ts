@@ -79,7 +79,7 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
     const open = this.options.wire === 'upstream' ? upstreamWire(this.options) : grpcJsWire(this.options, sharedClient);
     this.connection = new WorkerConnection(this.rt, this.slot, open, (msg) => this.process(msg));
     this.replies = new Replies(this.rt, this.connection);
-    this.faults = new FaultBook(this.rt, this.connection);
+    this.faults = new FaultBook(this.rt, this.connection, (ms) => this.kill(ms));
     this.streams = new JobStreams(this.rt, this.slot, this.replies);
     this.tasks = new TaskRunner(this.rt, this.slot, this.connection, this.replies, this.faults, this.streams);
     this.aggTasks = this.tasks.aggTasks;
@@ -172,18 +172,38 @@ export class SimWorker extends EventEmitter<SimWorkerEvents> {
     this.connection.drop(reconnectAfterMs);
   }
 
-  /** Stops reading the stream (HTTP/2 flow control then pushes back on the coordinator). */
-  pauseReading(): void {
+  /**
+   * Kills the worker process: the connection goes at once and everything the process held is lost
+   * (job context and computation, queued messages, programs set up but `preSetup`, pending recovery,
+   * a silence or paused reading and their timers). After `restartAfterMs` (null: never) a new process
+   * starts and registers afresh with `register`, as a restarted `zisk-worker` does.
+   */
+  kill(restartAfterMs: number | null = 0): void {
+    if (this.rt.stopped || this.rt.state === 'new') return;
+    this.stats.kills++;
+    this.rt.logLine('killed');
+    this.rt.clearTimers();
+    this.slot.drop();
+    this.connection.crash();
+    this.tasks.forgetSetups();
+    if (this.rt.state !== 'stopped') this.rt.state = 'disconnected';
+    if (restartAfterMs !== null) this.rt.later(restartAfterMs, () => this.connection.connect());
+  }
+
+  /** Stops reading the stream (HTTP/2 flow control then pushes back on the coordinator), for `durationMs` if given. */
+  pauseReading(durationMs?: number): void {
     this.connection.pauseReading();
+    if (durationMs !== undefined) this.rt.later(durationMs, () => this.connection.resumeReading());
   }
 
   resumeReading(): void {
     this.connection.resumeReading();
   }
 
-  /** Goes silent: no heartbeats, no answers, inbound ignored, no reconnect. */
-  silence(): void {
+  /** Goes silent: no heartbeats, no answers, inbound ignored, no reconnect; for `durationMs` if given. */
+  silence(durationMs?: number): void {
     this.connection.silence();
+    if (durationMs !== undefined) this.rt.later(durationMs, () => this.connection.unsilence());
   }
 
   /** Ends a silence (reconnecting if the stream died meanwhile). Tasks dropped while silent stay unanswered. */

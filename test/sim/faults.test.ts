@@ -119,6 +119,63 @@ for (const wire of SIM_WIRES) {
       assert.equal(s.received.filter(responseOf(job)).length, 0, 'the silenced task is never answered');
     });
 
+    test('kill mid-task → the connection goes, the new process registers afresh with no job, no result and no setups', async () => {
+      const s = await server();
+      // Set up by the coordinator, not preSetup: a new process must not keep it.
+      const w = await worker(s, wire, { preSetup: [], contributionDelayMs: 200, faults: { contribution: { action: 'kill', atMs: 50, reconnectAfterMs: 30 } } });
+      s.send('w1', { setup_program: setupProgram('s1') });
+      await s.waitFor((x) => x.msg.setup_program_ack?.job_id === 's1');
+      const killed = new Promise<string>((resolve) => w.once('disconnected', (d) => resolve(d.reason)));
+      s.send('w1', contributionTask('w1', 'job-k1', 0, 1));
+      assert.equal(await killed, 'killed');
+      const again = await s.waitForCount((x) => x.msg.register !== undefined, 2, 2000, 'second register');
+      assert.notEqual(again[1].conn, again[0].conn, 'a new connection');
+      assert.equal(again[0].conn.closed, true);
+      assert.equal(s.received.filter((x) => x.msg.reconnect !== undefined).length, 0, 'register, not reconnect');
+      assert.equal(w.jobContext, null);
+      assert.equal(w.stats.kills, 1);
+      // The next task on the new stream is refused for want of a setup; the killed task's result,
+      // which would have gone out first on this stream, never does.
+      s.send('w1', contributionTask('w1', 'job-k2', 0, 1));
+      const r = resp(await s.waitFor(responseOf('job-k2')));
+      assert.equal(r.success, false);
+      assert.match(r.error_message ?? '', /is not set up/);
+      assert.equal(s.received.filter(responseOf('job-k1')).length, 0);
+      assert.equal(s.received.filter((x) => x.msg.recovery_complete !== undefined).length, 0, 'a new process has nothing to recover from');
+    });
+
+    test('a reconnect due during a silence happens once the silence ends', async () => {
+      const s = await server();
+      const w = await worker(s, wire);
+      w.disconnect(5);
+      w.silence();
+      // Let the reconnect timer fire while silent (it must then leave the reconnect to unsilence()).
+      await sleep(50);
+      w.unsilence();
+      await s.waitForCount((x) => x.msg.register !== undefined || x.msg.reconnect !== undefined, 2, 2000, 'the handshake after the silence');
+    });
+
+    test('kill() with no restart stays down; silence(ms) and pauseReading(ms) end by themselves', async () => {
+      const s = await server();
+      const w = await worker(s, wire, { heartbeatIntervalMs: 40 });
+      w.silence(150);
+      assert.ok(w.isSilent);
+      const t0 = Date.now();
+      await s.waitFor((x) => x.msg.heartbeat_ack !== undefined && x.at > t0 + 100, 2000, 'heartbeats after the silence');
+      assert.equal(w.isSilent, false);
+      w.pauseReading(150);
+      const t1 = Date.now();
+      const before = s.received.filter((r) => r.msg.heartbeat_ack).length;
+      s.send('w1', { heartbeat: { timestamp: null } });
+      await s.waitForCount((r) => r.msg.heartbeat_ack !== undefined, before + 3, 2000, 'heartbeats while paused and after');
+      await s.waitFor((x) => x.msg.heartbeat_ack !== undefined && x.at > t1 + 150, 2000);
+      const gone = new Promise<string>((resolve) => w.once('disconnected', (d) => resolve(d.reason)));
+      w.kill(null);
+      assert.equal(await gone, 'killed');
+      assert.equal(w.state, 'disconnected');
+      assert.equal(w.registered, false);
+    });
+
     test('slowReader: inbound messages wait until reading resumes', async () => {
       const s = await server();
       await worker(s, wire, { faults: { contribution: { action: 'slowReader', durationMs: 300 } } });
