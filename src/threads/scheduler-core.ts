@@ -98,6 +98,14 @@ export class SchedulerCore {
         if (w) w.lastSeen = now;
         break;
       }
+      case 'jobCancelledAck': {
+        const w = ctx.pool.workerOfLink(event.linkId);
+        if (!w) break;
+        w.lastSeen = now;
+        // it may now take part in that job's next attempt
+        if (w.cancelPending.delete(event.jobId)) ctx.queueDirty = true;
+        break;
+      }
       case 'workersAlive':
         for (const linkId of event.linkIds) {
           const w = ctx.pool.workerOfLink(linkId);

@@ -190,6 +190,20 @@ export class Harness {
     return this.send({ type: 'workerAlive', linkId: this.link(workerId) });
   }
 
+  cancelAck(workerId: string, jobId: string): SchedulerEffect[] {
+    return this.send({ type: 'jobCancelledAck', linkId: this.link(workerId), jobId });
+  }
+
+  /** What a worker does with each `job_cancelled` it is sent: acknowledge it, in order. */
+  ackCancels(effects: readonly SchedulerEffect[]): SchedulerEffect[] {
+    const out: SchedulerEffect[] = [];
+    for (const e of effects) {
+      if (e.type !== 'sendJobCancelled') continue;
+      for (const linkId of e.linkIds) out.push(...this.send({ type: 'jobCancelledAck', linkId, jobId: e.jobId }));
+    }
+    return out;
+  }
+
   recoveryComplete(workerId: string): SchedulerEffect[] {
     return this.send({ type: 'recoveryComplete', linkId: this.link(workerId) });
   }

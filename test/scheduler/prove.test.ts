@@ -444,6 +444,39 @@ describe('aggregator reconnect (upstream replay; docs/decisions.md, Scheduling)'
     assert.equal(terminalEvent(h.finalProof('w0', jobId), jobId).kind, 'completed');
   });
 
+  it('both copies of a replayed AGGREGATE answered: the extra empty answer is not taken for the final step', () => {
+    const h = new Harness();
+    h.cluster(2);
+    const { jobId } = h.prove();
+    h.contribute('w0', jobId);
+    h.contribute('w1', jobId);
+    h.proofs('w0', jobId); // step 1 (not the last) in flight to w0
+    h.close('w0');
+    h.advance(200);
+    assert.ok(one(h.hello('w0', { reconnect: true, lastKnownJobId: jobId }), 'acceptWorker').replayAggregate);
+    h.proofs('w1', jobId); // the last step waits behind step 1
+    // The first copy's answer; the last step goes out.
+    assert.equal(one(h.aggAck('w0', jobId), 'dispatchAggregate').task.last, true);
+    // The replayed copy's answer (empty, as every step but the last): ignored, the job waits on.
+    const dup = h.aggAck('w0', jobId);
+    assert.equal(one(dup, 'ignoredMessage').reason, 'replayed_aggregate_duplicate');
+    assert.equal(h.job(jobId).status, 'running');
+    assert.equal(terminalEvent(h.finalProof('w0', jobId), jobId).kind, 'completed');
+  });
+
+  it('an empty answer to the last step fails the job when no step was replayed', () => {
+    const h = new Harness();
+    h.cluster(2);
+    const { jobId } = h.prove();
+    h.contribute('w0', jobId);
+    h.contribute('w1', jobId);
+    h.proofs('w0', jobId);
+    h.proofs('w1', jobId);
+    h.aggAck('w0', jobId);
+    const out = h.aggAck('w0', jobId);
+    assert.match(String((terminalEvent(out, jobId) as { failure: { reason: string } }).failure.reason), /returned an empty proof for the final aggregation step/);
+  });
+
   it('a task queued while the aggregator is away is replayed when it returns', () => {
     const h = new Harness();
     h.cluster(2);

@@ -30,13 +30,17 @@ describe('retries', () => {
       attempt: 2,
       failedAttempt: 'Worker w1 connection dropped (phase 1)',
     });
-    // Clients see the job queued, then started again at once on the two workers left.
-    assert.deepEqual(eventKinds(out, jobId), ['queued', 'started', 'progress:1']);
-    assert.deepEqual(h.job(jobId).workers, ['w0', 'w2']);
-    const dispatch = one(out, 'dispatchContributions');
-    assert.equal(dispatch.totalWorkers, 2);
-    // The lost attempt's members still on it are told to drop it.
+    // The lost attempt's members still on it are told to drop it; the next attempt waits for them to
+    // acknowledge that, so no answer of the old attempt can be taken for the new one.
     assert.deepEqual(one(out, 'sendJobCancelled').linkIds.sort(), [h.link('w0'), h.link('w2')].sort());
+    assert.deepEqual(eventKinds(out, jobId), ['queued']);
+    none(out, 'dispatchContributions');
+    assert.deepEqual(eventKinds(h.cancelAck('w0', jobId), jobId), [], 'w2 has not acknowledged yet');
+    // Clients see it started again on the two workers left once both have.
+    const acked = h.cancelAck('w2', jobId);
+    assert.deepEqual(eventKinds(acked, jobId), ['started', 'progress:1']);
+    assert.deepEqual(h.job(jobId).workers, ['w0', 'w2']);
+    assert.equal(one(acked, 'dispatchContributions').totalWorkers, 2);
     const done = h.runProve(jobId);
     assert.equal(terminalEvent(done, jobId).kind, 'completed');
     assert.equal(retried(h, jobId), 1);
@@ -53,6 +57,7 @@ describe('retries', () => {
       h.close('w2');
       const out = h.advance(500);
       assert.equal(one(out, 'jobRetried').attempt, 2, `phase ${phase}`);
+      h.ackCancels(out);
       assert.equal(h.job(jobId).phase, 1);
       assert.equal(terminalEvent(h.runProve(jobId), jobId).kind, 'completed');
     }
@@ -71,8 +76,8 @@ describe('retries', () => {
     assert.equal(one(out, 'jobRetried').reason, 'phase_timeout');
     const released = new Set(only(out, 'releaseBlobs').flatMap((r) => r.blobIds));
     for (const b of challenges) assert.ok(released.has(b), 'the failed attempt\'s challenges are freed');
-    const spec = h.job(jobId);
-    assert.equal(spec.status, 'running', 'started again at once on the same two free workers');
+    h.ackCancels(out);
+    assert.equal(h.job(jobId).status, 'running', 'started again on the same two workers once they dropped the old attempt');
   });
 
   it('attempts run out: the final failure names every attempt, the last one last', () => {
@@ -81,7 +86,7 @@ describe('retries', () => {
     const { jobId } = h.prove();
     for (const lost of ['w0', 'w1', 'w2']) {
       h.close(lost);
-      h.advance(500);
+      h.ackCancels(h.advance(500));
     }
     const failure = failureOf(h.all, jobId);
     assert.equal(failure.kind, 'execution');
@@ -126,8 +131,11 @@ describe('retries', () => {
     const waiting = h.prove();
     assert.deepEqual(h.core.snapshot().queue, [waiting.jobId]);
     h.close('w1');
-    h.advance(500);
-    // w0 is the only eligible worker now and the retried job takes it; the other keeps waiting.
+    const out = h.advance(500);
+    // w0 is the only eligible worker now: the retried job holds it while w0 drops the old attempt,
+    // and takes it then; the other keeps waiting.
+    assert.deepEqual(h.core.snapshot().queue, [first.jobId, waiting.jobId]);
+    h.ackCancels(out);
     assert.deepEqual(h.job(first.jobId).workers, ['w0']);
     assert.deepEqual(h.core.snapshot().queue, [waiting.jobId]);
   });
@@ -137,7 +145,7 @@ describe('retries', () => {
     h.cluster(3);
     const { jobId } = h.prove();
     h.close('w2');
-    h.advance(500);
+    h.ackCancels(h.advance(500));
     assert.equal(h.job(jobId).status, 'running');
     const out = h.cancel(jobId);
     assert.equal(terminalEvent(out, jobId).kind, 'cancelled');
@@ -145,6 +153,38 @@ describe('retries', () => {
     h.advance(500);
     assert.equal(h.job(jobId).status, 'cancelled');
     assert.equal(retried(h, jobId), 1);
+  });
+
+  it("an answer of the cancelled attempt that arrives before the worker's acknowledgement is not taken by the next attempt", () => {
+    const h = new Harness(RETRYING);
+    h.cluster(2);
+    const { jobId } = h.prove();
+    h.close('w1');
+    const out = h.advance(500);
+    assert.equal(one(out, 'jobRetried').attempt, 2);
+    // w0 finished attempt 1's contribution just before it read the cancel.
+    const stale = h.contribute('w0', jobId);
+    assert.equal(one(stale, 'ignoredMessage').reason, 'not_member');
+    none(stale, 'dispatchProve');
+    // Then it acknowledges the cancel and attempt 2 starts on it from phase 1, answered afresh.
+    const acked = h.cancelAck('w0', jobId);
+    assert.deepEqual(eventKinds(acked, jobId), ['started', 'progress:1']);
+    assert.equal(terminalEvent(h.runProve(jobId), jobId).kind, 'completed');
+  });
+
+  it('a worker that registers again owes no acknowledgement (the cancel may have been lost with its stream)', () => {
+    const h = new Harness(RETRYING);
+    h.cluster(2);
+    const { jobId } = h.prove();
+    h.close('w1');
+    const out = h.advance(500);
+    assert.equal(one(out, 'jobRetried').attempt, 2);
+    assert.equal(h.job(jobId).status, 'queued');
+    h.close('w0');
+    // A new process: the setups it is sent again, then the job, without waiting for an acknowledgement.
+    h.ackSetups(h.hello('w0'));
+    assert.equal(h.job(jobId).status, 'running');
+    assert.deepEqual(h.job(jobId).workers, ['w0']);
   });
 
   it('max_job_attempts = 1 fails at once, as upstream', () => {

@@ -121,7 +121,7 @@ export function classifyWorkerMessage(
     case 'heartbeat_ack':
       return { kind: 'event', event: { type: 'workerAlive', linkId } };
     case 'job_cancelled_ack':
-      return { kind: 'event', event: { type: 'workerAlive', linkId } };
+      return { kind: 'event', event: { type: 'jobCancelledAck', linkId, jobId: msg.job_cancelled_ack?.job_id ?? '' } };
     case 'recovery_complete':
       return { kind: 'event', event: { type: 'recoveryComplete', linkId } };
     case 'error': {

@@ -22,8 +22,10 @@ export type SchedulerEvent =
     }
   /** The stream ended (EOF, error, cancel, or closed by us). */
   | { type: 'workerClosed'; linkId: LinkId }
-  /** heartbeat_ack, job_cancelled_ack and every other message that proves liveness */
+  /** heartbeat_ack and every other message that proves liveness */
   | { type: 'workerAlive'; linkId: LinkId }
+  /** job_cancelled_ack: alive, and done with that job's cancelled attempt */
+  | { type: 'jobCancelledAck'; linkId: LinkId; jobId: string }
   /** Several `workerAlive` at once (how the main thread batches them) */
   | { type: 'workersAlive'; linkIds: LinkId[] }
   | {

@@ -59,6 +59,12 @@ export interface WorkerRec {
   owedSetups: Map<string, SetupRef>;
   /** Parked until `recovery_complete` (upstream's pending_recovery): SettingUp and never selected. */
   parked: boolean;
+  /**
+   * Jobs it was told `job_cancelled` for and has not acknowledged yet. Its results for such a job
+   * until then belong to the cancelled attempt, so it takes no part in the job's next attempt before
+   * the acknowledgement (docs/decisions.md, Retries).
+   */
+  cancelPending: Set<string>;
   /** Start of the current silence window: its last message, or the end of a liveness exemption. */
   lastSeen: EpochMs;
   /** Whether silence is currently excused (SettingUp, or running a wrap). */
@@ -102,6 +108,11 @@ export interface ProveState {
   /** At most one AGGREGATE task in flight (docs/decisions.md: Aggregation race); the rest wait in FIFO order. */
   inFlight: AggStep | undefined;
   aggQueue: AggStep[];
+  /**
+   * AGGREGATE tasks sent again to a reconnected aggregator whose first copy may still be answered:
+   * that many extra empty answers may arrive (docs/decisions.md, Scheduling: replayed AGGREGATE).
+   */
+  replayedSteps: number;
 }
 
 export interface ExecState {

@@ -32,7 +32,8 @@ export function planJob(ctx: Ctx, job: JobRec, claimed: ReadonlySet<WorkerRec>):
     if (w.state === 'disconnected' || w.parked) continue;
     if (key !== undefined && !w.programs.has(key)) continue;
     eligible.push(w);
-    if (isFree(w, forWrap) && !claimed.has(w)) free.push(w);
+    // Eligible but not free until it acknowledged the cancel of this job's previous attempt.
+    if (isFree(w, forWrap) && !claimed.has(w) && !w.cancelPending.has(job.id)) free.push(w);
   }
   if (forWrap) return free.length > 0 ? { start: [free[0]] } : { waitFor: eligible };
 

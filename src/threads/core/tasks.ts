@@ -104,6 +104,7 @@ export function dispatchJob(ctx: Ctx, job: JobRec, selected: WorkerRec[]): void 
       aggregateStartedAt: 0,
       inFlight: undefined,
       aggQueue: [],
+      replayedSteps: 0,
     };
   }
   const allocation = allocateUnits(selected.map((w) => w.capacity));
@@ -331,6 +332,14 @@ function onFinalProof(
   const p = job.prove;
   const step = p?.inFlight;
   if (!p || !step || job.spec.kind !== 'prove') return;
+  if (r.proofBlobId === undefined && step.last && p.replayedSteps > 0) {
+    // The first copy of a replayed step answered as well: non-final steps answer empty, so this is
+    // the extra answer, not the final step's (which carries the proof).
+    p.replayedSteps--;
+    job.owed.set(w.id, TASK.AGGREGATE); // the last step is still owed
+    ctx.ignore('replayed_aggregate_duplicate', w.link?.id ?? -1, `second answer of a replayed AGGREGATE from ${w.id} for job ${job.id}`);
+    return;
+  }
   p.inFlight = undefined;
   if (step.proofsBlobId !== undefined && job.blobs.delete(step.proofsBlobId)) {
     // consumed by the aggregator: nothing will send it again
@@ -417,7 +426,8 @@ export function onWorkerError(ctx: Ctx, ev: EventOf<'workerError'>): void {
 export function replayAggregateFor(job: JobRec, w: WorkerRec): AggregateTask | undefined {
   const p = job.prove;
   if (!p || p.aggregator !== w.id || !p.inFlight || !w.link) return undefined;
-  job.unsent.delete(w.id);
+  // Unless it never reached the worker, the first copy is answered too.
+  if (!job.unsent.delete(w.id)) p.replayedSteps++;
   return { ...p.inFlight, linkId: w.link.id };
 }
 

@@ -302,10 +302,14 @@ function releaseMembers(
       if (outcome === 'cancelled' || w === opts.recovering) ctx.park(w);
       ctx.sync(w);
       if (w !== opts.handled) ctx.followUp({ kind: 'workerReleased', worker: w });
-      if (cancelReason !== undefined && w.link) notify.push(w.link.id);
+      if (cancelReason !== undefined && w.link) {
+        notify.push(w.link.id);
+        w.cancelPending.add(job.id);
+      }
     } else if (cancelReason !== undefined && !w.job && w.link) {
       // released earlier (a non-aggregator): it still holds the job context until told otherwise
       notify.push(w.link.id);
+      w.cancelPending.add(job.id);
     }
   }
   job.owed.clear();

@@ -109,6 +109,9 @@ export function onHello(ctx: Ctx, ev: EventOf<'workerHello'>): void {
   link.worker = w;
   w.capacity = ev.computeUnits;
   w.lastSeen = ctx.now;
+  // A cancel sent on the old stream may never have arrived, so its acknowledgement may never come; a
+  // reconnect holding that job is told to drop it (CANCEL_STALE_JOB), a new process holds nothing.
+  w.cancelPending.clear();
   if (!ev.reconnect && w.parked) {
     // A registering worker holds no job context, so it will never send recovery_complete
     // (docs/decisions.md: Recovery wedges).

@@ -43,6 +43,7 @@ export class WorkerPool {
       pendingSetups: new Map(),
       owedSetups: new Map(),
       parked: false,
+      cancelPending: new Set(),
       lastSeen: now,
       exempt: false,
       disconnectedAt: undefined,
