@@ -8,6 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { SimFleet, type SimFleetOptions } from '../../src/sim/fleet';
 import type { SimTls } from '../../src/sim/options';
@@ -47,6 +49,37 @@ async function refusedWorker(c: Cluster, workerId: string, options: Partial<SimF
   } finally {
     await fleet.stop();
   }
+}
+
+/**
+ * A TCP-level TLS tunnel in front of a plaintext worker, as stunnel is (docs/security.md, Sidecars):
+ * it offers no ALPN protocol and knows nothing of HTTP/2.
+ */
+async function tlsTunnel(target: string, options: tls.ConnectionOptions): Promise<{ address: string; close(): void }> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((plain) => {
+    const secure = tls.connect({ host, port, servername: 'localhost', ...options });
+    for (const s of [plain, secure]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        plain.destroy();
+        secure.destroy();
+      });
+    }
+    plain.pipe(secure).pipe(plain);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 describe('worker port over TLS', () => {
@@ -120,6 +153,21 @@ describe('worker port with mutual TLS and worker ids bound to certificates', () 
   test('workers with certificates from the CA (CN, DNS SAN, URI SAN) register and prove', async () => {
     assert.equal(c.fleet.registeredCount, 3);
     await proveJob(c);
+  });
+
+  test('a plaintext upstream worker behind a TLS tunnel without ALPN (a sidecar) registers and gets its setups', async () => {
+    const files = pki.clientCert('tunnel', caFiles, 'tunnel-0');
+    const tunnel = await tlsTunnel(c.tc.clusterAddress, { ca, cert: pki.read(files.cert), key: pki.read(files.key) });
+    const fleet = new SimFleet({ coordinator: tunnel.address, workers: 1, prefix: 'tunnel', wire: 'upstream', ...FAST_SIM });
+    try {
+      fleet.start();
+      await fleet.waitAllRegistered(10_000);
+      // The completed setup is replayed to the new worker and acked: messages cross both ways.
+      await fleet.waitUntil(() => fleet.stats().setupAcks >= 1, 10_000, () => 'a setup ack through the tunnel');
+    } finally {
+      await fleet.stop();
+      tunnel.close();
+    }
   });
 
   test('a certificate from another CA is refused in the handshake', async () => {

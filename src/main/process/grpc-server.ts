@@ -9,6 +9,10 @@
  *   (we turn it off), so a forced shutdown left every peer's connection open and the process alive
  *   until the peer hung up. `close()` destroys them all itself.
  *
+ * - **TLS without ALPN is HTTP/2**: Node's HTTP/2 server drops a TLS client that negotiated no ALPN
+ *   protocol. TCP-level TLS tunnels (stunnel and the like) negotiate none, and they are how upstream's
+ *   plaintext-only worker and SDK reach a TLS port (docs/security.md, Sidecars), so such a connection
+ *   is taken as HTTP/2 with prior knowledge, as the same peer is on a plaintext port.
  * - **Refused TLS handshakes, reported**: grpc-js swallows them; `onTlsClientError` gets each with
  *   the socket, whose `authorizationError` says why a client certificate was refused (Node drops
  *   such a peer without an error of its own).
@@ -82,8 +86,14 @@ export class TunedGrpcServer {
     internals.createHttp2Server = (credentials) => {
       const h2 = create.call(this.server, credentials);
       h2.on('session', (session: http2.ServerHttp2Session) => this.adopt(session, tuning.windowBytes));
-      const onTlsError = hooks.onTlsClientError;
-      if (onTlsError && credentials._isSecure()) h2.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => onTlsError(err, socket));
+      if (credentials._isSecure()) {
+        // Runs before Node's own 'secureConnection' listener, which decides on the protocol.
+        h2.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+          if (socket.alpnProtocol === false) (socket as { alpnProtocol: string | false }).alpnProtocol = 'h2';
+        });
+        const onTlsError = hooks.onTlsClientError;
+        if (onTlsError) h2.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => onTlsError(err, socket));
+      }
       return h2;
     };
   }
