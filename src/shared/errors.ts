@@ -73,6 +73,11 @@ export const apiErrors = {
     code: 'STATE_STORE_UNAVAILABLE',
     message: `State store unavailable, the job was not accepted: ${reason}`,
   }),
+  /** A client API call without the configured bearer token (docs/security.md); upstream has no such check. */
+  unauthenticated: (reason: 'missing bearer token' | 'invalid bearer token'): ApiErrorData => ({
+    code: 'UNAUTHENTICATED',
+    message: `Unauthenticated: ${reason}`,
+  }),
   /** The client sees only the fixed text; the trace id links it to the log line with the cause. */
   internal: (traceId: string): ApiErrorData => ({
     code: 'INTERNAL',

@@ -27,9 +27,17 @@ export function workerStreamMethod(): StreamMethod {
   return streamMethod;
 }
 
+/** Plaintext by default; TLS (with a client certificate for mutual TLS) when `tls` is given. */
+export function simCredentials(o: Pick<SimWorkerOptions, 'tls'>): grpc.ChannelCredentials {
+  const t = o.tls;
+  if (!t) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(t.ca ?? null, t.key ?? null, t.cert ?? null);
+}
+
 /** Channel options of a sim worker connection (insecure, 128 MiB both ways, its own TCP connection, its receive window). */
-export function simChannelOptions(o: Pick<SimWorkerOptions, 'maxMessageBytes' | 'reconnectIntervalMs' | 'receiveWindowBytes'>): grpc.ClientOptions {
+export function simChannelOptions(o: Pick<SimWorkerOptions, 'maxMessageBytes' | 'reconnectIntervalMs' | 'receiveWindowBytes' | 'tls'>): grpc.ClientOptions {
   return {
+    ...(o.tls?.serverName !== undefined ? { 'grpc.ssl_target_name_override': o.tls.serverName } : {}),
     ...(o.receiveWindowBytes !== undefined ? { 'grpc-node.flow_control_window': o.receiveWindowBytes } : {}),
     'grpc.max_send_message_length': o.maxMessageBytes,
     'grpc.max_receive_message_length': o.maxMessageBytes,

@@ -3,9 +3,10 @@
  * SIGINT/SIGTERM, logging one line per registration, task and error. `--upstream-wire` makes every
  * worker end streams and reconnect as upstream's `zisk-worker` does (see `SimWire`).
  */
+import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SimFleet, type SimFleetOptions } from './fleet';
-import { SIM_DEFAULTS, SIM_PHASES, type SimFault, type SimFaultAction, type SimFaults, type SimPhase } from './options';
+import { SIM_DEFAULTS, SIM_PHASES, type SimFault, type SimFaultAction, type SimFaults, type SimPhase, type SimTls } from './options';
 
 const FAULT_ACTIONS: readonly SimFaultAction[] = ['error', 'workerError', 'disconnect', 'silence', 'slowReader', 'wrongVk'];
 
@@ -57,6 +58,33 @@ interface CliOptions {
   fault: FaultArg[];
   statsMs: number;
   quiet: boolean;
+  tls: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+}
+
+function readPem(flag: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new InvalidArgumentError(`${flag} ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * TLS is on with `--tls` or any `--tls-*` option (docs/security.md: real workers need a sidecar for
+ * it; the sim speaks it itself). A client certificate needs both `--tls-cert` and `--tls-key`.
+ */
+export function tlsFromCli(o: Pick<CliOptions, 'tls' | 'tlsCa' | 'tlsCert' | 'tlsKey' | 'tlsServerName'>): SimTls | undefined {
+  if (!o.tls && o.tlsCa === undefined && o.tlsCert === undefined && o.tlsKey === undefined && o.tlsServerName === undefined) return undefined;
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  return {
+    ...(o.tlsCa !== undefined ? { ca: readPem('--tls-ca', o.tlsCa) } : {}),
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { cert: readPem('--tls-cert', o.tlsCert), key: readPem('--tls-key', o.tlsKey) } : {}),
+    ...(o.tlsServerName !== undefined ? { serverName: o.tlsServerName } : {}),
+  };
 }
 
 export function buildProgram(): Command {
@@ -91,6 +119,11 @@ export function buildProgram(): Command {
     .addOption(
       new Option('--fault <spec>', 'inject a fault: <worker|*>:<phase>:<action>[:times] (repeatable)').argParser(parseFault).default([]),
     )
+    .option('--tls', 'connect with TLS, trusting the system roots (implied by every --tls-* option)', false)
+    .option('--tls-ca <pem>', "CA bundle the coordinator's certificate must chain to")
+    .option('--tls-cert <pem>', 'client certificate for mutual TLS (with --tls-key)')
+    .option('--tls-key <pem>', 'key of --tls-cert')
+    .option('--tls-server-name <name>', "name the coordinator's certificate is checked against (default: the --coordinator host)")
     .option('--stats-ms <ms>', 'print fleet stats every <ms> (0 = only at exit)', int('--stats-ms'), 0)
     .option('-q, --quiet', 'no per-event lines', false);
 }
@@ -116,8 +149,10 @@ export async function main(argv: string[]): Promise<void> {
   program.parse(argv);
   const o = program.opts<CliOptions>();
   const logger = o.quiet ? undefined : line;
+  const tls = tlsFromCli(o);
   const fleetOptions: SimFleetOptions = {
     coordinator: o.coordinator,
+    ...(tls ? { tls } : {}),
     workers: o.workers,
     prefix: o.prefix,
     computeUnits: o.capacity,
@@ -143,7 +178,10 @@ export async function main(argv: string[]): Promise<void> {
     },
   };
   const fleet = new SimFleet(fleetOptions);
-  line(`sim: ${o.workers} worker(s) ${o.prefix}-* → ${o.coordinator} (capacity ${o.capacity}, K=${o.proofValues}, ${fleetOptions.wire} wire)`);
+  line(
+    `sim: ${o.workers} worker(s) ${o.prefix}-* → ${o.coordinator} (capacity ${o.capacity}, K=${o.proofValues}, ${fleetOptions.wire} wire, ` +
+      `${tls ? (tls.cert ? 'mutual TLS' : 'TLS') : 'plaintext'})`,
+  );
   fleet.start();
   const printStats = (): void => line(`sim stats ${JSON.stringify(fleet.stats())}`);
   const statsTimer = o.statsMs > 0 ? setInterval(printStats, o.statsMs) : undefined;

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessageIn, ExecuteTaskIn, RegisterResponseIn } from './messages';
 import { resolveWorkerOptions, type SimWorkerOptions } from './options';
-import { SimWorker, emptyWorkerStats, simChannelOptions, type DisconnectInfo, type LogEntry, type ResponseEndInfo, type SimWorkerStats } from './worker';
+import { SimWorker, emptyWorkerStats, simChannelOptions, simCredentials, type DisconnectInfo, type LogEntry, type ResponseEndInfo, type SimWorkerStats } from './worker';
 
 export interface SimFleetOptions extends Partial<Omit<SimWorkerOptions, 'workerId' | 'coordinator'>> {
   /** `host:port` of the coordinator's worker port. */
@@ -86,7 +86,7 @@ export class SimFleet extends EventEmitter<SimFleetEvents> {
     if (sharedChannel) {
       const o = resolveWorkerOptions({ ...base, workerId: 'shared' });
       if (o.wire === 'upstream') throw new RangeError('sharedChannel needs the grpc-js wire: upstream workers each open their own connection');
-      this.shared = new grpc.Client(options.coordinator, grpc.credentials.createInsecure(), simChannelOptions(o));
+      this.shared = new grpc.Client(options.coordinator, simCredentials(o), simChannelOptions(o));
     }
     for (let i = firstIndex; i < firstIndex + workers; i++) {
       const workerId = `${prefix}-${i}`;

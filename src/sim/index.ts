@@ -5,7 +5,7 @@
 export * from './options';
 export * from './messages';
 export * from './data';
-export { SimWorker, hostNow, workerStreamMethod, simChannelOptions } from './worker';
+export { SimWorker, hostNow, workerStreamMethod, simChannelOptions, simCredentials } from './worker';
 export type {
   AggTaskRecord,
   DisconnectInfo,

@@ -64,9 +64,25 @@ export type SimWire = 'grpc-js' | 'upstream';
 
 export const SIM_WIRES: readonly SimWire[] = ['grpc-js', 'upstream'];
 
+/**
+ * TLS to the worker port (docs/security.md). Upstream's worker speaks plaintext only; with TLS on it
+ * runs behind a TLS-terminating sidecar, which this stands for.
+ */
+export interface SimTls {
+  /** PEM CA bundle the coordinator's certificate must chain to; default: the system roots. */
+  ca?: Buffer;
+  /** PEM client certificate (chain) and its key, for mutual TLS; both or neither. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** The name the coordinator's certificate is checked against; default: the host of `coordinator`. */
+  serverName?: string;
+}
+
 export interface SimWorkerOptions {
   /** `host:port` of the coordinator's worker port. */
   coordinator: string;
+  /** Connect with TLS (default: plaintext, like the real worker). */
+  tls?: SimTls;
   workerId: string;
   /** The transport (default `grpc-js`; see `SimWire`). */
   wire: SimWire;
@@ -186,6 +202,7 @@ export function resolveWorkerOptions(init: SimWorkerInit): SimWorkerOptions {
   }
   if (o.heartbeatIntervalMs === 0) throw new RangeError('sim option heartbeatIntervalMs must be > 0');
   if (!o.workerId) throw new RangeError('sim option workerId must not be empty');
+  if (o.tls && (o.tls.cert === undefined) !== (o.tls.key === undefined)) throw new RangeError('sim option tls: cert and key go together');
   o.faults = { ...o.faults };
   o.preSetup = [...o.preSetup];
   return o;

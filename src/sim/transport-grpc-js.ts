@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorMessageIn, WorkerMessageOut } from './messages';
-import { simChannelOptions, workerStreamMethod } from './channel';
+import { simChannelOptions, simCredentials, workerStreamMethod } from './channel';
 import type { SimWorkerOptions } from './options';
 import type { OpenWorkerStream, StreamHandlers, WorkerStream } from './transport';
 
@@ -28,7 +28,7 @@ class GrpcJsStream implements WorkerStream {
     h: StreamHandlers,
   ) {
     const m = workerStreamMethod();
-    this.client = sharedClient ?? new grpc.Client(o.coordinator, grpc.credentials.createInsecure(), simChannelOptions(o));
+    this.client = sharedClient ?? new grpc.Client(o.coordinator, simCredentials(o), simChannelOptions(o));
     const call = this.client.makeBidiStreamRequest<WorkerMessageOut | Buffer, CoordinatorMessageIn>(m.path, m.serialize, m.deserialize, new grpc.Metadata());
     this.call = call;
     call.on('metadata', () => {

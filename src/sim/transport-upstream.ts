@@ -15,6 +15,7 @@
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import type { WorkerMessageOut } from './messages';
 import { workerStreamMethod } from './channel';
 import { GrpcMessageReader, grpcPrefix } from './grpc-frames';
@@ -127,9 +128,23 @@ class UpstreamStream implements WorkerStream {
   ) {
     this.reader = new GrpcMessageReader(o.maxMessageBytes);
     const { host, port } = splitHostPort(o.coordinator);
-    const session = http2.connect(`http://${o.coordinator}`, {
+    // TLS stands for the sidecar a real worker needs for it (docs/security.md): same HTTP/2 behaviour.
+    const t = o.tls;
+    const session = http2.connect(`${t ? 'https' : 'http'}://${o.coordinator}`, {
       settings: { enablePush: false, initialWindowSize: UPSTREAM_STREAM_WINDOW_BYTES },
-      createConnection: () => net.connect({ host, port, noDelay: true }),
+      createConnection: () =>
+        t
+          ? tls
+              .connect({
+                host,
+                port,
+                ALPNProtocols: ['h2'],
+                ...(t.serverName !== undefined ? { servername: t.serverName } : net.isIP(host) ? {} : { servername: host }),
+                ...(t.ca ? { ca: t.ca } : {}),
+                ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}),
+              })
+              .setNoDelay(true)
+          : net.connect({ host, port, noDelay: true }),
     });
     this.session = session;
     session.on('error', (err: Error) => (this.lastError = err.message));

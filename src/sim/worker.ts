@@ -34,7 +34,7 @@ import {
   type SimWorkerStats,
 } from './worker-types';
 
-export { simChannelOptions, workerStreamMethod } from './channel';
+export { simChannelOptions, simCredentials, workerStreamMethod } from './channel';
 export { hostNow, type LogEntry } from './worker-log';
 export {
   emptyWorkerStats,

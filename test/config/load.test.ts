@@ -110,6 +110,7 @@ describe('defaults', () => {
         keepalive_time_seconds: 0,
         keepalive_timeout_seconds: 10,
         scheduler_thread: true,
+        bind_worker_id_to_cert: false,
       },
       state: { backend: 'embedded', spool_max_bytes: 1073741824, min_free_bytes: 536870912 },
     });

@@ -38,12 +38,15 @@ export interface ClusterOptions {
   setups?: boolean[];
   /** Distinguishes the fake ELF (and so the hash_id) between clusters. */
   tag?: string;
+  /** The client's channel (default plaintext) and its options. */
+  clientCredentials?: grpc.ChannelCredentials;
+  clientOptions?: grpc.ChannelOptions;
 }
 
 export async function startCluster(workers: number, opts: ClusterOptions = {}): Promise<Cluster> {
   const overrides = { ...opts.overrides, coordinator: { ...opts.overrides?.coordinator, ...opts.coordinator } };
   const tc = await startTestCoordinator(overrides);
-  const client = apiClient(tc.apiAddress);
+  const client = apiClient(tc.apiAddress, opts.clientOptions, opts.clientCredentials);
   const fleet = new SimFleet({ coordinator: tc.clusterAddress, workers, ...FAST_SIM, ...opts.sim }).start();
   const close = async (): Promise<void> => {
     await fleet.stop();

@@ -102,11 +102,11 @@ export async function startTestCoordinator(overrides: ConfigOverrides = {}): Pro
   };
 }
 
-/** A generic grpc-js client of the client API (public proto, lossless uint64 as strings). */
-export function apiClient(address: string, options: grpc.ChannelOptions = {}): grpc.Client {
+/** A generic grpc-js client of the client API (public proto, lossless uint64 as strings); plaintext unless `credentials` say otherwise. */
+export function apiClient(address: string, options: grpc.ChannelOptions = {}, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): grpc.Client {
   const pkg = grpc.loadPackageDefinition(loadProto(CLIENT_API_PROTO));
   const ns = pkg.zisk as unknown as { coordinator: { v1: { ZiskCoordinatorApi: grpc.ServiceClientConstructor } } };
-  return new ns.coordinator.v1.ZiskCoordinatorApi(address, grpc.credentials.createInsecure(), {
+  return new ns.coordinator.v1.ZiskCoordinatorApi(address, credentials, {
     'grpc.max_receive_message_length': 128 << 20,
     'grpc.max_send_message_length': 128 << 20,
     ...options,

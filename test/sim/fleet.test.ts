@@ -2,7 +2,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClusterServer } from '../helpers/fake-cluster-server';
 import { SimFleet } from '../../src/sim/fleet';
-import { buildProgram } from '../../src/sim/cli';
+import { buildProgram, tlsFromCli } from '../../src/sim/cli';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -71,6 +71,19 @@ describe('sim fleet', () => {
     const up = buildProgram().exitOverride().parse(['node', 'sim', '--upstream-wire'], { from: 'node' }).opts<{ upstreamWire: boolean }>();
     assert.equal(up.upstreamWire, true);
     assert.match(buildProgram().helpInformation(), /--upstream-wire/);
+  });
+
+  test('cli TLS options: plaintext by default, --tls or any --tls-* turns TLS on, a client certificate needs its key', () => {
+    const parse = (args: string[]) =>
+      tlsFromCli(buildProgram().exitOverride().parse(['node', 'sim', ...args], { from: 'node' }).opts<Parameters<typeof tlsFromCli>[0]>());
+    assert.equal(parse([]), undefined);
+    assert.deepEqual(parse(['--tls']), {});
+    assert.deepEqual(parse(['--tls-server-name', 'coord.example']), { serverName: 'coord.example' });
+    const pem = __filename; // any readable file stands in for a PEM here: the sim hands the bytes to TLS
+    assert.deepEqual(Object.keys(parse(['--tls-ca', pem, '--tls-cert', pem, '--tls-key', pem]) ?? {}).sort(), ['ca', 'cert', 'key']);
+    assert.throws(() => parse(['--tls-cert', pem]), /--tls-cert and --tls-key go together/);
+    assert.throws(() => parse(['--tls-ca', '/nonexistent/ca.pem']), /--tls-ca \/nonexistent\/ca.pem: ENOENT/);
+    assert.throws(() => new SimFleet({ coordinator: '127.0.0.1:1', workers: 1, tls: { cert: Buffer.from('x') } }), /cert and key go together/);
   });
 
   test('the upstream wire opens one connection per worker: no shared channel', () => {

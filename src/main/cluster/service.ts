@@ -12,6 +12,7 @@ import type { Logger } from '../../shared/logging';
 import type { BlobStore } from '../data/blob-store';
 import type { BytesKind, OutboundMessage } from '../data/outbound';
 import { EgressBudget, WorkerLink } from './worker-link';
+import { certificateIdentities, certificateMismatchMessage } from './cert-identity';
 import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
 import {
   contributionTaskEncoder,
@@ -47,6 +48,11 @@ export interface ClusterServiceOptions {
   taskData: TaskDataSource;
   metrics: ClusterMetrics;
   logger: Logger;
+  /**
+   * A worker may register or reconnect only under an id its client certificate names (docs/security.md,
+   * Binding worker ids). Needs mutual TLS on the worker port.
+   */
+  bindWorkerIdToCert?: boolean;
 }
 
 type CoordinatorMessageObject = Record<string, unknown>;
@@ -178,6 +184,8 @@ export class ClusterService {
     this.opts.post({ type: 'linkOpened', linkId: link.id });
     let handshakeDone = false;
     let closed = false;
+    // Read while the call is fresh: the verified certificate of the connection the stream came on.
+    const certIds = this.opts.bindWorkerIdToCert ? certificateIdentities(call.getAuthContext()?.sslPeerCertificate) : undefined;
     const onClosed = (): void => {
       if (closed) return;
       closed = true;
@@ -193,7 +201,7 @@ export class ClusterService {
       this.opts.metrics.workerMessage(name ?? 'none');
       if (!handshakeDone) {
         handshakeDone = true;
-        this.handshake(link, msg);
+        this.handshake(link, msg, certIds);
         return;
       }
       if (!link.workerId) return; // rejected at the handshake: the stream is ending
@@ -231,7 +239,8 @@ export class ClusterService {
     call.on('close', onClosed);
   }
 
-  private handshake(link: WorkerLink, msg: WorkerMessageView): void {
+  /** `certIds`: with bind_worker_id_to_cert, the ids the stream's client certificate vouches for. */
+  private handshake(link: WorkerLink, msg: WorkerMessageView, certIds: readonly string[] | undefined): void {
     const outcome = readHandshake(msg);
     if (outcome.kind === 'protocolError') {
       this.opts.logger.warn({ link: link.id }, `worker handshake refused: ${outcome.message}`);
@@ -242,6 +251,14 @@ export class ClusterService {
     if (!hello.ok) {
       this.opts.logger.warn({ worker_id: hello.workerId, link: link.id }, hello.message);
       this.rejectLater(link, hello.workerId, hello.message, 1000);
+      return;
+    }
+    if (certIds && !certIds.includes(hello.workerId)) {
+      // Refused like any other registration (accepted=false after the usual delay): the worker logs the
+      // message and retries, and the id it tried to claim is left untouched (docs/protocol.md, Transport security).
+      const message = certificateMismatchMessage(hello.workerId, certIds);
+      this.opts.logger.warn({ worker_id: hello.workerId, link: link.id, peer: link.peer, certificate_ids: certIds }, message);
+      this.rejectLater(link, hello.workerId, message, 1000);
       return;
     }
     link.workerId = hello.workerId;

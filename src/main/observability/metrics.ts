@@ -115,6 +115,7 @@ export class CoordinatorMetrics {
   private readonly workerMessages: Counter<'type'>;
   private readonly ignoredWorkerMessages: Counter<'reason'>;
   private readonly recoveryTimeouts: Counter;
+  private readonly tlsHandshakeFailures: Counter<'listener'>;
   private readonly retries: Counter<'kind' | 'reason'>;
   private readonly storeErrors: Counter;
   private stateDiskFreeBytes: Gauge | undefined;
@@ -220,6 +221,12 @@ export class CoordinatorMetrics {
     this.recoveryTimeouts = new Counter({
       name: 'coordinator_recovery_timeouts_total',
       help: 'Workers released to Ready because they sent no recovery_complete within recovery_timeout_seconds.',
+      registers,
+    });
+    this.tlsHandshakeFailures = new Counter({
+      name: 'coordinator_tls_handshake_failures_total',
+      help: 'TLS handshakes refused or broken off, by listener (api/cluster): a worker certificate refused, a plaintext peer, a probe (docs/security.md).',
+      labelNames: ['listener'],
       registers,
     });
     this.retries = new Counter({
@@ -350,6 +357,10 @@ export class CoordinatorMetrics {
       registers: [this.registry],
     });
     this.stateDiskFreeBytes.set(bytes);
+  }
+
+  tlsHandshakeFailed(listener: 'api' | 'cluster'): void {
+    this.tlsHandshakeFailures.labels(listener).inc();
   }
 
   recoveryTimedOut(): void {

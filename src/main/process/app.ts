@@ -5,12 +5,16 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import { HealthImplementation } from 'grpc-health-check';
 import type { LoadedConfig } from '../../shared/config/load';
 import type { Config } from '../../shared/config/types';
 import type { Directories } from '../../shared/config/types';
 import { createLogger, flushLogger, type Logger } from '../../shared/logging';
 import { TunedGrpcServer, type GrpcServerTuning } from './grpc-server';
+import { loadSecurity, reloadSecurity, type SecurityInput, type SecurityMaterial, type TlsIdentity } from './security';
+import { ReloadableServerCredentials } from './tls-credentials';
+import { ApiToken, bearerTokenInterceptor } from '../api/auth';
 import { DiskSpaceWatch } from '../state/disk-space';
 import { EmbeddedJobStore } from '../state/embedded-store';
 import { MemoryJobStore, StoreError, type JobStore } from '../state/store';
@@ -94,10 +98,10 @@ function describeListenError(err: Error): string {
   return text;
 }
 
-async function bindGrpc(server: TunedGrpcServer, listener: string, host: string, port: number): Promise<number> {
+async function bindGrpc(server: TunedGrpcServer, listener: string, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {
   const address = hostPort(host, port);
   try {
-    return await server.bind(address, grpc.ServerCredentials.createInsecure());
+    return await server.bind(address, credentials);
   } catch (err) {
     throw new ListenError(listener, address, err as Error);
   }
@@ -116,6 +120,14 @@ export interface RunningCoordinator {
   stopped: Promise<number>;
   /** Table sizes on both sides of the thread boundary, for leak checks in tests. */
   diagnostics(): Promise<Diagnostics>;
+  /** Re-reads the certificate, key, CA and token files (as SIGHUP does); a bad file keeps the old material. */
+  reload(): void;
+}
+
+/** The security files as read at start, and how to read them again (docs/security.md). */
+export interface SecuritySetup {
+  input: SecurityInput;
+  material: SecurityMaterial;
 }
 
 export interface Diagnostics {
@@ -124,7 +136,7 @@ export interface Diagnostics {
   scheduler: CoreInternals | undefined;
 }
 
-export async function runCoordinator(loaded: LoadedConfig, directories: Directories): Promise<number> {
+export async function runCoordinator(loaded: LoadedConfig, directories: Directories, security: SecuritySetup): Promise<number> {
   const logger = createLogger(loaded.config.logging);
   for (const w of loaded.warnings) logger.warn(`config: ${w}`);
   logger.debug({ config: loaded.config, files: loaded.files }, 'effective configuration');
@@ -145,10 +157,19 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP re-reads the security files (docs/security.md, Rotating certificates). Without a handler it
+  // would end the process at once, without a drain; one that arrives while starting is served once
+  // the listeners exist.
+  let reloadOwed = false;
+  const onHangup = (): void => {
+    if (running) running.reload();
+    else reloadOwed = true;
+  };
+  process.on('SIGHUP', onHangup);
   let code: number;
   try {
     try {
-      running = await startCoordinator(loaded.config, logger, directories);
+      running = await startCoordinator(loaded.config, logger, directories, security);
     } catch (err) {
       if (err instanceof ListenError) {
         logger.error({ listener: err.listener, address: err.address }, err.message);
@@ -161,11 +182,13 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
       }
       throw err;
     }
+    if (reloadOwed) running.reload();
     for (const signal of early) running.shutdown(signal);
     code = await running.stopped;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
     flushLogger(logger);
   }
   armExitBackstop(code, logger);
@@ -190,13 +213,23 @@ function armExitBackstop(code: number, logger: Logger): void {
   timer.unref();
 }
 
-/** `directories` come checked from `prepareDirectories` (directories.ts). */
-export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
+/**
+ * `directories` come checked from `prepareDirectories` (directories.ts); `security` from `loadSecurity`
+ * (read here from the configuration when not given).
+ */
+export async function startCoordinator(
+  config: Config,
+  logger: Logger,
+  directories: Directories,
+  security?: SecuritySetup,
+): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   // grpc-js writes its own errors to stderr ("No address added out of total 1 resolved" for a taken
   // port): a line outside the log's format, saying less than the error line we log for the same event.
   const grpcLine = (...args: unknown[]): void => logger.debug({ source: 'grpc-js' }, args.map(String).join(' '));
   grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
+  const securityInput: SecurityInput = security?.input ?? { config, cwd: process.cwd() };
+  let material = security?.material ?? loadSecurity(securityInput);
   // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
   const store = openStore(config, directories, (reason) => {
     // LMDB is not usable after a failed commit, and lmdb-js leaves rejections nobody can handle:
@@ -287,6 +320,7 @@ export async function startCoordinator(config: Config, logger: Logger, directori
         taskData: apiService,
         metrics,
         logger,
+        bindWorkerIdToCert: material.bindWorkerIdToCert,
       });
   sinks.cluster = cluster;
   // The client side closes before the scheduler (watchers and waiters get their answers), and
@@ -303,10 +337,39 @@ export async function startCoordinator(config: Config, logger: Logger, directori
       health.setStatus(CLIENT_API_SERVICE, status);
     }
   });
-  const apiServer = new TunedGrpcServer(apiServerTuning(config));
+  // The opt-in protections (docs/security.md). Without them: insecure credentials and no interceptor,
+  // so the default path costs nothing per call.
+  const apiToken = material.apiToken ? new ApiToken(material.apiToken.digest) : undefined;
+  const interceptors = apiToken
+    ? [
+        bearerTokenInterceptor(apiToken, (method, verdict) => {
+          metrics.recordRequest(method, 'UNAUTHENTICATED', 0);
+          logger.debug({ method, reason: verdict }, `client API call ${method} refused: ${verdict} bearer token`);
+        }),
+      ]
+    : undefined;
+  const apiCredentials = material.tls ? new ReloadableServerCredentials({ identity: material.tls }, false) : undefined;
+  const clusterCredentials =
+    material.tls && !mock
+      ? new ReloadableServerCredentials({ identity: material.tls, ...(material.clientCa ? { clientCa: material.clientCa } : {}) }, material.clientCa !== undefined)
+      : undefined;
+  const onTlsClientError = (listener: 'api' | 'cluster') => (err: Error, socket: TLSSocket) => {
+    metrics.tlsHandshakeFailed(listener);
+    // A refused client certificate closes the socket without an error of its own: the reason is the
+    // socket's authorizationError (a code such as CERT_HAS_EXPIRED, typed as an Error by @types/node).
+    const authError: unknown = socket.authorizationError;
+    const reason = typeof authError === 'string' ? authError : authError instanceof Error ? authError.message : ((err as NodeJS.ErrnoException).code ?? err.message);
+    logger.debug({ listener, peer: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, reason, err: err.message }, `TLS handshake on the ${listener} port failed: ${reason}`);
+  };
+  logSecurity(config, material, logger);
+
+  const apiServer = new TunedGrpcServer(apiServerTuning(config), {
+    ...(interceptors ? { interceptors } : {}),
+    onTlsClientError: onTlsClientError('api'),
+  });
   apiServer.server.addService(apiService.service, apiService.implementation());
   health.addToServer(apiServer.server);
-  const clusterServer = cluster ? new TunedGrpcServer(clusterServerTuning(config)) : undefined;
+  const clusterServer = cluster ? new TunedGrpcServer(clusterServerTuning(config), { onTlsClientError: onTlsClientError('cluster') }) : undefined;
   if (cluster && clusterServer) clusterServer.server.addService(cluster.service, cluster.implementation());
 
   let http: HttpServerHandle | undefined;
@@ -324,9 +387,9 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   try {
     await apiService.init();
     if (clusterServer) {
-      ports.cluster = await bindGrpc(clusterServer, 'cluster', config.server.host, config.coordinator.port);
+      ports.cluster = await bindGrpc(clusterServer, 'cluster', config.server.host, config.coordinator.port, clusterCredentials ?? grpc.ServerCredentials.createInsecure());
     }
-    ports.api = await bindGrpc(apiServer, 'api', config.server.host, config.server.port);
+    ports.api = await bindGrpc(apiServer, 'api', config.server.host, config.server.port, apiCredentials ?? grpc.ServerCredentials.createInsecure());
     // The HTTP listener always runs: `metrics.enabled = false` removes /metrics, not /health.
     const address = hostPort(config.metrics.host, config.metrics.port);
     try {
@@ -422,9 +485,50 @@ export async function startCoordinator(config: Config, logger: Logger, directori
     await stopEverything(schedulerDied ? EXIT_SCHEDULER_DIED : EXIT_OK);
   }
 
+  /**
+   * SIGHUP: each part (certificate and key, client CA, token) is read again on its own; a part whose
+   * files are bad keeps what it had and the error line names the file. New connections and calls use
+   * the new material; established connections keep theirs (docs/security.md, Rotating certificates).
+   */
+  function reload(): void {
+    if (!material.tls && !material.clientCa && !material.apiToken) {
+      logger.info('SIGHUP: nothing to re-read (no TLS certificate, client CA or API token configured)');
+      return;
+    }
+    const outcome = reloadSecurity(securityInput, material);
+    for (const f of outcome.failures) {
+      logger.error({ setting: f.setting, file: f.file, reason: f.reason }, `SIGHUP: ${f.message}; keeping the previous material`);
+    }
+    const next = outcome.material;
+    const applied: string[] = [];
+    if (next.tls !== material.tls || next.clientCa !== material.clientCa) {
+      try {
+        if (next.tls) {
+          clusterCredentials?.update({ identity: next.tls, ...(next.clientCa ? { clientCa: next.clientCa } : {}) });
+          apiCredentials?.update({ identity: next.tls });
+        }
+        material = { ...material, tls: next.tls, clientCa: next.clientCa };
+        applied.push(...outcome.reloaded.filter((p) => p !== 'API token'));
+        if (next.tls) warnIfExpired(next.tls, logger);
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, `SIGHUP: the new TLS material cannot be used (${(err as Error).message}); keeping the previous material`);
+      }
+    }
+    if (next.apiToken && next.apiToken !== material.apiToken) {
+      apiToken?.replace(next.apiToken.digest);
+      material = { ...material, apiToken: next.apiToken };
+      applied.push('API token');
+    }
+    logger.info(
+      { reloaded: applied, kept: outcome.failures.map((f) => f.setting) },
+      `SIGHUP: re-read ${applied.length > 0 ? applied.join(', ') : 'nothing'}${outcome.failures.length > 0 ? ` (${outcome.failures.length} kept, see the error above)` : ''}; new connections use it, established ones keep theirs`,
+    );
+  }
+
   return {
     ports,
     stopped,
+    reload,
     diagnostics: async () => ({ workerLinks: cluster?.linkCount ?? 0, scheduler: await host.internals() }),
     shutdown(reason: string) {
       if (lifecycle.state === 'serving') {
@@ -436,6 +540,33 @@ export async function startCoordinator(config: Config, logger: Logger, directori
       }
     },
   };
+}
+
+function warnIfExpired(identity: TlsIdentity, logger: Logger): void {
+  if (new Date(identity.notAfter).getTime() < Date.now()) {
+    logger.warn({ file: identity.files.cert, not_after: identity.notAfter }, `TLS certificate ${identity.files.cert} expired on ${identity.notAfter}: clients will refuse it`);
+  }
+}
+
+/** One line saying which protections are on; warnings where one is weaker than it looks. */
+function logSecurity(config: Config, m: SecurityMaterial, logger: Logger): void {
+  const mock = config.backend.mode === 'mock';
+  logger.info(
+    {
+      tls: m.tls !== undefined,
+      worker_client_certificates: !mock && m.clientCa !== undefined,
+      bind_worker_id_to_cert: !mock && m.bindWorkerIdToCert,
+      api_token: m.apiToken !== undefined,
+      ...(m.tls ? { tls_cert: m.tls.files.cert, tls_not_after: m.tls.notAfter } : {}),
+    },
+    m.tls || m.apiToken
+      ? `security: TLS ${m.tls ? 'on' : 'off'}, worker client certificates ${m.clientCa && !mock ? 'required' : 'not required'}, client API token ${m.apiToken ? 'required' : 'not required'}`
+      : 'security: off (plaintext, no token), as upstream; see docs/security.md',
+  );
+  if (m.tls) warnIfExpired(m.tls, logger);
+  if (m.apiToken && !m.tls) {
+    logger.warn('[server] api_token_file is set without TLS: the token crosses the network in clear text (set [server] tls_cert and tls_key)');
+  }
 }
 
 /** The durable store in the state directory, or the memory store (which keeps nothing). */

@@ -7,6 +7,7 @@ import { parseCommandLine, PROGRAM_NAME } from './cli-args';
 import { ConfigError, loadConfig, type LoadedConfig } from '../../shared/config/load';
 import { renderConfigToml } from '../../shared/config/print';
 import { prepareDirectories, type DirectoryStatus, type PreparedDirectories } from './directories';
+import { describeSecurity, loadSecurity, type SecurityMaterial } from './security';
 
 export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const parsed = parseCommandLine(argv);
@@ -48,10 +49,24 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
     return;
   }
 
+  // The certificate, key, CA and token files likewise: one that cannot be used exits 78 naming it.
+  const securityInput = { config: loaded.config, sources: loaded.sources, cwd };
+  let security: SecurityMaterial;
+  try {
+    security = loadSecurity(securityInput);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    writeWarnings(loaded.warnings);
+    reportConfigError(err);
+    return;
+  }
+
   if (options.checkConfig) {
     writeWarnings(loaded.warnings);
     const files = loaded.files.length > 0 ? loaded.files.join(', ') : 'no config file';
-    process.stdout.write(`configuration OK (${files})\n${prepared.report.map(describeDirectory).join('')}`);
+    process.stdout.write(
+      `configuration OK (${files})\n${prepared.report.map(describeDirectory).join('')}${describeSecurity(security).map((l) => `${l}\n`).join('')}`,
+    );
     process.exitCode = 0;
     return;
   }
@@ -60,7 +75,7 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
     // Loaded only when serving: --help, --version and the config commands stay fast and keep working
     // without grpc-js, the scheduler and the rest of the server graph.
     const { runCoordinator } = await import('./app');
-    process.exitCode = await runCoordinator(loaded, prepared.directories);
+    process.exitCode = await runCoordinator(loaded, prepared.directories, { input: securityInput, material: security });
   } catch (err) {
     // runCoordinator reports its own expected failures through the exit code; this is a bug path.
     process.stderr.write(`${PROGRAM_NAME}: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

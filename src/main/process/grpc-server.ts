@@ -9,10 +9,19 @@
  *   (we turn it off), so a forced shutdown left every peer's connection open and the process alive
  *   until the peer hung up. `close()` destroys them all itself.
  *
+ * - **TLS without ALPN is HTTP/2**: Node's HTTP/2 server drops a TLS client that negotiated no ALPN
+ *   protocol. TCP-level TLS tunnels (stunnel and the like) negotiate none, and they are how upstream's
+ *   plaintext-only worker and SDK reach a TLS port (docs/security.md, Sidecars), so such a connection
+ *   is taken as HTTP/2 with prior knowledge, as the same peer is on a plaintext port.
+ * - **Refused TLS handshakes, reported**: grpc-js swallows them; `onTlsClientError` gets each with
+ *   the socket, whose `authorizationError` says why a client certificate was refused (Node drops
+ *   such a peer without an error of its own).
+ *
  * The hook is checked when the server is built: if grpc-js changes its shape, startup fails loudly
  * instead of silently serving with 64 KiB windows and an exit that hangs.
  */
 import * as http2 from 'node:http2';
+import type * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 
 /** HTTP/2's initial window (RFC 9113 §6.9.2), which Node and grpc-js keep unless told otherwise. */
@@ -29,14 +38,22 @@ export interface GrpcServerTuning {
   keepaliveTimeoutMs: number;
 }
 
+export interface GrpcServerHooks {
+  /** Run on every call before its handler (the API's bearer token); none = no per-call cost. */
+  interceptors?: grpc.ServerInterceptor[];
+  /** A TLS handshake that failed (secure listeners only). */
+  onTlsClientError?: (err: Error, socket: tls.TLSSocket) => void;
+}
+
 /** The parts of grpc-js's Server instance the hook relies on (private in its typings). */
 interface ServerInternals {
   createHttp2Server?: (credentials: grpc.ServerCredentials) => http2.Http2Server;
   commonServerOptions?: http2.ServerOptions;
 }
 
-export function grpcServerOptions(t: GrpcServerTuning): grpc.ServerOptions {
+export function grpcServerOptions(t: GrpcServerTuning, interceptors?: grpc.ServerInterceptor[]): grpc.ServerOptions {
   return {
+    ...(interceptors && interceptors.length > 0 ? { interceptors } : {}),
     'grpc.max_receive_message_length': t.maxMessageBytes,
     'grpc.max_send_message_length': t.maxSendMessageBytes ?? t.maxMessageBytes,
     // grpc-js's default keepalive time is "never": leaving the options out is how pings are turned off.
@@ -57,8 +74,8 @@ export class TunedGrpcServer {
   readonly server: grpc.Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
-  constructor(tuning: GrpcServerTuning) {
-    this.server = new grpc.Server(grpcServerOptions(tuning));
+  constructor(tuning: GrpcServerTuning, hooks: GrpcServerHooks = {}) {
+    this.server = new grpc.Server(grpcServerOptions(tuning, hooks.interceptors));
     const internals = this.server as unknown as ServerInternals;
     const create = internals.createHttp2Server;
     const common = internals.commonServerOptions;
@@ -69,6 +86,14 @@ export class TunedGrpcServer {
     internals.createHttp2Server = (credentials) => {
       const h2 = create.call(this.server, credentials);
       h2.on('session', (session: http2.ServerHttp2Session) => this.adopt(session, tuning.windowBytes));
+      if (credentials._isSecure()) {
+        // Runs before Node's own 'secureConnection' listener, which decides on the protocol.
+        h2.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+          if (socket.alpnProtocol === false) (socket as { alpnProtocol: string | false }).alpnProtocol = 'h2';
+        });
+        const onTlsError = hooks.onTlsClientError;
+        if (onTlsError) h2.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => onTlsError(err, socket));
+      }
       return h2;
     };
   }

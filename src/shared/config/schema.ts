@@ -172,6 +172,21 @@ const DEFINITION: SchemaDefinition = {
       default: 10,
       description: 'Close a client API connection whose keepalive ping is not answered within this time.',
     },
+    tls_cert: {
+      type: { kind: 'optional-string' },
+      default: undefined,
+      description: 'PEM certificate (chain) both gRPC listeners serve TLS with; set together with tls_key; unset = plaintext (docs/security.md). Re-read on SIGHUP.',
+    },
+    tls_key: {
+      type: { kind: 'optional-string' },
+      default: undefined,
+      description: 'PEM private key of [server] tls_cert. Re-read on SIGHUP.',
+    },
+    api_token_file: {
+      type: { kind: 'optional-string' },
+      default: undefined,
+      description: 'File holding a bearer token: every client API call must send `authorization: Bearer <token>` (gRPC health stays open); unset = no token. Re-read on SIGHUP.',
+    },
   },
   metrics: {
     enabled: {
@@ -281,6 +296,16 @@ const DEFINITION: SchemaDefinition = {
       type: { kind: 'bool' },
       default: true,
       description: 'Run the scheduler on its own thread (false = on the main thread).',
+    },
+    tls_client_ca: {
+      type: { kind: 'optional-string' },
+      default: undefined,
+      description: 'PEM CA bundle: the worker port requires a client certificate signed by it (mutual TLS; needs [server] tls_cert). Re-read on SIGHUP.',
+    },
+    bind_worker_id_to_cert: {
+      type: { kind: 'bool' },
+      default: false,
+      description: "Refuse a worker's register/reconnect unless its worker_id is its client certificate's subject CN or one of its DNS/URI SANs (needs tls_client_ca).",
     },
   },
   state: {

@@ -29,6 +29,12 @@ export interface ServerConfig {
   /** Client API port keepalive pings; 0 = none. */
   keepalive_time_seconds: number;
   keepalive_timeout_seconds: number;
+  /** PEM certificate chain both gRPC listeners present; set together with tls_key. Unset = plaintext. */
+  tls_cert?: string;
+  /** PEM private key of tls_cert. */
+  tls_key?: string;
+  /** A file holding the bearer token every client API call must carry; unset = no token. */
+  api_token_file?: string;
 }
 
 export interface MetricsConfig {
@@ -87,6 +93,10 @@ export interface CoordinatorConfig {
   keepalive_timeout_seconds: number;
   /** Run the scheduler core on its own worker thread (true) or on the main thread (false). */
   scheduler_thread: boolean;
+  /** PEM CA bundle: the worker port then requires a client certificate signed by it (mutual TLS). */
+  tls_client_ca?: string;
+  /** Refuse a registration whose worker_id is not the client certificate's CN or a DNS/URI SAN. */
+  bind_worker_id_to_cert: boolean;
 }
 
 export interface StateConfig {
