@@ -16,8 +16,10 @@ export const SIM_PHASES: readonly SimPhase[] = ['setup', 'contribution', 'prove'
  * - `slowReader`: stop reading the stream (the call is paused, so HTTP/2 flow control pushes back on
  *   the coordinator) for `durationMs`, forever by default; the task itself completes normally.
  * - `wrongVk`: (setup only) ack success with a VK that differs from every other worker's.
+ * - `garbleRelay`: (contribution and prove only) answer success, but with a relayed part that is not
+ *   valid protobuf: a challenges entry, or the proof list (`GARBLED_RELAY`).
  */
-export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk';
+export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk' | 'garbleRelay';
 
 export interface SimFault {
   /** Omit to only override the delay. */
@@ -114,6 +116,11 @@ export interface SimWorkerOptions {
   lastKnownJobId?: string;
   /** Check every challenge of a Prove task against the sim derivation; mismatch → task error (default true). */
   verifyChallenges: boolean;
+  /**
+   * Send the uint64 arrays of a result's witness info (publics, proof_values) unpacked, one tag per
+   * value (default false). Valid proto3 every parser must accept, though prost writes them packed.
+   */
+  unpackedArrays: boolean;
   /** A contribution/execution with `hints_stream` completes only after the hints END (default true). */
   waitForHintsEnd: boolean;
   /** How an `input_stream_data`/`stream_data` violation is reported: `WorkerError` or a failed task response. */
@@ -156,6 +163,7 @@ export const SIM_DEFAULTS: Omit<SimWorkerOptions, 'coordinator' | 'workerId'> = 
   requireSetup: true,
   preSetup: [],
   verifyChallenges: true,
+  unpackedArrays: false,
   waitForHintsEnd: true,
   streamErrorReport: 'workerError',
   faults: {},
