@@ -104,6 +104,8 @@ function randomScalar(rng: Rng, f: protobuf.Field): Buffer {
       const v = rng.chance(0.5) ? rng.int(100) : rng.int(2 ** 32) - 2 ** 31;
       return varint(BigInt.asUintN(64, BigInt(v)));
     }
+    case 'int64':
+      return varint(BigInt.asUintN(64, rng.pick([0n, 1n, -1n, 1_700_000_000n, -(2n ** 63n), 2n ** 63n - 1n])));
     case 'uint64':
       return varint(rng.pick([0n, 1n, 127n, 128n, 2n ** 53n + 1n, 2n ** 64n - 1n, BigInt(rng.int(2 ** 32)) * BigInt(rng.int(2 ** 32))]));
     case 'float': {
@@ -292,6 +294,8 @@ function skip(c: Cursor, field: bigint, wire: number, depth: number): void {
     if (depth > 100) throw new Error('too deep');
     for (;;) {
       const k = c.varint();
+      if (k >= 2n ** 32n) throw new Error('tag beyond 32 bits');
+      if (k >> 3n === 0n) throw new Error('field 0');
       if (Number(k & 7n) === 4) {
         if (k >> 3n !== field) throw new Error('mismatched end group');
         return;
