@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CLUSTER_API_SERVICE, CLUSTER_VIEW_PROTO, serviceDefinition } from '../shared/proto';
 import type { CoordinatorMessageIn, WorkerMessageOut } from './messages';
 import type { SimWorkerOptions } from './options';
+import { decodeChallenges, walkProofList } from './wire';
 
 export interface StreamMethod {
   path: string;
@@ -21,7 +22,7 @@ export function workerStreamMethod(): StreamMethod {
     streamMethod = {
       path: m.path,
       serialize: (msg) => (Buffer.isBuffer(msg) ? msg : ser(msg)),
-      deserialize: (buf) => de(buf) as CoordinatorMessageIn,
+      deserialize: (buf) => checkRelayed(de(buf) as CoordinatorMessageIn),
     };
   }
   return streamMethod;
@@ -32,6 +33,18 @@ export function simCredentials(o: Pick<SimWorkerOptions, 'tls'>): grpc.ChannelCr
   const t = o.tls;
   if (!t) return grpc.credentials.createInsecure();
   return grpc.credentials.createSsl(t.ca ?? null, t.key ?? null, t.cert ?? null);
+}
+
+/**
+ * The relay view leaves relayed challenges and proof lists as bytes; the real worker decodes them as
+ * `Challenges` and `ProofList` with the rest of the message, so a malformed one fails the whole
+ * message and with it the stream. Checked here, so a sim is no more forgiving than a real worker.
+ */
+function checkRelayed(msg: CoordinatorMessageIn): CoordinatorMessageIn {
+  const t = msg.execute_task;
+  for (const c of t?.prove_params?.challenges ?? []) decodeChallenges(c);
+  if (t?.agg_params?.agg_proofs) walkProofList(t.agg_params.agg_proofs);
+  return msg;
 }
 
 /** Channel options of a sim worker connection (insecure, 128 MiB both ways, its own TCP connection, its receive window). */

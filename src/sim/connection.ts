@@ -9,6 +9,8 @@ import type { OpenWorkerStream, StreamEnd, WorkerStream } from './transport';
 import type { WorkerRuntime } from './worker-runtime';
 import { inboundEntry, outboundEntry } from './worker-log';
 import type { DisconnectInfo } from './worker-types';
+import { workerStreamMethod } from './channel';
+import { unpackAt } from './wire';
 
 const CANCELLED = 1;
 const UNAVAILABLE = 14;
@@ -304,7 +306,9 @@ export class WorkerConnection {
   /** Writes `msg`; a failed send (upstream wire) ends the stream and reconnects at once, as the real worker's loop does. */
   private write(conn: Conn, msg: WorkerMessageOut | Buffer): boolean {
     const entry = outboundEntry(msg);
-    if (!conn.stream?.write(msg)) {
+    const r = Buffer.isBuffer(msg) ? undefined : msg.execute_task_response;
+    const bytes = this.rt.options.unpackedArrays && (r?.challenges || r?.execution) ? unpackWitnessArrays(msg) : msg;
+    if (!conn.stream?.write(bytes)) {
       const { rt } = this;
       rt.stats.sendFailures++;
       rt.logLine(`send of ${entry.kind} failed: the stream is gone`);
@@ -321,4 +325,17 @@ export class WorkerConnection {
     if (this.rt.silent || this.conn !== conn) return;
     if (this.write(conn, { heartbeat_ack: { worker_id: this.rt.options.workerId } })) this.rt.stats.heartbeatsSent++;
   }
+}
+
+/** WorkerMessage.execute_task_response → .challenges / .execution → .witness_info */
+const WITNESS_PATHS = [
+  [5, 7, 2],
+  [5, 6, 4],
+] as const;
+
+/** The message encoded with its witness publics (2) and proof_values (3) unpacked (option `unpackedArrays`). */
+function unpackWitnessArrays(msg: WorkerMessageOut | Buffer): Buffer {
+  let buf = Buffer.isBuffer(msg) ? msg : workerStreamMethod().serialize(msg);
+  for (const path of WITNESS_PATHS) buf = unpackAt(buf, path, [2, 3]);
+  return buf;
 }

@@ -20,8 +20,10 @@ export const SIM_PHASES: readonly SimPhase[] = ['setup', 'contribution', 'prove'
  *   (the job context and its computation, queued messages, programs set up, pending recovery) is
  *   lost; a new process starts after `reconnectAfterMs` and registers afresh (`register`, not
  *   `reconnect`), so the coordinator must send its setups again.
+ * - `garbleRelay`: (contribution and prove only) answer success, but with a relayed part that is not
+ *   valid protobuf: a challenges entry, or the proof list (`GARBLED_RELAY`).
  */
-export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk' | 'kill';
+export type SimFaultAction = 'error' | 'workerError' | 'disconnect' | 'silence' | 'slowReader' | 'wrongVk' | 'garbleRelay' | 'kill';
 
 export interface SimFault {
   /** Omit to only override the delay. */
@@ -134,6 +136,11 @@ export interface SimWorkerOptions {
   lastKnownJobId?: string;
   /** Check every challenge of a Prove task against the sim derivation; mismatch → task error (default true). */
   verifyChallenges: boolean;
+  /**
+   * Send the uint64 arrays of a result's witness info (publics, proof_values) unpacked, one tag per
+   * value (default false). Valid proto3 every parser must accept, though prost writes them packed.
+   */
+  unpackedArrays: boolean;
   /** A contribution/execution with `hints_stream` completes only after the hints END (default true). */
   waitForHintsEnd: boolean;
   /** How an `input_stream_data`/`stream_data` violation is reported: `WorkerError` or a failed task response. */
@@ -176,6 +183,7 @@ export const SIM_DEFAULTS: Omit<SimWorkerOptions, 'coordinator' | 'workerId'> = 
   requireSetup: true,
   preSetup: [],
   verifyChallenges: true,
+  unpackedArrays: false,
   waitForHintsEnd: true,
   streamErrorReport: 'workerError',
   faults: {},

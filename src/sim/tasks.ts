@@ -12,6 +12,12 @@ import { appendBounded, hostNow } from './worker-log';
 import type { WorkerRuntime } from './worker-runtime';
 import type { AggTaskRecord } from './worker-types';
 
+/**
+ * Not a valid `Challenges` nor `ProofList`: field 1 as a varint, then a field of wire type 7. A real
+ * worker's decoder refuses the whole message carrying it.
+ */
+export const GARBLED_RELAY = Buffer.from([0x08, 0x01, 0x1f, 0x00]);
+
 const PHASE_OF_TASK: Record<number, Phase> = {
   [TaskType.PARTIAL_CONTRIBUTION]: 'contribution',
   [TaskType.PROVE]: 'prove',
@@ -128,7 +134,7 @@ export class TaskRunner {
    * Runs a background computation for the current context. When the delay ends, a fault (error /
    * workerError) replaces the result; otherwise `complete` sends it.
    */
-  private compute(ctx: JobCtx, task: ExecuteTaskIn, phase: Phase, complete: () => void): void {
+  private compute(ctx: JobCtx, task: ExecuteTaskIn, phase: Phase, complete: (garble: boolean) => void): void {
     const f = this.faults.take(phase, task.job_id);
     const delay = f?.delayMs ?? this.rt.options[DELAY_OF_PHASE[phase]];
     const run: Running = {
@@ -148,7 +154,7 @@ export class TaskRunner {
         } else if (f?.action === 'workerError') {
           this.replies.workerError(task.job_id, faultMessage(f, phase, 'worker error'));
         } else {
-          complete();
+          complete(f?.action === 'garbleRelay');
         }
         this.nextAggregate(ctx);
       },
@@ -196,14 +202,14 @@ export class TaskRunner {
     const ctx = this.slot.hold(t.job_id, p.rank_id, p.total_workers, p.hash_id, p.hints_stream);
     this.streams.open(t.job_id);
     const started = hostNow();
-    this.compute(ctx, t, phase, () => {
+    this.compute(ctx, t, phase, (garble) => {
       const elapsed = hostNow() - started;
-      this.replies.respond(
-        t,
+      const result =
         phase === 'execute'
           ? executionResult(t.job_id, elapsed, receivedAt)
-          : contributionResult(t.job_id, ctx.rank, options.workerId, elapsed, receivedAt),
-      );
+          : contributionResult(t.job_id, ctx.rank, options.workerId, elapsed, receivedAt);
+      if (garble && result.challenges) result.challenges.challenges = [GARBLED_RELAY];
+      this.replies.respond(t, result);
     });
   }
 
@@ -223,7 +229,10 @@ export class TaskRunner {
       }
     }
     // A non-aggregator keeps the context until its next job or a JobCancelled (real worker).
-    this.compute(ctx, t, 'prove', () => this.replies.respond(t, proveResult(ctx.rank, rt.options.proofValues, rt.options.proofsPerTask)));
+    this.compute(ctx, t, 'prove', (garble) => {
+      const result = proveResult(ctx.rank, rt.options.proofValues, rt.options.proofsPerTask);
+      this.replies.respond(t, garble ? { ...result, proofs: GARBLED_RELAY } : result);
+    });
   }
 
   private startAggregate(t: ExecuteTaskIn, p: AggParamsIn): void {

@@ -157,19 +157,29 @@ class Reader {
     return out;
   }
 
+  /** A uint32 field: the low 32 bits of a varint of up to 10 bytes. */
+  uint32(): number {
+    return Number(this.varint() & 0xffffffffn);
+  }
+
+  private fixed(n: number): void {
+    if (this.pos + n > this.buf.length) throw new WireError('truncated fixed-width field');
+    this.pos += n;
+  }
+
   skip(wireType: number): void {
     switch (wireType) {
       case WT_VARINT:
         this.varint();
         return;
       case WT_I64:
-        this.pos += 8;
+        this.fixed(8);
         return;
       case WT_LEN:
         this.bytes();
         return;
       case WT_I32:
-        this.pos += 4;
+        this.fixed(4);
         return;
       default:
         throw new WireError(`unsupported wire type ${wireType}`);
@@ -205,12 +215,18 @@ export function decodeChallenges(buf: Buffer): DecodedChallenges {
     const key = r.varintNumber();
     const field = key >>> 3;
     const wt = key & 7;
-    if (field === 1 && wt === WT_VARINT) out.workerIndex = r.varintNumber();
-    else if (field === 2 && wt === WT_VARINT) out.airgroupId = r.varintNumber();
+    if (field === 1) out.workerIndex = known(r, wt, WT_VARINT).uint32();
+    else if (field === 2) out.airgroupId = known(r, wt, WT_VARINT).uint32();
     else if (field === 3) readRepeatedU64(r, wt, out.challenge);
     else r.skip(wt);
   }
   return out;
+}
+
+/** A known field must come with its wire type: the real worker's decoder (prost) refuses anything else. */
+function known(r: Reader, wireType: number, expected: number): Reader {
+  if (wireType !== expected) throw new WireError(`wire type ${wireType} where ${expected} is expected`);
+  return r;
 }
 
 export interface ChallengesScan {
@@ -230,8 +246,8 @@ export function scanChallenges(buf: Buffer): ChallengesScan {
     const key = r.varintNumber();
     const field = key >>> 3;
     const wt = key & 7;
-    if (field === 1 && wt === WT_VARINT) out.workerIndex = r.varintNumber();
-    else if (field === 2 && wt === WT_VARINT) out.airgroupId = r.varintNumber();
+    if (field === 1) out.workerIndex = known(r, wt, WT_VARINT).uint32();
+    else if (field === 2) out.airgroupId = known(r, wt, WT_VARINT).uint32();
     else if (field === 3 && wt === WT_LEN && out.packed === undefined && !out.irregular) out.packed = r.bytes();
     else if (field === 3) {
       out.irregular = true;
@@ -261,25 +277,27 @@ export function walkProofList(buf: Buffer): ProofStarkView[] {
     const key = r.varintNumber();
     const field = key >>> 3;
     const wt = key & 7;
-    if (field !== 1 || wt !== WT_LEN) {
+    if (field !== 1) {
       r.skip(wt);
       continue;
     }
-    const pr = new Reader(r.bytes());
+    const pr = new Reader(known(r, wt, WT_LEN).bytes());
     const p: ProofStarkView = { workerIdx: 0, airgroupId: 0n, packedValues: undefined, valueCount: 0, unpackedValues: undefined };
     const chunks: Array<Buffer | bigint> = [];
     while (!pr.done) {
       const k = pr.varintNumber();
       const f = k >>> 3;
       const w = k & 7;
-      if (f === 1 && w === WT_VARINT) p.workerIdx = pr.varintNumber();
-      else if (f === 2 && w === WT_VARINT) p.airgroupId = pr.varint();
+      if (f === 1) p.workerIdx = known(pr, w, WT_VARINT).uint32();
+      else if (f === 2) p.airgroupId = known(pr, w, WT_VARINT).varint();
       else if (f === 3 && w === WT_LEN) chunks.push(pr.bytes());
-      else if (f === 3 && w === WT_VARINT) chunks.push(pr.varint());
+      else if (f === 3) chunks.push(known(pr, w, WT_VARINT).varint());
       else pr.skip(w);
     }
     if (chunks.length === 1 && Buffer.isBuffer(chunks[0])) {
-      p.packedValues = chunks[0];
+      const body = chunks[0];
+      if (body.length > 0 && body[body.length - 1] >= 0x80) throw new WireError('truncated varint in a packed body');
+      p.packedValues = body;
       p.valueCount = countVarints(chunks[0]);
     } else if (chunks.length > 0) {
       // Unpacked or split across fields (a re-encoding peer): decode the values.
@@ -301,4 +319,38 @@ export function countVarints(body: Buffer): number {
   let n = 0;
   for (let i = 0; i < body.length; i++) if ((body[i] & 0x80) === 0) n++;
   return n;
+}
+
+/**
+ * Rewrites the packed uint64 `fields` of the message found at `path` (field numbers of nested
+ * messages, outermost first) into the unpacked form: one tag and varint per value. Anything else is
+ * copied as is; a path that is absent leaves the message unchanged.
+ */
+export function unpackAt(buf: Buffer, path: readonly number[], fields: readonly number[]): Buffer {
+  const r = new Reader(buf);
+  const parts: Buffer[] = [];
+  while (!r.done) {
+    const start = r.pos;
+    const key = r.varintNumber();
+    const field = key >>> 3;
+    const wt = key & 7;
+    const hit = wt === WT_LEN && (path.length > 0 ? field === path[0] : fields.includes(field));
+    if (!hit) {
+      r.skip(wt);
+      parts.push(buf.subarray(start, r.pos));
+      continue;
+    }
+    const body = r.bytes();
+    if (path.length > 0) {
+      parts.push(...lenField(field, unpackAt(body, path.slice(1), fields)));
+      continue;
+    }
+    const values = new Reader(body);
+    while (!values.done) {
+      const at = values.pos;
+      values.varint();
+      parts.push(tag(field, WT_VARINT), body.subarray(at, values.pos));
+    }
+  }
+  return Buffer.concat(parts);
 }

@@ -14,6 +14,7 @@ import type { BytesKind, OutboundMessage } from '../data/outbound';
 import { EgressBudget, WorkerLink } from './worker-link';
 import { certificateIdentities, certificateMismatchMessage } from './cert-identity';
 import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
+import { decodeWorkerMessage } from './worker-decode';
 import {
   contributionTaskEncoder,
   encodeAggregateTask,
@@ -62,21 +63,22 @@ function passThroughService(): { service: ServiceDefinition; encode: (m: Coordin
   const base = serviceDefinition(CLUSTER_VIEW_PROTO, CLUSTER_API_SERVICE);
   const method = base.WorkerStream;
   const encode = (m: CoordinatorMessageObject): Buffer => method.responseSerialize(m);
-  const decodeFull = method.requestDeserialize;
   const service: ServiceDefinition = {
     WorkerStream: {
       ...method,
       responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : encode(value as CoordinatorMessageObject)),
-      // Heartbeat acks are most of the inbound traffic of a large fleet; they skip protobufjs.
-      requestDeserialize: (buf: Buffer) => decodeHeartbeatAck(buf) ?? decodeFull(buf),
+      // Heartbeat acks are most of the inbound traffic of a large fleet; they take the shortest path.
+      // The strict decoder never throws: grpc-js would end the stream itself, without the reset an
+      // upstream worker needs to notice (docs/protocol.md, Ending a worker stream).
+      requestDeserialize: (buf: Buffer) => decodeHeartbeatAck(buf) ?? decodeWorkerMessage(buf),
     },
   };
   return { service, encode };
 }
 
 /**
- * Fast path for `WorkerMessage{heartbeat_ack{worker_id}}` (field 1 holding field 1): the same object
- * proto-loader would produce, or undefined for anything else (which then takes the full decoder).
+ * Fast path for `WorkerMessage{heartbeat_ack{worker_id}}` (field 1 holding field 1, nothing else):
+ * the same object the full decoder produces, or undefined for anything else (which then takes it).
  */
 export function decodeHeartbeatAck(buf: Buffer): WorkerMessageView | undefined {
   if (buf.length < 2 || buf[0] !== 0x0a) return undefined;
@@ -197,6 +199,13 @@ export class ClusterService {
     };
     call.on('data', (msg: WorkerMessageView) => {
       if (closed) return;
+      if (msg.malformed !== undefined) {
+        this.opts.metrics.workerMessage('malformed');
+        this.opts.logger.warn({ worker_id: link.workerId, link: link.id, peer: link.peer }, `malformed worker message: ${msg.malformed}`);
+        handshakeDone = true;
+        link.end(grpc.status.INVALID_ARGUMENT, `Malformed WorkerMessage: ${msg.malformed}`);
+        return;
+      }
       const name = payloadName(msg);
       this.opts.metrics.workerMessage(name ?? 'none');
       if (!handshakeDone) {

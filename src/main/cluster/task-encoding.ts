@@ -5,8 +5,9 @@
  * and a few per-worker fields (worker_id, rank_id, allocation). The shared part is encoded once; each
  * target's message is one allocation: its own headers, the shared bytes, its own fields
  * (docs/architecture.md, Data plane). Relayed `Challenges` and `ProofList` bytes are copied verbatim,
- * never decoded (docs/decisions.md, Wire contract). Every field appears once, so any protobuf decoder
- * reads the result (no reliance on merge semantics). test/cluster/task-encoding.test.ts decodes the
+ * never decoded (docs/decisions.md, Wire contract); their structure was checked when they arrived
+ * (docs/protocol.md, Inbound protobuf). Every field appears once, so any protobuf decoder reads the
+ * result (no reliance on merge semantics). test/cluster/task-encoding.test.ts decodes the
  * output with the public proto.
  */
 

@@ -34,6 +34,10 @@ interface ExecuteTaskResponseMsg {
   wrap_result?: { proof_data?: Buffer };
 }
 export interface WorkerMessageView {
+  /** The message is not valid protobuf: why (set by the decoder, nothing else is). */
+  malformed?: string;
+  /** A relayed part (challenge entry, proof list, packed array) is malformed: where and why. */
+  relay_error?: string;
   payload?: string;
   heartbeat_ack?: { worker_id?: string };
   error?: { worker_id?: string; job_id?: string; error_message?: string };
@@ -145,13 +149,27 @@ export function classifyWorkerMessage(
       };
     }
     case 'execute_task_response':
-      return { kind: 'event', event: taskResultEvent(msg.execute_task_response ?? {}, linkId, blobs) };
+      return { kind: 'event', event: taskResultEvent(msg.execute_task_response ?? {}, linkId, blobs, msg.relay_error) };
   }
 }
 
-function taskResultEvent(r: ExecuteTaskResponseMsg, linkId: number, blobs: BlobStore): SchedulerEvent {
+function taskResultEvent(r: ExecuteTaskResponseMsg, linkId: number, blobs: BlobStore, relayError: string | undefined): SchedulerEvent {
   const taskType = (r.task_type !== undefined && r.task_type >= 0 && r.task_type <= 4 ? r.task_type : 0) as TaskType;
   const success = r.success === true;
+  // Malformed relayed bytes are never stored, so they can reach no other worker; the job fails naming
+  // this result's sender (docs/protocol.md, Inbound protobuf).
+  if (success && relayError !== undefined) {
+    return {
+      type: 'taskResult',
+      linkId,
+      jobId: r.job_id ?? '',
+      taskType,
+      success,
+      errorMessage: '',
+      inRecovery: r.worker_in_recovery === true,
+      result: { kind: 'invalid', reason: `malformed relayed data (${relayError})` },
+    };
+  }
   return {
     type: 'taskResult',
     linkId,
