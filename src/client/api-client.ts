@@ -69,6 +69,14 @@ export const TERMINAL: ReadonlySet<JobStatusName> = new Set(['completed', 'faile
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 type UnaryMethod = (req: object, opts: grpc.CallOptions, cb: Callback<unknown>) => void;
 
+/** How the client reaches a coordinator that has TLS or a token on (docs/security.md). */
+export interface ClientSecurity {
+  /** TLS: the CA bundle to trust (PEM), or undefined for the system's roots when `tls` is set. */
+  tls?: { ca?: Buffer; serverName?: string };
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+}
+
 export class CoordinatorApiClient {
   private readonly client: grpc.Client;
 
@@ -76,13 +84,27 @@ export class CoordinatorApiClient {
     /** host:port of the client API. */
     readonly address: string,
     private readonly requestTimeoutMs: number,
+    security: ClientSecurity = {},
   ) {
     const pkg = grpc.loadPackageDefinition(loadProto(CLIENT_API_PROTO)) as unknown as {
       zisk: { coordinator: { v1: { ZiskCoordinatorApi: grpc.ServiceClientConstructor } } };
     };
-    this.client = new pkg.zisk.coordinator.v1.ZiskCoordinatorApi(address, grpc.credentials.createInsecure(), {
+    let credentials = security.tls ? grpc.credentials.createSsl(security.tls.ca ?? null) : grpc.credentials.createInsecure();
+    const token = security.token;
+    if (token !== undefined) {
+      const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${token}`);
+        callback(null, md);
+      });
+      // grpc-js sends call credentials only over TLS; over plaintext the token rides as call metadata below.
+      if (security.tls) credentials = grpc.credentials.combineChannelCredentials(credentials, bearer);
+    }
+    this.client = new pkg.zisk.coordinator.v1.ZiskCoordinatorApi(address, credentials, {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      ...(security.tls?.serverName !== undefined ? { 'grpc.ssl_target_name_override': security.tls.serverName } : {}),
+      ...(token !== undefined && !security.tls ? { interceptors: [withToken(token)] } : {}),
     });
   }
 
@@ -163,6 +185,17 @@ export class CoordinatorApiClient {
       fn.call(this.client, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as T))),
     );
   }
+}
+
+/** Adds the token to every call's metadata (the plaintext case: see the constructor). */
+function withToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /** The coordinator could not be reached at all (exit 69). */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { packageVersion } from '../shared/config/schema';
-import { CoordinatorApiClient, Unreachable, type InputKind, type JobKindResponseMsg, type WaitResultMsg } from './api-client';
+import { CoordinatorApiClient, Unreachable, type ClientSecurity, type InputKind, type JobKindResponseMsg, type WaitResultMsg } from './api-client';
 import { Reporter } from './report';
 
 export const CLIENT_NAME = 'zisk-prove-client';
@@ -35,6 +35,10 @@ interface GlobalOptions {
   json: boolean;
   connectTimeout: number;
   requestTimeout: number;
+  tls: boolean;
+  tlsCa?: string;
+  tlsServerName?: string;
+  tokenFile?: string;
 }
 
 function parseProofKind(value: string): number {
@@ -89,6 +93,21 @@ interface ProgramChoice {
   elf?: string;
 }
 
+function securityOf(g: GlobalOptions): ClientSecurity {
+  const out: ClientSecurity = {};
+  if (g.tls || g.tlsCa !== undefined || /^https:\/\//.test(g.api ?? g.coordinator)) {
+    out.tls = {};
+    if (g.tlsCa !== undefined) out.tls.ca = readFile(g.tlsCa, 'CA bundle');
+    if (g.tlsServerName !== undefined) out.tls.serverName = g.tlsServerName;
+  }
+  if (g.tokenFile !== undefined) {
+    const token = readFile(g.tokenFile, 'token file').toString('utf8').replace(/\r?\n$/, '');
+    if (token === '') throw new UsageProblem(`token file ${g.tokenFile} is empty`);
+    out.token = token;
+  }
+  return out;
+}
+
 /** A problem with what the user asked, found before anything was sent (exit 2). */
 class UsageProblem extends Error {}
 
@@ -109,6 +128,10 @@ export async function runClient(argv: readonly string[], io: Io): Promise<number
     .option('--json', 'machine-readable output: one JSON object per line', false)
     .addOption(new Option('--connect-timeout <seconds>', 'give up connecting after this long').argParser(parseSeconds).default(10))
     .addOption(new Option('--request-timeout <seconds>', 'deadline of each unary call').argParser(parseSeconds).default(60))
+    .option('--tls', 'connect with TLS (implied by an https:// coordinator URL or --tls-ca)', false)
+    .option('--tls-ca <file>', 'CA bundle (PEM) that signed the coordinator\'s certificate (default: the system\'s roots)')
+    .option('--tls-server-name <name>', 'name to check the coordinator\'s certificate against (default: the host)')
+    .addOption(new Option('--token-file <file>', 'file holding the client API token ([server] api_token_file)').env('ZISK_COORDINATOR_TOKEN_FILE'))
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError('(run with --help for usage)');
@@ -117,7 +140,7 @@ export async function runClient(argv: readonly string[], io: Io): Promise<number
     const g = program.opts<GlobalOptions>();
     const address = addressOf(g.api ?? g.coordinator);
     const report = new Reporter(io.stdout, io.stderr, g.json);
-    const client = new CoordinatorApiClient(address, g.requestTimeout * 1000);
+    const client = new CoordinatorApiClient(address, g.requestTimeout * 1000, securityOf(g));
     try {
       await client.connect(g.connectTimeout * 1000);
       return await fn(client, report);

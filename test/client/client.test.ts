@@ -11,6 +11,8 @@ import { SimFleet } from '../../src/sim/fleet';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir } from '../helpers/spawn-coordinator';
 import { isolatedEnv, repoRoot, runCli, type CliRun } from '../helpers/run-cli';
 import { apiClient, fakeElf, wait } from '../api/helpers';
+import { startTestCoordinator } from '../helpers/coordinator';
+import { makePki } from '../helpers/pki';
 
 const CLIENT_BIN = path.join(repoRoot(), 'bin', 'zisk-prove-client');
 
@@ -125,4 +127,39 @@ test('zisk-prove-client: setup, prove, execute, status, watch and cancel against
   const unreachable = await runCli(['--api', `127.0.0.1:${closedPort}`, '--connect-timeout', '1', 'status', jobId], { bin: CLIENT_BIN, cwd: dir, env: isolatedEnv(dir) });
   assert.equal(unreachable.code, 69);
   assert.match(unreachable.stderr, new RegExp(`cannot reach the coordinator at 127\\.0\\.0\\.1:${closedPort}`));
+});
+
+test('zisk-prove-client with TLS and a token: --tls-ca and --token-file reach the handlers; a missing or wrong token exits 4 with the reason', { timeout: 60_000 }, async (t) => {
+  const pki = makePki();
+  t.after(() => pki.cleanup());
+  const ca = pki.newCa('client-cmd-ca');
+  const server = pki.serverCert('client-cmd-server', ca);
+  const tokenFile = path.join(pki.dir, 'token');
+  fs.writeFileSync(tokenFile, 's3cret-token\n');
+  const wrongFile = path.join(pki.dir, 'wrong');
+  fs.writeFileSync(wrongFile, 'not-the-token\n');
+  fs.writeFileSync(path.join(pki.dir, 'guest.elf'), fakeElf('client-tls'));
+  const tls = await startTestCoordinator({ backend: { mode: 'mock' }, server: { tls_cert: server.cert, tls_key: server.key, api_token_file: tokenFile } });
+  t.after(() => tls.stop());
+  const plain = await startTestCoordinator({ backend: { mode: 'mock' }, server: { api_token_file: tokenFile } });
+  t.after(() => plain.stop());
+  const run = (...args: string[]): Promise<CliRun> => runCli(args, { bin: CLIENT_BIN, cwd: pki.dir, env: isolatedEnv(pki.dir), timeoutMs: 30_000 });
+
+  // TLS, the coordinator's CA named, the token from its file: a job runs end to end.
+  const ok = await run('--api', tls.apiAddress, '--tls-ca', ca.cert, '--tls-server-name', 'localhost', '--token-file', tokenFile, 'prove', '--elf', 'guest.elf');
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^job [0-9a-f-]{36} completed/m);
+  // Plaintext with a token (a coordinator behind a TLS-terminating proxy, or on a private network).
+  const plainOk = await run('--api', plain.apiAddress, '--token-file', tokenFile, 'register', 'guest.elf');
+  assert.equal(plainOk.code, 0, plainOk.stderr);
+
+  const missing = await run('--api', tls.apiAddress, '--tls-ca', ca.cert, '--tls-server-name', 'localhost', 'register', 'guest.elf');
+  assert.equal(missing.code, 4);
+  assert.equal(missing.stderr.trim(), 'zisk-prove-client: the coordinator refused the request: Unauthenticated: missing bearer token');
+  const wrong = await run('--api', plain.apiAddress, '--token-file', wrongFile, 'register', 'guest.elf');
+  assert.equal(wrong.code, 4);
+  assert.equal(wrong.stderr.trim(), 'zisk-prove-client: the coordinator refused the request: Unauthenticated: invalid bearer token');
+  const noToken = await run('--api', plain.apiAddress, '--token-file', path.join(pki.dir, 'nope'), 'register', 'guest.elf');
+  assert.equal(noToken.code, 2);
+  assert.match(noToken.stderr, /cannot read token file .*nope: ENOENT/);
 });
