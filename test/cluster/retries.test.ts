@@ -49,7 +49,7 @@ for (const [phase, taskType] of Object.entries(TASK)) {
     assert.equal(names[names.length - 1], 'completed');
     const text = await scrape(c.tc);
     assert.equal(sample(text, 'coordinator_job_retries_total{kind="prove",reason="worker_lost"}'), 1);
-    const retriedLine = c.tc.logs.find((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg.startsWith('prove job attempt 1 failed'));
+    const retriedLine = c.tc.logs.find((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg.startsWith(`prove job ${jobId} attempt 1 failed`));
     assert.ok(retriedLine, 'the retry is logged');
     assert.equal(retriedLine.attempt, 2);
     assert.match(String(retriedLine.msg), new RegExp(killed.id));
@@ -64,7 +64,7 @@ test('workers killed until the attempts run out: failed, naming every attempt', 
   await first;
   for (let attempt = 1; attempt < 3; attempt++) {
     // One worker per attempt: arm the next kill once this attempt has failed.
-    await c.tc.waitForLog((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg.startsWith(`prove job attempt ${attempt} failed`));
+    await c.tc.waitForLog((l) => l.job_id === jobId && typeof l.msg === 'string' && l.msg.startsWith(`prove job ${jobId} attempt ${attempt} failed`));
     await killOnTask(c, TASK.contribution);
   }
   const failure = failureOf(await waitTerminal(c.client, jobId));

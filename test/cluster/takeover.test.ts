@@ -12,7 +12,7 @@ import { MAX_TAKEOVERS_PER_WINDOW } from '../../src/threads/core/worker-connecti
 
 const registered = (tc: TestCoordinator, workerId: string, nth: number): Promise<unknown> => {
   let seen = 0;
-  return tc.waitForLog((l) => l.msg === `worker ${workerId} registered` && ++seen === nth);
+  return tc.waitForLog((l) => l.worker_id === workerId && typeof l.msg === 'string' && l.msg.startsWith(`worker ${workerId} registered`) && ++seen === nth);
 };
 
 async function openWorker(tc: TestCoordinator, workerId: string): Promise<{ session: RudeSession; stream: RudeStream }> {
@@ -64,5 +64,5 @@ test('two live processes sharing one id: past a few takeovers the newer connecti
   const trailers = await refused.stream.trailers;
   assert.equal(trailers['grpc-status'], '0');
   assert.equal((await refused.stream.closed).rstCode, 0, 'the refused stream is reset too, so the process notices');
-  assert.equal(tc.logs.filter((l) => l.msg === 'worker twin registered').length, MAX_TAKEOVERS_PER_WINDOW + 1);
+  assert.equal(tc.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('worker twin registered')).length, MAX_TAKEOVERS_PER_WINDOW + 1);
 });
