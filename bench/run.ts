@@ -21,8 +21,9 @@ import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
 import { wan } from './scenarios/wan';
 import { recovery } from './scenarios/recovery';
+import { readers } from './scenarios/readers';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, wan, elf, scale];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, readers, wan, elf, scale];
 
 export interface RunOptions {
   smoke: boolean;
