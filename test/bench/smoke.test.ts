@@ -23,6 +23,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   barrier: { variants: ['thread', 'main'], metrics: ['barrier_p50', 'barrier_p99'] },
   fanout: { variants: ['pushed', 'inline'], metrics: ['egress', 'rss_growth'] },
   upload: { variants: ['proof-relay', 'final-proof', 'window-probe'], metrics: [] },
+  readers: { variants: ['watch', 'wait'], metrics: ['rss_peak_growth', 'rss_after_readers', 'main_loop_max', 'bytes_identical'] },
   wan: { variants: ['relay', 'elf'], metrics: ['throughput', 'gain_over_64KiB_window'] },
   elf: { variants: [undefined], metrics: ['register_throughput', 'main_loop_max'] },
   scale: { variants: ['thread', 'main'], metrics: ['main_loop_p99', 'rss_peak'] },

@@ -27,6 +27,7 @@ import { SchedulerRequests } from './scheduler-requests';
 import { cancelJob, jobRequest, registerProgram } from './unary-handlers';
 import { WaitHolds } from './wait-holds';
 import { WatchStreams } from './watch-streams';
+import { FramedMessage } from './result-frames';
 
 export type { ApiServiceDeps } from './deps';
 export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_MIN_SECONDS } from './validation';
@@ -35,16 +36,24 @@ export { WAIT_DEADLINE_MARGIN_MS, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS, WAIT_M
 const WEBHOOK_CLOSE_GRACE_MS = 2_000;
 
 /**
- * The client API definition with one change: WatchJob writes hand-encoded events as Buffers
- * (job-event-encoding.ts), which its serializer passes through. The shared definition is not mutated.
+ * The client API definition with two changes: WatchJob writes hand-encoded events as Buffers
+ * (job-event-encoding.ts), which its serializer passes through, and WatchJob and WaitJobResult write
+ * big results as `FramedMessage`s (result-frames.ts), which `shared-writes.ts` writes without a copy;
+ * should a call not allow that, their serializers write them whole. The shared definition is not mutated.
  */
 function apiServiceDefinition(): ServiceDefinition {
   const def = serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE);
   const watch = def.WatchJob;
-  const encode = watch.responseSerialize;
+  const wait = def.WaitJobResult;
+  const encodeEvent = watch.responseSerialize;
+  const encodeWait = wait.responseSerialize;
   return {
     ...def,
-    WatchJob: { ...watch, responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : encode(value)) },
+    WatchJob: {
+      ...watch,
+      responseSerialize: (value: object) => (Buffer.isBuffer(value) ? value : value instanceof FramedMessage ? value.contiguous() : encodeEvent(value)),
+    },
+    WaitJobResult: { ...wait, responseSerialize: (value: object) => (value instanceof FramedMessage ? value.contiguous() : encodeWait(value)) },
   };
 }
 
@@ -113,8 +122,9 @@ export class ApiService implements TaskDataSource, ElfSource {
     return {
       RegisterGuestProgram: ctx.calls.unary('RegisterGuestProgram', (req: RegisterProgramMsg) => registerProgram(ctx, req)),
       JobRequest: ctx.calls.unary('JobRequest', (req: JobRequestMsg) => jobRequest(ctx, req)),
-      WaitJobResult: (call: grpc.ServerUnaryCall<WaitMsg, WaitResponse>, cb: grpc.sendUnaryData<WaitResponse>) => this.waits.handle(call, cb),
-      WatchJob: (call: grpc.ServerWritableStream<JobIdMsg, JobEventWire>) => this.watches.handle(call),
+      WaitJobResult: (call: grpc.ServerUnaryCall<WaitMsg, WaitResponse | FramedMessage>, cb: grpc.sendUnaryData<WaitResponse | FramedMessage>) =>
+        this.waits.handle(call, cb),
+      WatchJob: (call: grpc.ServerWritableStream<JobIdMsg, JobEventWire | Buffer | FramedMessage>) => this.watches.handle(call),
       PushJobInput: (call: grpc.ServerReadableStream<PushMsg, object>, cb: grpc.sendUnaryData<object>) => handlePush(ctx, 'input', call, cb),
       PushJobHintsInput: (call: grpc.ServerReadableStream<PushMsg, object>, cb: grpc.sendUnaryData<object>) => handlePush(ctx, 'hints', call, cb),
       CancelJob: ctx.calls.unary('CancelJob', (req: JobIdMsg) => cancelJob(ctx, req)),

@@ -4,6 +4,10 @@ import type { JobRecord } from './job-mirror';
 import type { ApiContext } from './context';
 import type { WaitMsg, WaitResponse } from './messages';
 import { waitHoldMs } from './validation';
+import { sharedWaitResponse, type FramedMessage } from './result-frames';
+import { shareFramedWritesOrWarn } from './shared-writes';
+
+type WaitCall = grpc.ServerUnaryCall<WaitMsg, WaitResponse | FramedMessage>;
 
 function waitResponse(rec: JobRecord): WaitResponse {
   const res: WaitResponse = { job_id: rec.id, job_status: rec.status() };
@@ -17,7 +21,21 @@ export class WaitHolds {
 
   constructor(private readonly ctx: ApiContext) {}
 
-  handle(call: grpc.ServerUnaryCall<WaitMsg, WaitResponse>, callback: grpc.sendUnaryData<WaitResponse>): void {
+  /**
+   * The answer for the job as it is now. A big result is the job's one shared encoding
+   * (result-frames.ts), written after the headers so its proof is not copied (shared-writes.ts).
+   */
+  private respond(call: WaitCall, callback: grpc.sendUnaryData<WaitResponse | FramedMessage>, rec: JobRecord): void {
+    const response = waitResponse(rec);
+    const shared = sharedWaitResponse(rec, response);
+    if (shared) {
+      call.sendMetadata(new grpc.Metadata());
+      shareFramedWritesOrWarn(call, this.ctx.deps.logger);
+    }
+    callback(null, shared ?? response);
+  }
+
+  handle(call: WaitCall, callback: grpc.sendUnaryData<WaitResponse | FramedMessage>): void {
     const { calls, jobs } = this.ctx;
     const done = calls.track('WaitJobResult');
     let rec: JobRecord;
@@ -34,7 +52,7 @@ export class WaitHolds {
       jobs.ensureResult(rec).then(
         () => {
           done(grpc.status.OK);
-          callback(null, waitResponse(rec));
+          this.respond(call, callback, rec);
         },
         (err: unknown) => {
           const se = calls.errorOf('WaitJobResult', err);
@@ -56,7 +74,7 @@ export class WaitHolds {
       if (finished) return;
       cleanup();
       done(grpc.status.OK);
-      callback(null, waitResponse(rec));
+      this.respond(call, callback, rec);
     };
     const timer = setTimeout(answer, holdMs);
     rec.waiters.add(answer);

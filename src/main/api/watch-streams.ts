@@ -7,9 +7,14 @@ import { JobWatcher } from './job-watcher';
 import { encodeSmallJobEvent } from './job-event-encoding';
 import type { ApiContext } from './context';
 import type { JobIdMsg } from './messages';
+import { sharedCompletedEvent, type FramedMessage } from './result-frames';
+import { shareFramedWritesOrWarn } from './shared-writes';
 
-/** The API service's WatchJob serializer passes pre-encoded events (Buffers) through as they are. */
-type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire | Buffer>;
+/**
+ * The API service's WatchJob serializer passes pre-encoded events (Buffers) through as they are; a big
+ * result's `completed` event is the job's one shared encoding (result-frames.ts, shared-writes.ts).
+ */
+type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire | Buffer | FramedMessage>;
 
 export class WatchStreams {
   private readonly watchers = new Map<JobWatcher, WatchCall>();
@@ -40,7 +45,9 @@ export class WatchStreams {
     const watcher: JobWatcher = new JobWatcher(
       {
         write: (event, written) => {
-          call.write(encodeSmallJobEvent(event) ?? event, () => written());
+          const shared = sharedCompletedEvent(rec, event);
+          if (shared) shareFramedWritesOrWarn(call, this.ctx.deps.logger);
+          call.write(shared ?? encodeSmallJobEvent(event) ?? event, () => written());
         },
         end: () => call.end(),
       },
