@@ -35,6 +35,8 @@ export interface ClusterMetrics {
   workerMessage(type: string): void;
   ignoredWorkerMessage(reason: string): void;
   bytesSent(kind: BytesKind, n: number): void;
+  workerRegistered(): void;
+  workerDisconnected(): void;
 }
 
 export interface ClusterServiceOptions {
@@ -182,6 +184,7 @@ export class ClusterService {
       if (closed) return;
       closed = true;
       link.markClosed();
+      if (link.registered) this.opts.metrics.workerDisconnected();
       this.links.delete(link.id);
       this.heartbeatSlices[link.id % HEARTBEAT_SLICES].delete(link);
       this.opts.post({ type: 'workerClosed', linkId: link.id });
@@ -319,6 +322,7 @@ export class ClusterService {
     const link = this.links.get(effect.linkId);
     if (!link || link.closed) return;
     link.registered = true;
+    this.opts.metrics.workerRegistered();
     const [first, ...rest] = effect.setups;
     const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
     const response = this.encode({
