@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { setImmediate as nextImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { CoordinatorMetrics, DURATION_BUCKETS, LoopStatsSampler, type FinishedJob, type MetricsOptions } from '../../src/main/observability/metrics';
 
@@ -10,7 +12,7 @@ function finished(kind: FinishedJob['kind'], outcome: FinishedJob['outcome'], se
   return { id, kind, outcome, acceptedAt: T0, at: T0 + seconds * 1000, ...(startedAt !== undefined ? { startedAt } : {}) };
 }
 
-/** Every metric docs/operations.md lists (Health and metrics), with its type. */
+/** Metrics docs/metrics.md lists, with their type (the test below holds the doc to the registry). */
 const DOCUMENTED: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_requests_total', 'counter'],
   ['coordinator_request_duration_seconds', 'histogram'],
@@ -391,3 +393,14 @@ test('LoopStatsSampler: zeros before start and after stop, real figures in betwe
   s.stop();
   assert.deepEqual(s.sample(), { p50: 0, p99: 0, max: 0, utilization: 0 });
 });
+
+test('docs/metrics.md has a row for every coordinator metric, with its type, and no row for one that is not', () =>
+  withMetrics(async (m) => {
+    m.stateDiskFree(1, 1);
+    const { body } = await m.render();
+    const registered = new Map([...body.matchAll(/^# TYPE (coordinator_\S+) (\S+)$/gm)].map((x) => [x[1]!, x[2]!]));
+    const doc = fs.readFileSync(path.join(__dirname, '../../../docs/metrics.md'), 'utf8');
+    const rows = new Map([...doc.matchAll(/^\| `(coordinator_[a-z0-9_]+)` \| (\w+) \|/gm)].map((x) => [x[1]!, x[2]!]));
+    assert.deepEqual([...rows.keys()].sort(), [...registered.keys()].sort());
+    for (const [name, type] of registered) assert.equal(rows.get(name), type, name);
+  }));

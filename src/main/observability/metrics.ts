@@ -100,6 +100,7 @@ export const WORKER_STATES: readonly WorkerStateLabel[] = ['idle', 'setting_up',
 export const PHASES: readonly PhaseLabel[] = ['contributions', 'prove', 'aggregate'];
 export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 'task', 'other'];
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
+const RETRY_REASONS: readonly RetryReasonName[] = ['worker_lost', 'phase_timeout', 'coordinator_restart'];
 
 /**
  * Job, phase and request durations (docs/decisions.md, Metrics). They reach 2 h because a large prove
@@ -573,6 +574,9 @@ export class CoordinatorMetrics {
         this.latency.zero({ kind, outcome });
       }
     }
+    // A counter that appears at 1 loses its first increment to rate() and increase(): the
+    // retry alert would miss the first retries.
+    for (const kind of JOB_KINDS) for (const reason of RETRY_REASONS) this.retries.inc({ kind, reason }, 0);
     for (const phase of PHASES) this.phaseDuration.zero({ phase });
     for (const state of WORKER_STATES) this.workers.set({ state }, 0);
     for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);
