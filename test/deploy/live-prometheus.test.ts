@@ -4,7 +4,8 @@
  * an execute and a wrap job. Through Prometheus' HTTP API: the target is up and the series say what
  * the run did; every alert rule loads and evaluates; every PromQL expression of the Grafana dashboard
  * (deploy/grafana) and of upstream's dashboard parses, and every metric they and the rules name is
- * one the coordinator exports; `promtool check metrics` finds nothing but the names
+ * one the coordinator exports; a worker that leaves is a disconnect; `promtool check metrics` finds
+ * nothing but the names
  * docs/metrics.md (Lint) lists. Every wait polls for the value that proves it, bounded.
  */
 import { test } from 'node:test';
@@ -203,6 +204,15 @@ test('a real Prometheus scraping a real coordinator: series, rules, dashboards a
     const expr = p.now ?? p.expr;
     if (p.want === undefined) assert.ok((await prom.query(expr)).length > 0, expr);
     else assert.equal(await valueOf(prom, expr), p.want, expr);
+  }
+
+  // A worker leaves: its stream's end is a disconnect, and the fleet shrinks.
+  await fleet.workers[0]!.stop();
+  for (const [expr, want] of [
+    ['coordinator_worker_disconnects_total', 1],
+    ['coordinator_workers_connected', WORKERS - 1],
+  ] as const) {
+    await eventually(`${expr} == ${want}`, 15_000, async () => ((await valueOf(prom, expr)) === want ? true : undefined));
   }
 
   // promtool check metrics on the coordinator's own exposition.
