@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     say(`▶ execute job ${exec}: ${execResult.job_status.status}${out ? `, ${out.stats?.steps ?? '?'} steps, ${Buffer.from(out.public_outputs).length} bytes of public outputs` : ''}`);
 
     const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
-    const jobs = text.split('\n').filter((l) => l.startsWith('coordinator_jobs_total{') && !l.endsWith(' 0'));
+    const jobs = text.split('\n').filter((l) => l.startsWith('coordinator_jobs_finished_total{') && !l.endsWith(' 0'));
     say('▶ metrics:');
     for (const line of jobs) say(`    ${line}`);
   } finally {

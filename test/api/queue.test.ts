@@ -260,7 +260,7 @@ test('max_queued_jobs = 2: the job beyond gets RESOURCE_EXHAUSTED and leaves not
     assert.deepEqual([...executed].sort(), [running, ...queued].sort());
     await until('the queue depth back to 0', async () => (await queueDepth(c)) === 0, 2_000);
     const after = await scrape(c.tc);
-    assert.equal(sample(after, 'coordinator_jobs_total{kind="execute",outcome="success"}'), 3);
+    assert.equal(sample(after, 'coordinator_jobs_finished_total{kind="execute",outcome="success"}'), 3);
     assert.equal(sample(after, 'coordinator_active_jobs'), 0);
     // room again: a new job is accepted
     const again = await heldExecute(c);

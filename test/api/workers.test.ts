@@ -104,8 +104,8 @@ describe('results and relays with workers', () => {
     const text = await scrape(c.tc);
     assert.equal(sample(text, 'coordinator_active_jobs'), 0);
     assert.ok(sample(text, 'coordinator_jobs_total{kind="prove",outcome="success"}') >= 1);
-    assert.ok(sample(text, 'coordinator_jobs_total{kind="setup",outcome="success"}') >= 2);
-    assert.ok(sample(text, 'coordinator_job_duration_seconds_count{kind="prove",outcome="success"}') >= 1);
+    assert.ok(sample(text, 'coordinator_jobs_finished_total{kind="setup",outcome="success"}') >= 2);
+    assert.ok(sample(text, 'coordinator_job_duration_seconds_count{outcome="success"}') >= 1);
   });
 
   it('execute: public_outputs in the 544-byte layout; wrap: proof_kind = proof_dest', async () => {
@@ -131,8 +131,8 @@ describe('results and relays with workers', () => {
     await ww.done;
     assert.deepEqual(ww.events.map(eventName), ['queued', 'started', 'completed']);
     const text = await scrape(c.tc);
-    assert.ok(sample(text, 'coordinator_jobs_total{kind="execute",outcome="success"}') >= 1);
-    assert.ok(sample(text, 'coordinator_jobs_total{kind="wrap",outcome="success"}') >= 1);
+    assert.ok(sample(text, 'coordinator_jobs_finished_total{kind="execute",outcome="success"}') >= 1);
+    assert.ok(sample(text, 'coordinator_jobs_finished_total{kind="wrap",outcome="success"}') >= 1);
   });
 
   it('PushJobInput feeds every worker of a grpc:// job; bad alignment fails the job with an input failure', async () => {

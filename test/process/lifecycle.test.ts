@@ -56,6 +56,7 @@ const D8_METRICS = [
   'coordinator_bytes_sent_total',
   'coordinator_event_loop_delay_seconds',
   'coordinator_event_loop_utilization',
+  'coordinator_build_info',
 ];
 
 test('starts on its listeners, serves /health, /metrics and gRPC health, then stops on SIGTERM with exit 0', async (t) => {
@@ -80,6 +81,8 @@ test('starts on its listeners, serves /health, /metrics and gRPC health, then st
   for (const name of D8_METRICS) assert.match(metrics.body, new RegExp(`^# HELP ${name} `, 'm'), `${name} registered`);
   assert.match(metrics.body, /^process_cpu_user_seconds_total /m, 'Node default metrics');
   assert.match(metrics.body, /coordinator_event_loop_delay_seconds\{thread="main",stat="p99"\}/);
+  const version = (JSON.parse(fs.readFileSync(path.join(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
+  assert.match(metrics.body, new RegExp(`^coordinator_build_info\\{version="${version.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
 
   const client = healthClient(c.ports.api!);
   const serving = await new Promise<HealthStatus>((resolve, reject) =>

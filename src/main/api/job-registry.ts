@@ -112,7 +112,7 @@ export class JobRegistry {
   retried(effect: EffectOf<'jobRetried'>): void {
     const rec = this.table.get(effect.jobId);
     if (!rec || rec.terminal) return;
-    this.opts.deps.metrics.jobRetried(rec.kind, effect.reason);
+    this.opts.deps.metrics.jobRetried(rec.id, rec.kind, effect.reason);
     rec.attempt = effect.attempt;
     rec.failedAttempts.push(effect.failedAttempt);
     this.persist(rec);
@@ -156,6 +156,7 @@ export class JobRegistry {
     rec.accepted = true;
     try {
       await this.opts.journal.accepted(rec);
+      this.opts.deps.metrics.jobSubmitted(rec.kind);
     } catch (err) {
       const reason = `the state store did not take the job: ${(err as Error).message}`;
       this.opts.deps.post({ type: 'failJob', jobId: rec.id, failure: { kind: 'internal', traceId: rec.id, reason } });
@@ -243,7 +244,8 @@ export class JobRegistry {
   /** Applies an event to the mirror and tells whoever follows the job. */
   private record(rec: JobRecord, at: EpochMs, event: IncomingEvent): void {
     for (const e of this.table.apply(rec, at, event)) {
-      if (e.kind === 'started') this.opts.deps.metrics.jobStarted();
+      if (e.kind === 'queued') this.opts.deps.metrics.jobQueued(rec.id, at);
+      else if (e.kind === 'started') this.opts.deps.metrics.jobStarted(rec.id, rec.kind, at);
       for (const o of [...rec.observers]) o.push(e);
     }
     if (rec.terminal && rec.accepted) this.afterTerminal(rec);
@@ -292,7 +294,7 @@ export class JobRegistry {
     const { deps, programs, webhook } = this.opts;
     const at = rec.terminalAt ?? Date.now();
     const outcome = outcomeOf(rec);
-    deps.metrics.jobFinished(rec.kind, outcome, (at - rec.createdAt) / 1000, { wasStarted: rec.startedAt !== undefined });
+    deps.metrics.jobFinished({ id: rec.id, kind: rec.kind, outcome, acceptedAt: rec.createdAt, startedAt: rec.startedAt, at });
     // The scheduler logs outcomes with their cause; this line adds what only the API side knows.
     deps.logger.debug(
       { job_id: rec.id, kind: rec.kind, outcome, duration_ms: at - rec.createdAt, reason: rec.failure ? failureText(rec.failure) : undefined },

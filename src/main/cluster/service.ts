@@ -37,6 +37,8 @@ export interface ClusterMetrics {
   workerMessage(type: string): void;
   ignoredWorkerMessage(reason: string): void;
   bytesSent(kind: BytesKind, n: number): void;
+  workerRegistered(): void;
+  workerDisconnected(): void;
 }
 
 export interface ClusterServiceOptions {
@@ -192,6 +194,7 @@ export class ClusterService {
       if (closed) return;
       closed = true;
       link.markClosed();
+      if (link.registered) this.opts.metrics.workerDisconnected();
       this.links.delete(link.id);
       this.heartbeatSlices[link.id % HEARTBEAT_SLICES].delete(link);
       this.opts.post({ type: 'workerClosed', linkId: link.id });
@@ -345,6 +348,7 @@ export class ClusterService {
     const link = this.links.get(effect.linkId);
     if (!link || link.closed) return;
     link.registered = true;
+    this.opts.metrics.workerRegistered();
     const [first, ...rest] = effect.setups;
     const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
     const response = this.encode({

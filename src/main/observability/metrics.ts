@@ -9,6 +9,11 @@
  * reason; open ones (RPC method × status, worker ids, message types, ignore reasons) appear on first
  * use. Callers get intention-named methods; prom-client objects stay inside this file so the
  * bookkeeping rules (what goes up, what goes down, what is clamped) live in one place.
+ *
+ * Names kept from upstream count what upstream counted, so upstream's dashboard shows the same thing
+ * against us (docs/metrics.md, Upstream's names): `coordinator_jobs_total`,
+ * `coordinator_job_duration_seconds` and `coordinator_worker_jobs_total` are prove jobs only, and
+ * `coordinator_active_jobs` is prove and execute jobs; every kind is in names of our own.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { Handles } from './label-handles';
@@ -20,6 +25,52 @@ export type WorkerStateLabel = 'idle' | 'setting_up' | 'ready' | 'computing' | '
 export type PhaseLabel = 'contributions' | 'prove' | 'aggregate';
 export type BytesKindLabel = 'elf' | 'input' | 'hints' | 'task' | 'other';
 export type LoopThreadLabel = 'main' | 'scheduler';
+
+/** The configured timeouts, exported so alert rules can compare durations with them (0 = none). */
+export interface TimeoutSettings {
+  phase: Readonly<Record<PhaseLabel, number>>;
+  job: Readonly<Record<JobKindLabel, number>>;
+}
+
+export interface MetricsOptions {
+  /** `coordinator_build_info{version}`. */
+  version?: string;
+  /**
+   * Length of the main thread's event-loop window, in ms (the scheduler thread reports on the same
+   * period from app.ts). Scrapes read the latest finished window and never start one.
+   */
+  loopWindowMs?: number;
+}
+
+/** A job that reached its terminal state (epoch ms). */
+export interface FinishedJob {
+  id: string;
+  kind: JobKindLabel;
+  outcome: JobOutcomeLabel;
+  acceptedAt: number;
+  /** Start of the attempt that ended; undefined when it ended before being dispatched. */
+  startedAt?: number;
+  at: number;
+}
+
+export const LOOP_WINDOW_MS = 5_000;
+
+/**
+ * prom-client's own event-loop figures, dropped from the registry: `monitorEventLoopDelay` is reset
+ * by every scrape (two Prometheus servers each see half the stalls) and the plain lag gauge is
+ * measured after the scrape it belongs to is sent. `coordinator_event_loop_delay_seconds` replaces
+ * them (docs/metrics.md, Event loop).
+ */
+const PROM_CLIENT_LOOP_METRICS = [
+  'nodejs_eventloop_lag_seconds',
+  'nodejs_eventloop_lag_min_seconds',
+  'nodejs_eventloop_lag_max_seconds',
+  'nodejs_eventloop_lag_mean_seconds',
+  'nodejs_eventloop_lag_stddev_seconds',
+  'nodejs_eventloop_lag_p50_seconds',
+  'nodejs_eventloop_lag_p90_seconds',
+  'nodejs_eventloop_lag_p99_seconds',
+];
 
 /** gRPC status code names, indexed by code (grpc-js `status` enum order). */
 const GRPC_STATUS_NAMES = [
@@ -49,6 +100,7 @@ export const WORKER_STATES: readonly WorkerStateLabel[] = ['idle', 'setting_up',
 export const PHASES: readonly PhaseLabel[] = ['contributions', 'prove', 'aggregate'];
 export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 'task', 'other'];
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
+const RETRY_REASONS: readonly RetryReasonName[] = ['worker_lost', 'phase_timeout', 'coordinator_restart'];
 
 /**
  * Job, phase and request durations (docs/decisions.md, Metrics). They reach 2 h because a large prove
@@ -92,11 +144,13 @@ class Tally {
 export class CoordinatorMetrics {
   private readonly registry = new Registry();
   private readonly mainLoop = new LoopStatsSampler(10);
-  /** One main-loop sample per scrape, shared by the delay and utilization collectors. */
-  private scrapeSample: LoopStats | undefined;
+  private readonly loopTimer: NodeJS.Timeout;
+  /** Jobs queued now (id → when), for the queue wait of the attempt that starts. */
+  private readonly queuedAt = new Map<string, number>();
+  /** Jobs running now (id → kind and start of their attempt). */
+  private readonly running = new Map<string, { kind: JobKindLabel; startedAt: number }>();
   // Gauges fed by the scheduler's snapshots, which arrive with nearly every effect batch: kept as plain
   // numbers and set on the prom-client gauges when they are scraped.
-  private activeJobCount = 0;
   private connectedCount = 0;
   private queueDepthCount = 0;
   private readonly workerStateCounts: Record<WorkerStateLabel, number> = { idle: 0, setting_up: 0, ready: 0, computing: 0, disconnected: 0 };
@@ -104,8 +158,18 @@ export class CoordinatorMetrics {
   private readonly requests: Counter<'method' | 'status'>;
   private readonly requestDuration: LeanHistogram<'method'>;
   private readonly activeJobs: Gauge<never>;
+  private readonly runningJobs: Gauge<'kind'>;
+  private readonly oldestRunning: Gauge<'kind'>;
   private readonly jobs: Counter<'kind' | 'outcome'>;
-  private readonly jobDuration: LeanHistogram<'kind' | 'outcome'>;
+  private readonly jobDuration: LeanHistogram<'outcome'>;
+  private readonly submitted: Counter<'kind'>;
+  private readonly finished: Counter<'kind' | 'outcome'>;
+  private readonly latency: LeanHistogram<'kind' | 'outcome'>;
+  private readonly queueWait: LeanHistogram<'kind'>;
+  private readonly phaseTimeout: Gauge<'phase'>;
+  private readonly jobTimeout: Gauge<'kind'>;
+  private readonly registrations: Counter;
+  private readonly disconnects: Counter;
   private readonly workerJobs: Counter<'worker_id' | 'outcome'>;
   private readonly registeredPrograms: Gauge<never>;
   private readonly workersConnected: Gauge<never>;
@@ -119,10 +183,11 @@ export class CoordinatorMetrics {
   private readonly retries: Counter<'kind' | 'reason'>;
   private readonly storeErrors: Counter;
   private stateDiskFreeBytes: Gauge | undefined;
+  private stateMinFreeBytes: Gauge | undefined;
   private readonly bytes: Counter<'kind'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
-  private readonly jobHandles = new Handles((kind, outcome) => this.jobs.labels(kind, outcome));
+  private readonly finishedHandles = new Handles((kind, outcome) => this.finished.labels(kind, outcome));
   private readonly workerJobHandles = new Handles((workerId, outcome) => this.workerJobs.labels(workerId, outcome));
   private readonly workerStateHandles = new Handles((state) => this.workers.labels(state));
   private readonly workerMessageTally = new Tally();
@@ -130,8 +195,15 @@ export class CoordinatorMetrics {
   private readonly bytesTally = new Tally();
   private readonly loopUtilization: Gauge<'thread'>;
 
-  constructor() {
+  constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
+
+    new Gauge({
+      name: 'coordinator_build_info',
+      help: 'Always 1; the version label is the running coordinator\'s package version.',
+      labelNames: ['version'],
+      registers,
+    }).set({ version: opts.version ?? 'unknown' }, 1);
 
     this.requests = new Counter({
       name: 'coordinator_requests_total',
@@ -148,26 +220,86 @@ export class CoordinatorMetrics {
     );
     this.activeJobs = new Gauge({
       name: 'coordinator_active_jobs',
-      help: 'Jobs dispatched to workers and not yet terminal (queued jobs are in coordinator_queue_depth).',
+      help: 'Prove and execute jobs dispatched to workers and not yet terminal, as upstream (every kind: coordinator_running_jobs; queued: coordinator_queue_depth).',
       registers,
-      collect: () => this.activeJobs.set(this.activeJobCount),
+      collect: () => this.collectRunning(),
+    });
+    this.runningJobs = new Gauge({
+      name: 'coordinator_running_jobs',
+      help: 'Jobs dispatched to workers and not yet terminal, by job kind.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.oldestRunning = new Gauge({
+      name: 'coordinator_oldest_running_job_seconds',
+      help: 'Age of the current attempt of the longest-running job of each kind (0 when none runs).',
+      labelNames: ['kind'],
+      registers,
     });
     this.jobs = new Counter({
       name: 'coordinator_jobs_total',
-      help: 'Jobs that reached a terminal state, by job kind (setup, prove, execute, wrap) and outcome (success, failure, cancelled).',
+      help: 'Prove jobs that reached a terminal state, by outcome (success, failure, cancelled); kind is always prove, as upstream. Every kind: coordinator_jobs_finished_total.',
       labelNames: ['kind', 'outcome'],
       registers,
     });
     this.jobDuration = new LeanHistogram(
       'coordinator_job_duration_seconds',
-      'Job duration from acceptance to terminal state, by job kind and outcome.',
+      'Prove jobs: from the start of the attempt that ended (contributions phase) to the terminal state, by outcome, as upstream; not observed for jobs that never started.',
+      ['outcome'],
+      DURATION_BUCKETS,
+      this.registry,
+    );
+    this.submitted = new Counter({
+      name: 'coordinator_jobs_submitted_total',
+      help: 'Jobs accepted (their JobRequest answered with a job id), by job kind.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.finished = new Counter({
+      name: 'coordinator_jobs_finished_total',
+      help: 'Jobs that reached a terminal state, by job kind (setup, prove, execute, wrap) and outcome (success, failure, cancelled).',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.latency = new LeanHistogram(
+      'coordinator_job_latency_seconds',
+      'Job duration from acceptance to terminal state (queue wait and retries included), by job kind and outcome.',
       ['kind', 'outcome'],
       DURATION_BUCKETS,
       this.registry,
     );
+    this.queueWait = new LeanHistogram(
+      'coordinator_queue_wait_seconds',
+      'Time an attempt waited in the queue before it was dispatched, by job kind.',
+      ['kind'],
+      DURATION_BUCKETS,
+      this.registry,
+    );
+    this.phaseTimeout = new Gauge({
+      name: 'coordinator_phase_timeout_seconds',
+      help: 'Configured timeout of each proving phase ([coordinator] phaseN_timeout_seconds); 0 = none.',
+      labelNames: ['phase'],
+      registers,
+    });
+    this.jobTimeout = new Gauge({
+      name: 'coordinator_job_timeout_seconds',
+      help: 'Longest a job attempt of each kind can run before the coordinator times it out (prove: the sum of the phase timeouts); 0 = no bound.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.registrations = new Counter({
+      name: 'coordinator_worker_registrations_total',
+      help: 'Worker streams registered (accepted); a worker that reconnects counts again.',
+      registers,
+    });
+    this.disconnects = new Counter({
+      name: 'coordinator_worker_disconnects_total',
+      help: 'Registered worker streams that ended (the worker hung up, was dropped for silence, or was taken over).',
+      registers,
+    });
     this.workerJobs = new Counter({
       name: 'coordinator_worker_jobs_total',
-      help: 'Jobs each worker took part in, counted when the job ends, by worker id and job outcome.',
+      help: 'Prove jobs each worker took part in, counted when the job ends, by worker id and job outcome (as upstream).',
       labelNames: ['worker_id', 'outcome'],
       registers,
     });
@@ -249,29 +381,25 @@ export class CoordinatorMetrics {
     });
     this.loopDelay = new Gauge({
       name: 'coordinator_event_loop_delay_seconds',
-      help: 'Event-loop delay per thread (main, scheduler) over the last interval: p50, p99 and max. Main thread: since the previous scrape; scheduler: its latest report.',
+      help: 'Event-loop delay per thread (main, scheduler): p50, p99 and max over the latest finished 5 s window (scrapes do not reset it).',
       labelNames: ['thread', 'stat'],
       registers,
-      collect: () => {
-        const s = this.mainSampleForScrape();
-        this.loopDelay.set({ thread: 'main', stat: 'p50' }, s.p50);
-        this.loopDelay.set({ thread: 'main', stat: 'p99' }, s.p99);
-        this.loopDelay.set({ thread: 'main', stat: 'max' }, s.max);
-      },
     });
     this.loopUtilization = new Gauge({
       name: 'coordinator_event_loop_utilization',
-      help: 'Fraction of time (0..1) each thread (main, scheduler) spent running code rather than waiting, over the last interval.',
+      help: 'Fraction of time (0..1) each thread (main, scheduler) spent running code rather than waiting, over the latest finished 5 s window.',
       labelNames: ['thread'],
       registers,
-      collect: () => {
-        this.loopUtilization.set({ thread: 'main' }, this.mainSampleForScrape().utilization);
-      },
     });
 
     this.initialiseClosedLabelSets();
     collectDefaultMetrics({ register: this.registry });
+    for (const name of PROM_CLIENT_LOOP_METRICS) this.registry.removeSingleMetric(name);
     this.mainLoop.start();
+    // Fixed windows rather than "since the previous scrape": with two scrapers (an HA pair, a
+    // debugging curl) each would see only the stalls since the other's scrape.
+    this.loopTimer = setInterval(() => this.setLoopStats('main', this.mainLoop.sample()), opts.loopWindowMs ?? LOOP_WINDOW_MS);
+    this.loopTimer.unref();
   }
 
   /** One finished client API call; `status` is a grpc-js status code or its name. */
@@ -281,29 +409,52 @@ export class CoordinatorMetrics {
     this.requestDuration.labels(method).observe(duration(seconds));
   }
 
-  /** A job was dispatched to workers (left the queue or started directly). */
-  jobStarted(): void {
-    this.setActiveJobs(this.activeJobCount + 1);
+  /** A JobRequest was answered with a job id. */
+  jobSubmitted(kind: JobKindLabel): void {
+    this.submitted.labels(kind).inc();
   }
 
-  /**
-   * A job reached a terminal state. `wasStarted: false` for jobs that ended before dispatch
-   * (cancelled or timed out in the queue), so the active gauge only drops for jobs it counted.
-   */
-  jobFinished(kind: JobKindLabel, outcome: JobOutcomeLabel, seconds: number, opts: { wasStarted?: boolean } = {}): void {
-    if (opts.wasStarted !== false) this.setActiveJobs(this.activeJobCount - 1);
-    this.jobHandles.get(kind, outcome).inc();
-    this.jobDuration.labels(kind, outcome).observe(duration(seconds));
+  /** An attempt of the job waits in the queue (first, or again after a retry). */
+  jobQueued(id: string, at: number): void {
+    this.running.delete(id);
+    this.queuedAt.set(id, at);
   }
 
-  /** Overrides the running count from the scheduler's own table, which is the source of truth. */
-  setActiveJobs(n: number): void {
-    this.activeJobCount = count(n);
+  /** An attempt was dispatched to workers (left the queue or started directly). */
+  jobStarted(id: string, kind: JobKindLabel, at: number): void {
+    const queued = this.queuedAt.get(id);
+    this.queuedAt.delete(id);
+    if (queued !== undefined) this.queueWait.labels(kind).observe(duration((at - queued) / 1000));
+    this.running.set(id, { kind, startedAt: at });
   }
 
-  /** Per worker that took part in a job, when that job ends. */
-  workerJob(workerId: string, outcome: JobOutcomeLabel): void {
-    this.workerJobHandles.get(workerId, outcome).inc();
+  /** A job reached a terminal state, running or not. */
+  jobFinished(job: FinishedJob): void {
+    this.queuedAt.delete(job.id);
+    this.running.delete(job.id);
+    this.finishedHandles.get(job.kind, job.outcome).inc();
+    this.latency.labels(job.kind, job.outcome).observe(duration((job.at - job.acceptedAt) / 1000));
+    if (job.kind !== 'prove') return;
+    this.jobs.labels('prove', job.outcome).inc();
+    if (job.startedAt !== undefined) this.jobDuration.labels(job.outcome).observe(duration((job.at - job.startedAt) / 1000));
+  }
+
+  /** Per worker that took part in a job, when that job ends; upstream counted prove jobs only. */
+  workerJob(workerId: string, outcome: JobOutcomeLabel, kind: JobKindLabel): void {
+    if (kind === 'prove') this.workerJobHandles.get(workerId, outcome).inc();
+  }
+
+  workerRegistered(): void {
+    this.registrations.inc();
+  }
+
+  workerDisconnected(): void {
+    this.disconnects.inc();
+  }
+
+  setTimeouts(t: TimeoutSettings): void {
+    for (const phase of PHASES) this.phaseTimeout.set({ phase }, count(t.phase[phase]));
+    for (const kind of JOB_KINDS) this.jobTimeout.set({ kind }, count(t.job[kind]));
   }
 
   /** A new guest program was stored by this process. */
@@ -339,10 +490,10 @@ export class CoordinatorMetrics {
     this.workerMessageTally.add(type, 1);
   }
 
-  /** An attempt failed and the job is queued again: it is no longer running. */
-  jobRetried(kind: JobKindLabel, reason: RetryReasonName): void {
+  /** An attempt failed and the job waits for the next one: it is no longer running. */
+  jobRetried(id: string, kind: JobKindLabel, reason: RetryReasonName): void {
     this.retries.labels(kind, reason).inc();
-    this.setActiveJobs(this.activeJobCount - 1);
+    this.running.delete(id);
   }
 
   stateStoreError(): void {
@@ -350,13 +501,19 @@ export class CoordinatorMetrics {
   }
 
   /** Only with the embedded store: a memory coordinator has no disk to watch, and no series. */
-  stateDiskFree(bytes: number): void {
+  stateDiskFree(bytes: number, minFreeBytes: number): void {
     this.stateDiskFreeBytes ??= new Gauge({
       name: 'coordinator_state_disk_free_bytes',
       help: 'Free bytes on the filesystem of [state] dir (checked every second); below [state] min_free_bytes new jobs are refused.',
       registers: [this.registry],
     });
-    this.stateDiskFreeBytes.set(bytes);
+    this.stateMinFreeBytes ??= new Gauge({
+      name: 'coordinator_state_min_free_bytes',
+      help: 'The configured [state] min_free_bytes: below it new jobs are refused.',
+      registers: [this.registry],
+    });
+    this.stateDiskFreeBytes.set(count(bytes));
+    this.stateMinFreeBytes.set(count(minFreeBytes));
   }
 
   tlsHandshakeFailed(listener: 'api' | 'cluster'): void {
@@ -377,10 +534,7 @@ export class CoordinatorMetrics {
 
   /** The scheduler thread's own `LoopStatsSampler` figures (seconds; utilization 0..1). */
   setSchedulerLoopStats(stats: LoopStats): void {
-    this.loopDelay.set({ thread: 'scheduler', stat: 'p50' }, nonNegative(stats.p50));
-    this.loopDelay.set({ thread: 'scheduler', stat: 'p99' }, nonNegative(stats.p99));
-    this.loopDelay.set({ thread: 'scheduler', stat: 'max' }, nonNegative(stats.max));
-    this.loopUtilization.set({ thread: 'scheduler' }, nonNegative(stats.utilization));
+    this.setLoopStats('scheduler', stats);
   }
 
   /** Prometheus text exposition (format 0.0.4) of every metric, with its content type. */
@@ -390,28 +544,50 @@ export class CoordinatorMetrics {
 
   /** Stops the main-thread loop monitor; the registry can still be rendered. */
   stop(): void {
+    clearInterval(this.loopTimer);
     this.mainLoop.stop();
   }
 
-  private mainSampleForScrape(): LoopStats {
-    if (!this.scrapeSample) {
-      this.scrapeSample = this.mainLoop.sample();
-      // prom-client runs every collect() synchronously inside one metrics() call, so the cache
-      // lives exactly for this scrape.
-      queueMicrotask(() => {
-        this.scrapeSample = undefined;
-      });
+  private setLoopStats(thread: LoopThreadLabel, stats: LoopStats): void {
+    this.loopDelay.set({ thread, stat: 'p50' }, nonNegative(stats.p50));
+    this.loopDelay.set({ thread, stat: 'p99' }, nonNegative(stats.p99));
+    this.loopDelay.set({ thread, stat: 'max' }, nonNegative(stats.max));
+    this.loopUtilization.set({ thread }, nonNegative(stats.utilization));
+  }
+
+  private collectRunning(): void {
+    const now = Date.now();
+    const n: Record<JobKindLabel, number> = { setup: 0, prove: 0, execute: 0, wrap: 0 };
+    const oldest: Record<JobKindLabel, number> = { setup: now, prove: now, execute: now, wrap: now };
+    for (const { kind, startedAt } of this.running.values()) {
+      n[kind]++;
+      if (startedAt < oldest[kind]) oldest[kind] = startedAt;
     }
-    return this.scrapeSample;
+    this.activeJobs.set(n.prove + n.execute);
+    for (const kind of JOB_KINDS) {
+      this.runningJobs.set({ kind }, n[kind]);
+      this.oldestRunning.set({ kind }, (now - oldest[kind]) / 1000);
+    }
   }
 
   private initialiseClosedLabelSets(): void {
+    for (const outcome of JOB_OUTCOMES) {
+      this.jobs.inc({ kind: 'prove', outcome }, 0);
+      this.jobDuration.zero({ outcome });
+    }
     for (const kind of JOB_KINDS) {
+      this.submitted.inc({ kind }, 0);
+      this.queueWait.zero({ kind });
+      this.runningJobs.set({ kind }, 0);
+      this.oldestRunning.set({ kind }, 0);
       for (const outcome of JOB_OUTCOMES) {
-        this.jobs.inc({ kind, outcome }, 0);
-        this.jobDuration.zero({ kind, outcome });
+        this.finished.inc({ kind, outcome }, 0);
+        this.latency.zero({ kind, outcome });
       }
     }
+    // A counter that appears at 1 loses its first increment to rate() and increase(): the
+    // retry alert would miss the first retries.
+    for (const kind of JOB_KINDS) for (const reason of RETRY_REASONS) this.retries.inc({ kind, reason }, 0);
     for (const phase of PHASES) this.phaseDuration.zero({ phase });
     for (const state of WORKER_STATES) this.workers.set({ state }, 0);
     for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);

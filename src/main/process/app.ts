@@ -22,7 +22,7 @@ import type { SchedulerEvent } from '../../shared/scheduler/events';
 import type { SchedulerEffect } from '../../shared/scheduler/effects';
 import { CLIENT_API_SERVICE } from '../../shared/proto';
 import type { CoreConfig, CoreInternals } from '../../threads/scheduler-core';
-import { CoordinatorMetrics } from '../observability/metrics';
+import { CoordinatorMetrics, type TimeoutSettings } from '../observability/metrics';
 import { startHttpServer, type HttpServerHandle } from './http-server';
 import { Lifecycle } from './lifecycle';
 import { BlobStore } from '../data/blob-store';
@@ -77,6 +77,24 @@ export function clusterServerTuning(config: Config): GrpcServerTuning {
     maxSendMessageBytes: Math.min(config.server.max_message_bytes, WORKER_MAX_MESSAGE_BYTES),
     keepaliveTimeMs: config.coordinator.keepalive_time_seconds * 1000,
     keepaliveTimeoutMs: config.coordinator.keepalive_timeout_seconds * 1000,
+  };
+}
+
+/**
+ * The bounds the scheduler enforces (src/threads/core/deadlines.ts), for alert rules to compare with:
+ * a prove attempt can last at most the sum of its phase timeouts, and has no bound if one is 0.
+ */
+export function timeoutSettings(config: Config): TimeoutSettings {
+  const c = config.coordinator;
+  const phases = [c.phase1_timeout_seconds, c.phase2_timeout_seconds, c.phase3_timeout_seconds];
+  return {
+    phase: { contributions: phases[0]!, prove: phases[1]!, aggregate: phases[2]! },
+    job: {
+      setup: c.setup_timeout_seconds,
+      prove: phases.includes(0) ? 0 : phases[0]! + phases[1]! + phases[2]!,
+      execute: c.execution_timeout_seconds,
+      wrap: c.wrap_timeout_seconds,
+    },
   };
 }
 
@@ -241,11 +259,12 @@ export async function startCoordinator(
   const lifecycle = new Lifecycle();
   lifecycle.onClose('state store', () => store.close());
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
-  const metrics = new CoordinatorMetrics();
+  const metrics = new CoordinatorMetrics({ version: config.service.version, loopWindowMs: SCHEDULER_STATS_INTERVAL_MS });
+  metrics.setTimeouts(timeoutSettings(config));
   lifecycle.onClose('metrics', () => metrics.stop());
   const diskSpace =
     store.durable && directories.state !== undefined
-      ? new DiskSpaceWatch(directories.state, config.state.min_free_bytes, logger, (free) => metrics.stateDiskFree(free))
+      ? new DiskSpaceWatch(directories.state, config.state.min_free_bytes, logger, (free) => metrics.stateDiskFree(free, config.state.min_free_bytes))
       : undefined;
   if (diskSpace) lifecycle.onClose('disk space watch', () => diskSpace.stop());
   const blobs = new BlobStore();

@@ -78,7 +78,7 @@ export function applyEffect(effect: SchedulerEffect, to: EffectTargets): void {
     case 'phaseFinished':
       return to.metrics.phaseFinished(effect.phase, effect.seconds);
     case 'workerJobOutcome':
-      return to.metrics.workerJob(effect.workerId, effect.outcome);
+      return to.metrics.workerJob(effect.workerId, effect.outcome, effect.jobKind);
     case 'recoveryTimedOut':
       return to.metrics.recoveryTimedOut();
     case 'log':

@@ -79,7 +79,7 @@ export type SchedulerEffect =
   // ---- observability ----
   | { type: 'workerCounts'; counts: Record<WorkerStateName, number>; queueDepth: number }
   | { type: 'phaseFinished'; phase: JobPhaseName; seconds: number }
-  | { type: 'workerJobOutcome'; workerId: string; outcome: 'success' | 'failure' | 'cancelled' }
+  | { type: 'workerJobOutcome'; workerId: string; jobKind: JobKind; outcome: 'success' | 'failure' | 'cancelled' }
   /**
    * A parked worker sent no recovery_complete within recovery_timeout_seconds and was released (the
    * warning and metric of docs/decisions.md, Workers).

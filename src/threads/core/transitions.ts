@@ -317,7 +317,7 @@ function releaseMembers(
   if (notify.length > 0 && cancelReason !== undefined) {
     ctx.emit({ type: 'sendJobCancelled', jobId: job.id, reason: cancelReason, linkIds: notify });
   }
-  for (const id of job.workers) ctx.emit({ type: 'workerJobOutcome', workerId: id, outcome });
+  for (const id of job.workers) ctx.emit({ type: 'workerJobOutcome', workerId: id, jobKind: job.kind, outcome });
 }
 
 /** A setup job is over: workers it kept SettingUp are let go unless it completed (their acks count). */
