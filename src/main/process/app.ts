@@ -27,6 +27,8 @@ import { ApiService } from '../api/service';
 import { InlineSchedulerHost, ThreadSchedulerHost, type SchedulerHost } from '../scheduler/host';
 import { MockSchedulerHost } from '../scheduler/mock-backend';
 import { applyEffects } from './effects';
+import { reloadLogging } from './reload';
+import { SystemdNotifier } from './systemd-notify';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
@@ -112,6 +114,8 @@ export interface RunningCoordinator {
   ports: { api: number; cluster?: number; metrics?: number };
   /** Starts the drain (as SIGTERM does); a second call skips the wait. */
   shutdown(reason: string): void;
+  /** Runs the reload hooks (as SIGHUP does). */
+  reload(): Promise<void>;
   /** Resolves with the exit code once stopped. */
   stopped: Promise<number>;
   /** Table sizes on both sides of the thread boundary, for leak checks in tests. */
@@ -124,7 +128,14 @@ export interface Diagnostics {
   scheduler: CoreInternals | undefined;
 }
 
-export async function runCoordinator(loaded: LoadedConfig, directories: Directories): Promise<number> {
+export interface StartOptions {
+  /** Reads the configuration again as at start, for SIGHUP (docs/operations.md, Reloading: SIGHUP). */
+  reread?: () => LoadedConfig;
+  /** Where NOTIFY_SOCKET is looked up (systemd readiness); default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function runCoordinator(loaded: LoadedConfig, directories: Directories, options: StartOptions = {}): Promise<number> {
   const logger = createLogger(loaded.config.logging);
   for (const w of loaded.warnings) logger.warn(`config: ${w}`);
   logger.debug({ config: loaded.config, files: loaded.files }, 'effective configuration');
@@ -143,12 +154,20 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
     if (running) running.shutdown(signal);
     else early.push(signal);
   };
+  // SIGHUP's default action would kill the process: reloads instead, once started.
+  let reloadEarly = false;
+  const onHangup = (): void => {
+    logger.info({ signal: 'SIGHUP' }, 'received SIGHUP: reloading');
+    if (running) void running.reload();
+    else reloadEarly = true;
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
   let code: number;
   try {
     try {
-      running = await startCoordinator(loaded.config, logger, directories);
+      running = await startCoordinator(loaded.config, logger, directories, options);
     } catch (err) {
       if (err instanceof ListenError) {
         logger.error({ listener: err.listener, address: err.address }, err.message);
@@ -161,11 +180,13 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
       }
       throw err;
     }
+    if (reloadEarly) void running.reload();
     for (const signal of early) running.shutdown(signal);
     code = await running.stopped;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
     flushLogger(logger);
   }
   armExitBackstop(code, logger);
@@ -191,7 +212,7 @@ function armExitBackstop(code: number, logger: Logger): void {
 }
 
 /** `directories` come checked from `prepareDirectories` (directories.ts). */
-export async function startCoordinator(config: Config, logger: Logger, directories: Directories): Promise<RunningCoordinator> {
+export async function startCoordinator(config: Config, logger: Logger, directories: Directories, options: StartOptions = {}): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
   const store = openStore(config, directories, (reason) => {
@@ -204,6 +225,15 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   const lifecycle = new Lifecycle();
   lifecycle.onClose('state store', () => store.close());
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
+  const reloadFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `reload hook ${hook} failed`);
+  // Registered first, so it closes last: STOPPING=1 reaches systemd before the process exits.
+  const notifier = SystemdNotifier.fromEnv(options.env ?? process.env, logger);
+  if (notifier) {
+    lifecycle.onChange((state) => {
+      if (state === 'draining') void notifier.notify(['STOPPING=1']);
+    });
+    lifecycle.onClose('systemd notify', () => notifier.settled());
+  }
   const metrics = new CoordinatorMetrics();
   lifecycle.onClose('metrics', () => metrics.stop());
   const diskSpace =
@@ -253,6 +283,17 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   } else host = new InlineSchedulerHost(coreConfigOf(config), onEffects);
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
+  lifecycle.onReload('logging', () =>
+    reloadLogging({
+      logger,
+      running: config,
+      reread: options.reread,
+      applyLevel: (level) => {
+        logger.level = level;
+        post({ type: 'setLogLevel', level });
+      },
+    }),
+  );
 
   const apiService = new ApiService({
     config,
@@ -371,6 +412,8 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   );
   // Supervisors and scripts wait for this line: it must not sit in the log batch for 100 ms.
   flushLogger(logger);
+  // After the line: a supervisor that hears READY=1 finds it in the log.
+  void notifier?.notify(['READY=1']);
 
   let skipWait: (() => void) | undefined;
   let stopping: Promise<void> | undefined;
@@ -422,6 +465,7 @@ export async function startCoordinator(config: Config, logger: Logger, directori
     ports,
     stopped,
     diagnostics: async () => ({ workerLinks: cluster?.linkCount ?? 0, scheduler: await host.internals() }),
+    reload: () => lifecycle.reload(reloadFailed),
     shutdown(reason: string) {
       if (lifecycle.state === 'serving') {
         lifecycle.advance('draining');
