@@ -6,7 +6,8 @@
  * it out to stdout and, optionally, a file. Writes are asynchronous (sonic-boom) so logging never
  * blocks the event loop; `flushLogger` writes out what is buffered, and the process calls it before
  * exiting, so a fatal config or port error never loses the line explaining why. No worker-thread
- * transports: they could lose lines on exit.
+ * transports: they could lose lines on exit. `reopenLogFiles` reopens the file at its path, for
+ * logrotate (docs/operations.md, Reloading: SIGHUP).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -33,6 +34,8 @@ type Renderer = (line: string, record: () => LogRecord) => string;
 interface Sink {
   write(chunk: string): unknown;
   flushSync?(): void;
+  /** Files only: opens the path again (a new file if it was renamed); returns the path. */
+  reopen?(): string;
 }
 
 interface Target {
@@ -51,6 +54,13 @@ class FanOutDestination implements pino.DestinationStream {
     let parsed: LogRecord | undefined;
     const record = (): LogRecord => (parsed ??= JSON.parse(line) as LogRecord);
     for (const t of this.targets) t.sink.write(t.render(line, record));
+  }
+
+  /** Throws (and keeps every old file) when a path cannot be opened. */
+  reopen(): string[] {
+    const reopened: string[] = [];
+    for (const t of this.targets) if (t.sink.reopen) reopened.push(t.sink.reopen());
+    return reopened;
   }
 
   flush(cb: (err?: Error) => void): void {
@@ -74,7 +84,8 @@ export function createLogger(cfg: LoggingConfig, opts: CreateLoggerOptions = {})
   const targets: Target[] = [{ sink: consoleSink, render: rendererFor(cfg.format, colour) }];
   if (cfg.file_path) targets.push({ sink: fileSink(cfg.file_path), render: rendererFor(cfg.format, false) });
 
-  return pino(
+  const destination = new FanOutDestination(targets);
+  const logger = pino(
     {
       level: cfg.level,
       name: opts.name,
@@ -84,8 +95,22 @@ export function createLogger(cfg: LoggingConfig, opts: CreateLoggerOptions = {})
       timestamp: isoTimeField,
       formatters: { level: (label) => ({ level: label }) },
     },
-    new FanOutDestination(targets),
+    destination,
   );
+  destinations.set(logger, destination);
+  return logger;
+}
+
+const destinations = new WeakMap<Logger, FanOutDestination>();
+
+/**
+ * Reopens `[logging] file_path` at its path: after logrotate renames the file, lines logged from now
+ * on go to a new file there, and the ones already buffered still reach the renamed one. Returns the
+ * reopened paths (none without a log file); throws when the path cannot be opened, and then keeps
+ * writing to the old file.
+ */
+export function reopenLogFiles(logger: Logger): string[] {
+  return destinations.get(logger)?.reopen() ?? [];
 }
 
 let cachedSecond = Number.NaN;
@@ -187,13 +212,13 @@ const ASYNC_SINK = { sync: false, minLength: 4096, maxLength: 16 * 1024 * 1024 }
 const LOG_FLUSH_MS = 100;
 
 /** A sink whose buffered lines are flushed every LOG_FLUSH_MS, only when it received some. */
-function batched(dest: SonicBoomLike): Sink {
+function batched(current: () => SonicBoomLike): Sink {
   let pending = false;
   const timer = setInterval(() => {
     if (!pending) return;
     pending = false;
     try {
-      dest.flush();
+      current().flush();
     } catch {
       // Not open yet or already closed: the next tick (or flushLogger at exit) writes it.
     }
@@ -203,9 +228,9 @@ function batched(dest: SonicBoomLike): Sink {
   return {
     write(chunk: string) {
       pending = true;
-      return dest.write(chunk);
+      return current().write(chunk);
     },
-    flushSync: () => dest.flushSync(),
+    flushSync: () => current().flushSync(),
   };
 }
 
@@ -213,20 +238,40 @@ interface SonicBoomLike {
   write(chunk: string): unknown;
   flush(): void;
   flushSync(): void;
+  end(): void;
 }
 
 function stdoutSink(): Sink {
   const dest = pino.destination({ dest: 1, ...ASYNC_SINK });
   // A closed stdout (`… | head`) must not crash the coordinator; the log line is simply lost.
   dest.on('error', () => undefined);
-  return batched(dest);
+  return batched(() => dest);
 }
 
 function fileSink(filePath: string): Sink {
   const resolved = path.resolve(filePath);
+  let dest = openFileDestination(resolved);
+  const sink = batched(() => dest);
+  sink.reopen = () => {
+    // Opened first: a path that cannot be opened now leaves the old file in use.
+    const next = openFileDestination(resolved);
+    const old = dest;
+    dest = next;
+    try {
+      // Writes out what the old file still buffers (lines logged before the signal), then closes it.
+      old.end();
+    } catch {
+      // Already closed after an error: nothing left to write there.
+    }
+    return resolved;
+  };
+  return sink;
+}
+
+function openFileDestination(resolved: string): SonicBoomLike {
   try {
     fs.mkdirSync(path.dirname(resolved), { recursive: true });
-    // Opened synchronously so a bad path fails at startup and flushLogger can always write.
+    // Opened synchronously so a bad path fails at startup (or at the reopen) and flushLogger can always write.
     const fd = fs.openSync(resolved, 'a');
     const dest = pino.destination({ dest: fd, ...ASYNC_SINK });
     let reported = false;
@@ -236,7 +281,7 @@ function fileSink(filePath: string): Sink {
       reported = true;
       process.stderr.write(`log file ${resolved}: ${err.message}; further file writes may be lost\n`);
     });
-    return batched(dest);
+    return dest;
   } catch (err) {
     throw new Error(`cannot open log file ${resolved}: ${(err as Error).message}`, { cause: err });
   }

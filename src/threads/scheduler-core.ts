@@ -171,6 +171,9 @@ export class SchedulerCore {
           failJob(ctx, job, { kind: 'internal', traceId: event.traceId, reason: 'coordinator shutting down' });
         }
         break;
+      case 'setLogLevel':
+        ctx.setLogLevel(event.level);
+        break;
     }
     return this.settle();
   }

@@ -31,6 +31,8 @@ import { ApiService } from '../api/service';
 import { InlineSchedulerHost, ThreadSchedulerHost, type SchedulerHost } from '../scheduler/host';
 import { MockSchedulerHost } from '../scheduler/mock-backend';
 import { applyEffects } from './effects';
+import { reloadLogging } from './reload';
+import { SystemdNotifier } from './systemd-notify';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
@@ -134,12 +136,15 @@ export interface RunningCoordinator {
   ports: { api: number; cluster?: number; metrics?: number };
   /** Starts the drain (as SIGTERM does); a second call skips the wait. */
   shutdown(reason: string): void;
+  /**
+   * Runs the reload hooks, as SIGHUP does: the log file and level, and the certificate, key, CA and
+   * token files (a bad file keeps the old material).
+   */
+  reload(): Promise<void>;
   /** Resolves with the exit code once stopped. */
   stopped: Promise<number>;
   /** Table sizes on both sides of the thread boundary, for leak checks in tests. */
   diagnostics(): Promise<Diagnostics>;
-  /** Re-reads the certificate, key, CA and token files (as SIGHUP does); a bad file keeps the old material. */
-  reload(): void;
 }
 
 /** The security files as read at start, and how to read them again (docs/security.md). */
@@ -154,7 +159,16 @@ export interface Diagnostics {
   scheduler: CoreInternals | undefined;
 }
 
-export async function runCoordinator(loaded: LoadedConfig, directories: Directories, security: SecuritySetup): Promise<number> {
+export interface StartOptions {
+  /** The security files as read at start, and how to read them again (docs/security.md); read here when absent. */
+  security?: SecuritySetup;
+  /** Reads the configuration again as at start, for SIGHUP (docs/operations.md, Reloading: SIGHUP). */
+  reread?: () => LoadedConfig;
+  /** Where NOTIFY_SOCKET is looked up (systemd readiness); default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function runCoordinator(loaded: LoadedConfig, directories: Directories, options: StartOptions = {}): Promise<number> {
   const logger = createLogger(loaded.config.logging);
   for (const w of loaded.warnings) logger.warn(`config: ${w}`);
   logger.debug({ config: loaded.config, files: loaded.files }, 'effective configuration');
@@ -173,21 +187,20 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
     if (running) running.shutdown(signal);
     else early.push(signal);
   };
+  // SIGHUP's default action would kill the process: reloads instead, once started.
+  let reloadEarly = false;
+  const onHangup = (): void => {
+    logger.info({ signal: 'SIGHUP' }, 'received SIGHUP: reloading');
+    if (running) void running.reload();
+    else reloadEarly = true;
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  // SIGHUP re-reads the security files (docs/security.md, Rotating certificates). Without a handler it
-  // would end the process at once, without a drain; one that arrives while starting is served once
-  // the listeners exist.
-  let reloadOwed = false;
-  const onHangup = (): void => {
-    if (running) running.reload();
-    else reloadOwed = true;
-  };
   process.on('SIGHUP', onHangup);
   let code: number;
   try {
     try {
-      running = await startCoordinator(loaded.config, logger, directories, security);
+      running = await startCoordinator(loaded.config, logger, directories, options);
     } catch (err) {
       if (err instanceof ListenError) {
         logger.error({ listener: err.listener, address: err.address }, err.message);
@@ -200,7 +213,7 @@ export async function runCoordinator(loaded: LoadedConfig, directories: Director
       }
       throw err;
     }
-    if (reloadOwed) running.reload();
+    if (reloadEarly) void running.reload();
     for (const signal of early) running.shutdown(signal);
     code = await running.stopped;
   } finally {
@@ -232,22 +245,17 @@ function armExitBackstop(code: number, logger: Logger): void {
 }
 
 /**
- * `directories` come checked from `prepareDirectories` (directories.ts); `security` from `loadSecurity`
- * (read here from the configuration when not given).
+ * `directories` come checked from `prepareDirectories` (directories.ts); `options.security` from
+ * `loadSecurity` (read here from the configuration when not given).
  */
-export async function startCoordinator(
-  config: Config,
-  logger: Logger,
-  directories: Directories,
-  security?: SecuritySetup,
-): Promise<RunningCoordinator> {
+export async function startCoordinator(config: Config, logger: Logger, directories: Directories, options: StartOptions = {}): Promise<RunningCoordinator> {
   const startedAt = performance.now();
   // grpc-js writes its own errors to stderr ("No address added out of total 1 resolved" for a taken
   // port): a line outside the log's format, saying less than the error line we log for the same event.
   const grpcLine = (...args: unknown[]): void => logger.debug({ source: 'grpc-js' }, args.map(String).join(' '));
   grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
-  const securityInput: SecurityInput = security?.input ?? { config, cwd: process.cwd() };
-  let material = security?.material ?? loadSecurity(securityInput);
+  const securityInput: SecurityInput = options.security?.input ?? { config, cwd: process.cwd() };
+  let material = options.security?.material ?? loadSecurity(securityInput);
   // First, before any thread or timer exists: a store that cannot be opened stops the start (exit 78).
   const store = openStore(config, directories, (reason) => {
     // LMDB is not usable after a failed commit, and lmdb-js leaves rejections nobody can handle:
@@ -259,6 +267,15 @@ export async function startCoordinator(
   const lifecycle = new Lifecycle();
   lifecycle.onClose('state store', () => store.close());
   const closeFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `close hook ${hook} failed`);
+  const reloadFailed = (hook: string, err: unknown): void => logger.error({ err, hook }, `reload hook ${hook} failed`);
+  // Registered first, so it closes last: STOPPING=1 reaches systemd before the process exits.
+  const notifier = SystemdNotifier.fromEnv(options.env ?? process.env, logger);
+  if (notifier) {
+    lifecycle.onChange((state) => {
+      if (state === 'draining') void notifier.notify(['STOPPING=1']);
+    });
+    lifecycle.onClose('systemd notify', () => notifier.settled());
+  }
   const metrics = new CoordinatorMetrics({ version: config.service.version, loopWindowMs: SCHEDULER_STATS_INTERVAL_MS });
   metrics.setTimeouts(timeoutSettings(config));
   lifecycle.onClose('metrics', () => metrics.stop());
@@ -309,6 +326,18 @@ export async function startCoordinator(
   } else host = new InlineSchedulerHost(coreConfigOf(config), onEffects);
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
+  lifecycle.onReload('logging', () =>
+    reloadLogging({
+      logger,
+      running: config,
+      reread: options.reread,
+      applyLevel: (level) => {
+        logger.level = level;
+        post({ type: 'setLogLevel', level });
+      },
+    }),
+  );  lifecycle.onReload('security', () => reloadSecurityFiles());
+
 
   const apiService = new ApiService({
     config,
@@ -457,6 +486,8 @@ export async function startCoordinator(
   );
   // Supervisors and scripts wait for this line: it must not sit in the log batch for 100 ms.
   flushLogger(logger);
+  // After the line: a supervisor that hears READY=1 finds it in the log.
+  void notifier?.notify(['READY=1']);
 
   let skipWait: (() => void) | undefined;
   let stopping: Promise<void> | undefined;
@@ -509,11 +540,9 @@ export async function startCoordinator(
    * files are bad keeps what it had and the error line names the file. New connections and calls use
    * the new material; established connections keep theirs (docs/security.md, Rotating certificates).
    */
-  function reload(): void {
-    if (!material.tls && !material.clientCa && !material.apiToken) {
-      logger.info('SIGHUP: nothing to re-read (no TLS certificate, client CA or API token configured)');
-      return;
-    }
+  function reloadSecurityFiles(): void {
+    // Nothing to re-read: the logging hook says what the reload did.
+    if (!material.tls && !material.clientCa && !material.apiToken) return;
     const outcome = reloadSecurity(securityInput, material);
     for (const f of outcome.failures) {
       logger.error({ setting: f.setting, file: f.file, reason: f.reason }, `SIGHUP: ${f.message}; keeping the previous material`);
@@ -547,8 +576,8 @@ export async function startCoordinator(
   return {
     ports,
     stopped,
-    reload,
     diagnostics: async () => ({ workerLinks: cluster?.linkCount ?? 0, scheduler: await host.internals() }),
+    reload: () => lifecycle.reload(reloadFailed),
     shutdown(reason: string) {
       if (lifecycle.state === 'serving') {
         lifecycle.advance('draining');

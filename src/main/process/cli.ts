@@ -75,7 +75,9 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
     // Loaded only when serving: --help, --version and the config commands stay fast and keep working
     // without grpc-js, the scheduler and the rest of the server graph.
     const { runCoordinator } = await import('./app');
-    process.exitCode = await runCoordinator(loaded, prepared.directories, { input: securityInput, material: security });
+    // SIGHUP reads the configuration again exactly as here: same flags, variables and files.
+    const reread = (): LoadedConfig => loadConfig({ cli: options, env, cwd, homeDir });
+    process.exitCode = await runCoordinator(loaded, prepared.directories, { reread, env, security: { input: securityInput, material: security } });
   } catch (err) {
     // runCoordinator reports its own expected failures through the exit code; this is a bug path.
     process.stderr.write(`${PROGRAM_NAME}: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -10,6 +10,10 @@
  * the first stopped), each one bounded by its own grace; a hook that throws is logged and the next
  * one still runs. A startup that fails half-way runs the hooks registered so far, so there is one
  * teardown, not one per failure path.
+ *
+ * Reload hooks are what SIGHUP re-reads or reopens (docs/operations.md, Reloading: SIGHUP), each part
+ * registering its own: they run in registration order, one reload at a time, and one that throws is
+ * reported without stopping the others.
  */
 export type LifecycleState = 'starting' | 'serving' | 'draining' | 'stopped';
 
@@ -25,6 +29,8 @@ export class Lifecycle {
   private current: LifecycleState = 'starting';
   private readonly listeners: ((state: LifecycleState) => void)[] = [];
   private readonly closeHooks: CloseHook[] = [];
+  private readonly reloadHooks: CloseHook[] = [];
+  private reloading: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
   get state(): LifecycleState {
@@ -56,6 +62,29 @@ export class Lifecycle {
   /** Registers the teardown of a part that just started. */
   onClose(name: string, run: CloseHook['run']): void {
     this.closeHooks.push({ name, run });
+  }
+
+  /** Registers something a reload (SIGHUP) re-reads or reopens. */
+  onReload(name: string, run: CloseHook['run']): void {
+    this.reloadHooks.push({ name, run });
+  }
+
+  /**
+   * Runs every reload hook in registration order, after any reload still running (signals can come
+   * faster than a hook finishes). Nothing runs once the process has begun closing.
+   */
+  reload(onError: (hook: string, err: unknown) => void): Promise<void> {
+    this.reloading = this.reloading.then(async () => {
+      for (const hook of this.reloadHooks) {
+        if (this.closing) return;
+        try {
+          await hook.run();
+        } catch (err) {
+          onError(hook.name, err);
+        }
+      }
+    });
+    return this.reloading;
   }
 
   /**

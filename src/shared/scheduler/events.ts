@@ -3,6 +3,7 @@
  * batched per turn of the main thread's event loop, so a client request never overtakes a worker
  * event posted before it. Worker messages arrive here already validated at the edge.
  */
+import type { LogLevel } from '../config/types';
 import type { EpochMs, JobFailure, JobSpec, JobStatus, LinkId, TaskResultSummary, TaskType } from './types';
 
 export type SchedulerEvent =
@@ -81,4 +82,6 @@ export type SchedulerEvent =
   | { type: 'jobReplayable'; jobId: string; replayable: boolean }
   // ---- lifecycle ----
   /** Shutdown deadline reached: fail every non-terminal job with `internal`. */
-  | { type: 'abandonAll'; traceId: string };
+  | { type: 'abandonAll'; traceId: string }
+  /** SIGHUP re-read the log level: the scheduler's lines follow it too. */
+  | { type: 'setLogLevel'; level: LogLevel };

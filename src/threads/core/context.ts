@@ -65,7 +65,7 @@ export class Ctx {
 
   /** Liveness threshold; 0 disables the check. */
   readonly livenessMs: number;
-  private readonly minLogRank: number;
+  private minLogRank: number;
 
   now = 0;
   out: SchedulerEffect[] = [];
@@ -94,6 +94,10 @@ export class Ctx {
 
   followUp(f: FollowUp): void {
     this.followUps.push(f);
+  }
+
+  setLogLevel(level: LogLevel): void {
+    this.minLogRank = LOG_LEVEL_RANK[level];
   }
 
   log(level: LogLevelName, msg: string, fields: LogFields = {}): void {
