@@ -48,6 +48,20 @@ export const JOB_OUTCOMES: readonly JobOutcomeLabel[] = ['success', 'failure', '
 export const WORKER_STATES: readonly WorkerStateLabel[] = ['idle', 'setting_up', 'ready', 'computing', 'disconnected'];
 export const PHASES: readonly PhaseLabel[] = ['contributions', 'prove', 'aggregate'];
 export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 'task', 'other'];
+/** The `limit` label of `coordinator_limit_rejections_total` (docs/operations.md, Limits). */
+export const LIMIT_NAMES = [
+  'elf_bytes',
+  'inline_bytes',
+  'wrap_proof_bytes',
+  'hints_batch_bytes',
+  'worker_message_bytes',
+  'request_field',
+  'worker_id',
+  'compute_units',
+  'watchers_per_job',
+  'watchers_total',
+] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
 
 /**
@@ -119,6 +133,7 @@ export class CoordinatorMetrics {
   private readonly storeErrors: Counter;
   private stateDiskFreeBytes: Gauge | undefined;
   private readonly bytes: Counter<'kind'>;
+  private readonly limitHits: Counter<'limit'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
   private readonly jobHandles = new Handles((kind, outcome) => this.jobs.labels(kind, outcome));
@@ -239,6 +254,12 @@ export class CoordinatorMetrics {
       labelNames: ['kind'],
       registers,
       collect: () => this.bytesTally.flushInto(this.bytes, 'kind'),
+    });
+    this.limitHits = new Counter({
+      name: 'coordinator_limit_rejections_total',
+      help: 'Requests, registrations and messages refused because they exceed one of the limits of docs/operations.md (Limits), by limit.',
+      labelNames: ['limit'],
+      registers,
     });
     this.loopDelay = new Gauge({
       name: 'coordinator_event_loop_delay_seconds',
@@ -364,6 +385,16 @@ export class CoordinatorMetrics {
     this.bytesTally.add(kind, count(n));
   }
 
+  /** Something was refused at one of the limits of docs/operations.md (Limits). */
+  limitHit(limit: LimitName): void {
+    this.limitHits.inc({ limit });
+  }
+
+  /** A message to a worker was over the send limit and was not written (its job failed instead). */
+  messageRefused(): void {
+    this.limitHits.inc({ limit: 'worker_message_bytes' });
+  }
+
   /** The scheduler thread's own `LoopStatsSampler` figures (seconds; utilization 0..1). */
   setSchedulerLoopStats(stats: LoopStats): void {
     this.loopDelay.set({ thread: 'scheduler', stat: 'p50' }, nonNegative(stats.p50));
@@ -404,6 +435,7 @@ export class CoordinatorMetrics {
     for (const phase of PHASES) this.phaseDuration.zero({ phase });
     for (const state of WORKER_STATES) this.workers.set({ state }, 0);
     for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);
+    for (const limit of LIMIT_NAMES) this.limitHits.inc({ limit }, 0);
     for (const thread of LOOP_THREADS) {
       for (const stat of ['p50', 'p99', 'max'] as const) this.loopDelay.set({ thread, stat }, 0);
       this.loopUtilization.set({ thread }, 0);

@@ -27,6 +27,7 @@ import { ApiService } from '../api/service';
 import { InlineSchedulerHost, ThreadSchedulerHost, type SchedulerHost } from '../scheduler/host';
 import { MockSchedulerHost } from '../scheduler/mock-backend';
 import { applyEffects } from './effects';
+import { WORKER_MAX_MESSAGE_BYTES, workerSendLimit } from '../../shared/wire-limits';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
@@ -54,8 +55,7 @@ const SCHEDULER_STATS_INTERVAL_MS = 5_000;
  * with SIGTERM). Taking the copy as a second signal would abandon every job at once.
  */
 export const REPEATED_SIGNAL_MS = 1_000;
-/** The real worker's decoder limit is fixed at 128 MiB: a bigger message would kill its stream. */
-export const WORKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+export { WORKER_MAX_MESSAGE_BYTES };
 
 export function apiServerTuning(config: Config): GrpcServerTuning {
   return {
@@ -70,7 +70,7 @@ export function clusterServerTuning(config: Config): GrpcServerTuning {
   return {
     windowBytes: config.server.http2_window_bytes,
     maxMessageBytes: config.server.max_message_bytes,
-    maxSendMessageBytes: Math.min(config.server.max_message_bytes, WORKER_MAX_MESSAGE_BYTES),
+    maxSendMessageBytes: workerSendLimit(config.server.max_message_bytes),
     keepaliveTimeMs: config.coordinator.keepalive_time_seconds * 1000,
     keepaliveTimeoutMs: config.coordinator.keepalive_timeout_seconds * 1000,
   };
@@ -276,6 +276,7 @@ export async function startCoordinator(config: Config, logger: Logger, directori
     : new ClusterService({
         maxWorkerQueueBytes: config.coordinator.max_worker_queue_bytes,
         maxEgressBytes: config.coordinator.max_egress_bytes,
+        maxSendBytes: workerSendLimit(config.server.max_message_bytes),
         heartbeatIntervalMs: config.coordinator.heartbeat_interval_seconds * 1000,
         post,
         blobs,

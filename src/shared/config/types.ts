@@ -72,6 +72,8 @@ export interface CoordinatorConfig {
   queue_timeout_seconds: number;
   setup_timeout_seconds: number;
   max_retained_jobs: number;
+  max_watchers_per_job: number;
+  max_watchers: number;
   handshake_timeout_seconds: number;
   recovery_timeout_seconds: number;
   wrap_timeout_seconds: number;
