@@ -36,7 +36,7 @@ export interface ClusterMetrics {
   ignoredWorkerMessage(reason: string): void;
   bytesSent(kind: BytesKind, n: number): void;
   messageRefused(kind: BytesKind, bytes: number, limit: number): void;
-  limitHit(limit: 'worker_id' | 'compute_units'): void;
+  limitHit(limit: 'worker_id' | 'compute_units' | 'unregistered_streams' | 'handshake_timeout'): void;
 }
 
 export interface ClusterServiceOptions {
@@ -44,6 +44,8 @@ export interface ClusterServiceOptions {
   maxEgressBytes: number;
   /** What the worker port sends at most (its grpc-js send limit; docs/operations.md, Limits). */
   maxSendBytes: number;
+  /** Streams open and not registered yet, at most (docs/operations.md, Limits). */
+  maxUnregisteredStreams: number;
   heartbeatIntervalMs: number;
   post(event: SchedulerEvent): void;
   blobs: BlobStore;
@@ -130,6 +132,8 @@ export class ClusterService {
   private readonly heartbeatSlices: Set<WorkerLink>[] = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
   private readonly egress: EgressBudget;
   private nextLinkId = 1;
+  /** Streams whose first message has not arrived yet. */
+  private unregistered = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly rejectTimers = new Set<NodeJS.Timeout>();
   private readonly aliveGapMs: number;
@@ -182,15 +186,31 @@ export class ClusterService {
   private accept(call: grpc.ServerDuplexStream<WorkerMessageView, Buffer>): void {
     // The Rust worker waits for response headers before it sends `register` (docs/protocol.md, Response headers).
     call.sendMetadata(new grpc.Metadata());
+    if (this.unregistered >= this.opts.maxUnregisteredStreams) {
+      // Each one costs a stream and its buffers until its handshake timeout: a flood is turned away.
+      this.opts.metrics.limitHit('unregistered_streams');
+      call.emit('error', {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `Too many unregistered worker streams (${this.opts.maxUnregisteredStreams}); try again`,
+      });
+      return;
+    }
+    this.unregistered++;
     const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics, this.opts.maxSendBytes);
     this.links.set(link.id, link);
     this.heartbeatSlices[link.id % HEARTBEAT_SLICES].add(link);
     this.opts.post({ type: 'linkOpened', linkId: link.id });
     let handshakeDone = false;
     let closed = false;
+    const handshakeOver = (): void => {
+      if (handshakeDone) return;
+      handshakeDone = true;
+      this.unregistered--;
+    };
     const onClosed = (): void => {
       if (closed) return;
       closed = true;
+      handshakeOver();
       link.markClosed();
       this.links.delete(link.id);
       this.heartbeatSlices[link.id % HEARTBEAT_SLICES].delete(link);
@@ -202,7 +222,7 @@ export class ClusterService {
       const name = payloadName(msg);
       this.opts.metrics.workerMessage(name ?? 'none');
       if (!handshakeDone) {
-        handshakeDone = true;
+        handshakeOver();
         this.handshake(link, msg);
         return;
       }
@@ -418,7 +438,10 @@ export class ClusterService {
   closeWorker(effect: EffectOf<'closeWorker'>): void {
     const link = this.links.get(effect.linkId);
     // A rejection is already on its way (delayed); the handshake timer must not pre-empt it.
-    if (link && !link.rejecting) link.end(STATUS_BY_NAME[effect.status], effect.message);
+    if (link && !link.rejecting) {
+      if (effect.status === 'DEADLINE_EXCEEDED') this.opts.metrics.limitHit('handshake_timeout');
+      link.end(STATUS_BY_NAME[effect.status], effect.message);
+    }
   }
 
   sendSetup(effect: EffectOf<'sendSetup'>): void {

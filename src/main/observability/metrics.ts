@@ -60,6 +60,8 @@ export const LIMIT_NAMES = [
   'compute_units',
   'watchers_per_job',
   'watchers_total',
+  'unregistered_streams',
+  'handshake_timeout',
 ] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];

@@ -277,6 +277,7 @@ export async function startCoordinator(config: Config, logger: Logger, directori
         maxWorkerQueueBytes: config.coordinator.max_worker_queue_bytes,
         maxEgressBytes: config.coordinator.max_egress_bytes,
         maxSendBytes: workerSendLimit(config.server.max_message_bytes),
+        maxUnregisteredStreams: config.coordinator.max_unregistered_streams,
         heartbeatIntervalMs: config.coordinator.heartbeat_interval_seconds * 1000,
         post,
         blobs,

@@ -257,6 +257,11 @@ const DEFINITION: SchemaDefinition = {
       description: 'Max open WatchJob streams in all; beyond it WatchJob gets RESOURCE_EXHAUSTED.',
     },
     handshake_timeout_seconds: { type: TIMER_SECONDS, default: 10, description: 'A worker stream must register within this time.' },
+    max_unregistered_streams: {
+      type: POSITIVE_U32,
+      default: 10000,
+      description: 'Max worker streams open but not yet registered; beyond it a new stream ends at once with RESOURCE_EXHAUSTED.',
+    },
     recovery_timeout_seconds: { type: TIMER_SECONDS, default: 360, description: 'Release a worker parked for recovery after this long.' },
     wrap_timeout_seconds: { type: TIMER_SECONDS, default: 600, description: 'Timeout of wrap jobs.' },
     max_worker_queue_bytes: { type: BYTE_BUDGET, default: 268435456, description: 'Max bytes queued on one worker stream.' },

@@ -75,6 +75,7 @@ export interface CoordinatorConfig {
   max_watchers_per_job: number;
   max_watchers: number;
   handshake_timeout_seconds: number;
+  max_unregistered_streams: number;
   recovery_timeout_seconds: number;
   wrap_timeout_seconds: number;
   max_worker_queue_bytes: number;
