@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   QUEUE_FULL: { code: 2002, grpc: GrpcCode.RESOURCE_EXHAUSTED },
   SHUTTING_DOWN: { code: 2003, grpc: GrpcCode.UNAVAILABLE },
   STATE_STORE_UNAVAILABLE: { code: 2004, grpc: GrpcCode.UNAVAILABLE },
+  TOO_MANY_WATCHERS: { code: 2005, grpc: GrpcCode.RESOURCE_EXHAUSTED },
   INTERNAL: { code: 3001, grpc: GrpcCode.INTERNAL },
   UNAUTHENTICATED: { code: 4001, grpc: GrpcCode.UNAUTHENTICATED },
 } as const;
@@ -43,12 +44,24 @@ export interface ApiErrorData {
   message: string;
 }
 
+/**
+ * A value echoed into an error text or a log line, cut to a readable length (twice a hash id, so a
+ * near miss is still shown whole): a client or worker
+ * controls it, and a 7 KB id in an error would exceed the client's metadata limit.
+ */
+export function shown(value: string, maxChars = 128): string {
+  if (value.length <= maxChars) return value;
+  // Never cut a surrogate pair in half.
+  const end = /[\uD800-\uDBFF]/.test(value[maxChars - 1]) ? maxChars - 1 : maxChars;
+  return `${value.slice(0, end)}…(${Buffer.byteLength(value, 'utf8')} bytes)`;
+}
+
 /** Message texts, kept in one place so they stay identical to upstream's. */
 export const apiErrors = {
-  jobNotFound: (jobId: string): ApiErrorData => ({ code: 'JOB_NOT_FOUND', message: `Job not found: ${jobId}` }),
+  jobNotFound: (jobId: string): ApiErrorData => ({ code: 'JOB_NOT_FOUND', message: `Job not found: ${shown(jobId)}` }),
   programNotFound: (hashId: string): ApiErrorData => ({
     code: 'PROGRAM_NOT_FOUND',
-    message: `Program not found: ${hashId}`,
+    message: `Program not found: ${shown(hashId)}`,
   }),
   invalidJobState: (reason: string): ApiErrorData => ({
     code: 'INVALID_JOB_STATE',
@@ -59,6 +72,16 @@ export const apiErrors = {
     message: `Invalid proof conversion: ${from} → ${to}`,
   }),
   invalidArgument: (message: string): ApiErrorData => ({ code: 'INVALID_ARGUMENT', message }),
+  /** A string field over its bound (docs/operations.md, Limits). */
+  fieldTooLong: (field: string, bytes: number, limit: number): ApiErrorData => ({
+    code: 'INVALID_ARGUMENT',
+    message: `${field} is ${bytes} bytes, over the limit of ${limit} bytes`,
+  }),
+  /** Data that would not fit in the messages built from it for workers (docs/operations.md, Limits). */
+  tooLarge: (what: string, bytes: number, limit: number, advice: string): ApiErrorData => ({
+    code: 'INVALID_ARGUMENT',
+    message: `${what} is ${bytes} bytes, over the limit of ${limit} bytes (${advice})`,
+  }),
   clusterUnavailable: (reason: string): ApiErrorData => ({
     code: 'CLUSTER_UNAVAILABLE',
     message: `Cluster unavailable: ${reason}`,
@@ -67,6 +90,14 @@ export const apiErrors = {
   setupNotDone: (): ApiErrorData =>
     apiErrors.clusterUnavailable('workers connected but setup not done; call setup() first'),
   queueFull: (n: number): ApiErrorData => ({ code: 'QUEUE_FULL', message: `Queue full (${n} jobs)` }),
+  /** A WatchJob past `max_watchers_per_job` (`job` set) or `max_watchers` (docs/operations.md, Limits). */
+  tooManyWatchers: (limit: number, job?: string): ApiErrorData => ({
+    code: 'TOO_MANY_WATCHERS',
+    message:
+      job !== undefined
+        ? `Too many watchers: job ${shown(job)} already has ${limit} WatchJob streams (max_watchers_per_job)`
+        : `Too many watchers: ${limit} WatchJob streams are open (max_watchers)`,
+  }),
   shuttingDown: (): ApiErrorData => ({ code: 'SHUTTING_DOWN', message: 'Coordinator is shutting down' }),
   /** The job could not be made durable (a full disk, a failing one): it was not accepted. */
   stateStoreUnavailable: (reason: string): ApiErrorData => ({

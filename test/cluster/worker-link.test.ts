@@ -61,3 +61,26 @@ test('a stream closed while waiting for its turn writes nothing more', async () 
   assert.equal(b.call.writes.length, 0);
   assert.equal(a.call.writes.length, 1);
 });
+
+test('a message over the send limit is never written: its producer is told, the stream goes on', async () => {
+  const refused: Array<[string, number, number]> = [];
+  const budget = new EgressBudget(4 * MiB);
+  const { link, call } = fakeLink(1, {
+    held: false,
+    egress: budget,
+    maxSendBytes: 2 * MiB,
+    counters: { bytesSent: () => undefined, messageRefused: (kind, bytes, limit) => refused.push([kind, bytes, limit]) },
+  });
+  const told: Array<[number, number]> = [];
+  link.send({ ...message(2 * MiB + 1), refuse: (bytes, limit) => told.push([bytes, limit]) });
+  link.sendBuffer(Buffer.alloc(2 * MiB), 'task', () => assert.fail('fits exactly: sent'));
+  link.sendBuffer(Buffer.alloc(100), 'other');
+  await nextTurn();
+  await nextTurn();
+  assert.deepEqual(told, [[2 * MiB + 1, 2 * MiB]]);
+  assert.deepEqual(refused, [['input', 2 * MiB + 1, 2 * MiB]]);
+  assert.deepEqual(sizes(call), [2 * MiB, 100], 'the messages around it went out in order');
+  assert.equal(link.pendingBytes, 0, 'its bytes left the queue');
+  assert.equal(budget.bytesInUse, 0, 'its share of the egress budget was given back');
+  assert.equal(link.closed, false);
+});

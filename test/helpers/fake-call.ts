@@ -52,6 +52,8 @@ export interface FakeLinkOptions {
   /** Write callbacks wait for `call.complete()` (default true). */
   held?: boolean;
   counters?: LinkCounters;
+  /** The link's send limit (default: the worker's 128 MiB). */
+  maxSendBytes?: number;
 }
 
 /** A real WorkerLink over a FakeCall. */
@@ -63,6 +65,7 @@ export function fakeLink(id: number, opts: FakeLinkOptions = {}): { link: Worker
     opts.maxQueueBytes ?? 1 << 30,
     opts.egress ?? new EgressBudget(1 << 30),
     opts.counters ?? { bytesSent: () => undefined },
+    opts.maxSendBytes,
   );
   return { link, call };
 }

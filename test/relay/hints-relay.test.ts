@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { RelayError } from '../../src/main/data/relays';
-import { END, START, bytes, header, hint, makeRelay, settle, target, track, type DecodedMessage } from './fakes';
+import { JobRelay, RelayError } from '../../src/main/data/relays';
+import { END, START, TestLink, bytes, encode, header, hint, makeRelay, settle, target, track, type DecodedMessage } from './fakes';
 
 const STREAM_START = 0;
 const STREAM_DATA = 1;
@@ -179,4 +179,37 @@ test('hints are held until setLinks; abort releases the wait without a failure',
   h.relay.end();
   await settle();
   assert.deepEqual(h.failures, []);
+});
+
+test('a batch too big for one stream_data message fails the job with the sizes and sends nothing', async () => {
+  const t = new TestLink(1);
+  const failures: string[] = [];
+  let hits = 0;
+  const relay = new JobRelay({
+    jobId: 'job-1',
+    kind: 'hints',
+    encode,
+    target: () => t.link,
+    onFailure: (reason) => failures.push(reason),
+    maxHintsBatchBytes: 64,
+    onBatchTooLarge: () => hits++,
+  });
+  relay.setLinks([1]);
+  await relay.push(Buffer.concat([START, hint(0x100, bytes(40))]));
+  const big = hint(0x100, bytes(64));
+  const err = await relay.push(big).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  await settle();
+  assert.ok(err instanceof RelayError);
+  assert.deepEqual(failures, [
+    `invalid hints stream: a batch of ${big.length} bytes is over the limit of 64 bytes (one batch is relayed to workers as one message; send smaller batches)`,
+  ]);
+  assert.equal(hits, 1);
+  assert.deepEqual(
+    summary(t.decoded()).map(([type]) => type),
+    [STREAM_START, STREAM_DATA],
+    'only the batch within the limit went out',
+  );
 });

@@ -114,7 +114,7 @@ test('a file under inputs_dir is relayed fully, in order, in word-aligned chunks
   fs.writeFileSync(file, data);
   const h = makeRelay('input', [1, 2]);
   h.relay.setLinks([1, 2]);
-  await startLocalSource(file, 'file', h.relay, new AbortController().signal);
+  await startLocalSource(file, 'file', h.relay, new AbortController().signal, { root: inputs });
   assert.deepEqual(h.failures, []);
   assert.equal(h.relay.ended, true);
   for (const t of [target(h, 1), target(h, 2)]) {
@@ -130,7 +130,7 @@ test('a hints file drives START / DATA / END', async () => {
   fs.writeFileSync(file, Buffer.concat([START, hint(0x100, bytes(3 * 1024 * 1024)), END]));
   const h = makeRelay('hints', [1]);
   h.relay.setLinks([1]);
-  await startLocalSource(file, 'file', h.relay, new AbortController().signal);
+  await startLocalSource(file, 'file', h.relay, new AbortController().signal, { root: inputs });
   await settle();
   assert.deepEqual(h.failures, []);
   assert.equal(h.relay.ended, true);
@@ -144,27 +144,29 @@ test('file errors fail the job precisely', async () => {
   const missing = path.join(inputs, 'missing.bin');
   const h = makeRelay('input', [1]);
   h.relay.setLinks([1]);
-  await startLocalSource(missing, 'file', h.relay, new AbortController().signal);
+  await startLocalSource(missing, 'file', h.relay, new AbortController().signal, { root: inputs });
   assert.deepEqual(h.failures, [`cannot open ${missing}: ENOENT`]);
 
   const partial = path.join(inputs, 'partial.bin');
   fs.writeFileSync(partial, bytes(21));
   const p = makeRelay('input', [1]);
   p.relay.setLinks([1]);
-  await startLocalSource(partial, 'file', p.relay, new AbortController().signal);
+  await startLocalSource(partial, 'file', p.relay, new AbortController().signal, { root: inputs });
   assert.equal(p.failures.length, 1);
   assert.match(p.failures[0], /ends with a partial word \(5 trailing bytes/);
   assert.equal(p.relay.ended, false);
 
   const dir = makeRelay('input', [1]);
-  await startLocalSource(inputs, 'file', dir.relay, new AbortController().signal);
+  const subdir = path.join(inputs, 'a-directory');
+  fs.mkdirSync(subdir);
+  await startLocalSource(subdir, 'file', dir.relay, new AbortController().signal, { root: inputs });
   assert.match(dir.failures[0], /not a regular file/);
 
   const link = path.join(inputs, 'late-link');
   fs.symlinkSync(path.join(outside, 'secret'), link);
   const l = makeRelay('input', [1]);
-  await startLocalSource(link, 'file', l.relay, new AbortController().signal);
-  assert.match(l.failures[0], /^cannot open .*late-link: ELOOP/);
+  await startLocalSource(link, 'file', l.relay, new AbortController().signal, { root: inputs });
+  assert.match(l.failures[0], /^cannot open .*late-link: a component of the path is a symbolic link/);
 });
 
 function listen(sockPath: string, onConn: (c: net.Socket) => void): Promise<net.Server> {
@@ -185,7 +187,7 @@ test('a unix socket that starts listening after the source has retried is still 
   const h = makeRelay('input', [1]);
   h.relay.setLinks([1]);
   const attempts = watchConnectAttempts(sockPath);
-  const running = startLocalSource(sockPath, 'unix', h.relay, new AbortController().signal);
+  const running = startLocalSource(sockPath, 'unix', h.relay, new AbortController().signal, { root: inputs });
   try {
     // Two attempts found nothing there: the source is retrying.
     await until('two failed connection attempts', () => attempts.failed() >= 2);
@@ -221,7 +223,7 @@ test('a unix socket that starts listening after the source has retried is still 
 test('a unix socket path that never listens fails after the connect timeout', async () => {
   const sockPath = path.join(inputs, 'never.sock');
   const h = makeRelay('input', [1]);
-  await startLocalSource(sockPath, 'unix', h.relay, new AbortController().signal, { connectTimeoutMs: 200 });
+  await startLocalSource(sockPath, 'unix', h.relay, new AbortController().signal, { root: inputs, connectTimeoutMs: 200 });
   assert.equal(h.failures.length, 1);
   assert.match(h.failures[0], /^cannot connect to .*never\.sock: ENOENT \(gave up after/);
 });
@@ -251,7 +253,7 @@ test('abort stops a source blocked on backpressure, and one still waiting to con
     // The worker's peer takes two messages and then stops reading: the third fills the link.
     t.takeOne();
     const ac = new AbortController();
-    const running = startLocalSource(sockPath, 'unix', h.relay, ac.signal);
+    const running = startLocalSource(sockPath, 'unix', h.relay, ac.signal, { root: inputs });
     await until('the first message', () => t.buffers.length >= 1);
     t.takeOne();
     await until('the second message', () => t.buffers.length >= 2);
@@ -272,7 +274,7 @@ test('abort stops a source blocked on backpressure, and one still waiting to con
   const ac2 = new AbortController();
   const nobody = path.join(inputs, 'nobody.sock');
   const attempts = watchConnectAttempts(nobody);
-  const waiting = startLocalSource(nobody, 'unix', w.relay, ac2.signal);
+  const waiting = startLocalSource(nobody, 'unix', w.relay, ac2.signal, { root: inputs });
   try {
     // Nothing listens there: the source is between attempts.
     await until('a failed connection attempt', () => attempts.failed() >= 1);

@@ -26,7 +26,10 @@ export class CallRecorder {
 
   /** An ApiFailure as is; anything else becomes INTERNAL with a trace id logged next to the cause. */
   errorOf(method: string, err: unknown): grpc.ServiceError {
-    if (err instanceof ApiFailure) return toServiceError(err.data);
+    if (err instanceof ApiFailure) {
+      if (err.limit) this.metrics.limitHit(err.limit);
+      return toServiceError(err.data);
+    }
     const { traceId, error } = internalFailure();
     this.logger.error(
       { method, trace_id: traceId, err: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined },

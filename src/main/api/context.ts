@@ -1,4 +1,5 @@
 /** What the client API's handlers share: the service's dependencies and its job-side state. */
+import type { ClientSizeLimits } from '../../shared/wire-limits';
 import type { ApiServiceDeps } from './deps';
 import type { ProgramRegistry } from './programs';
 import type { CallRecorder } from './calls';
@@ -13,6 +14,8 @@ export interface ApiContext {
   readonly jobs: JobRegistry;
   readonly scheduler: SchedulerRequests;
   readonly calls: CallRecorder;
+  /** What a client may submit so that every message built from it reaches workers (docs/operations.md, Limits). */
+  readonly limits: ClientSizeLimits;
   /** The service is closing: no new jobs, and held calls answer at once. */
   closed(): boolean;
 }

@@ -11,24 +11,40 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { FieldWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, readVarint } from '../../shared/protobuf-wire';
-import { apiErrors, grpcMessageOf, grpcStatusOf, numericCodeOf, type ApiErrorData } from '../../shared/errors';
+import { apiErrors, grpcMessageOf, grpcStatusOf, numericCodeOf, shown, type ApiErrorData } from '../../shared/errors';
+import type { LimitName } from '../observability/metrics';
 
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 export const API_ERROR_TYPE_URL = 'type.googleapis.com/zisk.coordinator.v1.ApiError';
 
 /** An error a handler throws to answer with a coded status. */
 export class ApiFailure extends Error {
-  constructor(readonly data: ApiErrorData) {
+  /** Set when the request was refused at one of the limits (counted in `coordinator_limit_rejections_total`). */
+  readonly limit: LimitName | undefined;
+
+  constructor(readonly data: ApiErrorData, limit?: LimitName) {
     super(data.message);
     this.name = 'ApiFailure';
+    this.limit = limit;
   }
+}
+
+/**
+ * The longest error text sent. Every echoed value is already cut (`shown`); this is the backstop, so
+ * an error can never exceed a client's metadata limit and break its connection's other calls.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 2048;
+
+function capped(text: string): string {
+  return text.length <= MAX_ERROR_MESSAGE_CHARS ? text : shown(text, MAX_ERROR_MESSAGE_CHARS);
 }
 
 /** The error object grpc-js sends as the call's final status. */
 export type ServiceErrorObject = grpc.ServiceError;
 
 /** Builds the grpc-js error for a coded API error, details trailer included. */
-export function toServiceError(err: ApiErrorData): ServiceErrorObject {
+export function toServiceError(full: ApiErrorData): ServiceErrorObject {
+  const err = { code: full.code, message: capped(full.message) };
   const code = grpcStatusOf(err.code);
   const details = grpcMessageOf(err);
   const metadata = new grpc.Metadata();

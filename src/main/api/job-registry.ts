@@ -1,5 +1,7 @@
 /** The client API's jobs: lookup, the scheduler's events, and what each job holds until it ends or is evicted. */
+import { dirname } from 'node:path';
 import { apiErrors } from '../../shared/errors';
+import { clientSizeLimits, workerSendLimit } from '../../shared/wire-limits';
 import type { EpochMs, JobEventBody, LinkId } from '../../shared/scheduler/types';
 import type { EffectOf } from '../../shared/scheduler/effects';
 import type { JobJournal } from './job-journal';
@@ -39,8 +41,11 @@ function isRelayed(m: DataMode): m is Extract<DataMode, { kind: 'grpc' | 'local'
 export class JobRegistry {
   private readonly table = new JobMirror();
   private idleWaiters: (() => void)[] = [];
+  private readonly hintsBatchBytes: number;
 
-  constructor(private readonly opts: JobRegistryOptions) {}
+  constructor(private readonly opts: JobRegistryOptions) {
+    this.hintsBatchBytes = clientSizeLimits(workerSendLimit(opts.deps.config.server.max_message_bytes)).hintsBatchBytes;
+  }
 
   /** An accepted job, or `Job not found`. */
   find(jobId: string): JobRecord {
@@ -88,20 +93,22 @@ export class JobRegistry {
 
   /** Reads the job's local sources (and, for another attempt, its spooled pushes) into its relays. */
   private readLocalSources(rec: JobRecord): void {
-    const spooledSource = (kind: 'input' | 'hints'): LocalSourceRef | undefined => {
+    const spooledSource = (kind: 'input' | 'hints'): (LocalSourceRef & { root: string | undefined }) | undefined => {
       const file = rec.spooled[kind]?.file;
       const path = file !== undefined ? this.opts.journal.pathOf(file) : undefined;
-      return path !== undefined ? { path, source: 'file' } : undefined;
+      return path !== undefined ? { path, source: 'file', root: dirname(path) } : undefined;
     };
-    const start = (d: LocalSourceRef | undefined, relay: JobRelay | undefined): void => {
+    const clientSource = (d: LocalSourceRef | undefined): (LocalSourceRef & { root: string | undefined }) | undefined =>
+      d ? { ...d, root: this.opts.deps.directories.inputs } : undefined;
+    const start = (d: (LocalSourceRef & { root: string | undefined }) | undefined, relay: JobRelay | undefined): void => {
       if (!d || !relay) return;
       rec.sourceAbort ??= new AbortController();
-      startLocalSource(d.path, d.source, relay, rec.sourceAbort.signal).catch((err: unknown) =>
+      startLocalSource(d.path, d.source, relay, rec.sourceAbort.signal, { root: d.root }).catch((err: unknown) =>
         relay.fail(`${d.source} source ${d.path} failed: ${err instanceof Error ? err.message : String(err)}`),
       );
     };
-    start(rec.localSources.input ?? spooledSource('input'), rec.relays.input);
-    start(rec.localSources.hints ?? spooledSource('hints'), rec.relays.hints);
+    start(clientSource(rec.localSources.input) ?? spooledSource('input'), rec.relays.input);
+    start(clientSource(rec.localSources.hints) ?? spooledSource('hints'), rec.relays.hints);
   }
 
   /**
@@ -425,6 +432,8 @@ export class JobRegistry {
       kind,
       encode: (m) => deps.encodeWorkerMessage(m),
       target: (id) => deps.link(id),
+      maxHintsBatchBytes: this.hintsBatchBytes,
+      onBatchTooLarge: () => deps.metrics.limitHit('hints_batch_bytes'),
       onFailure: (reason) => {
         const rec = this.table.get(jobId);
         if (!rec || rec.terminal) return;

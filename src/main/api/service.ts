@@ -7,6 +7,7 @@
  * effects. The job table mirrors what the scheduler reports so WaitJobResult and WatchJob answer from
  * memory without a round trip.
  */
+import { clientSizeLimits, workerSendLimit } from '../../shared/wire-limits';
 import type * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/proto-loader';
 import { CLIENT_API_PROTO, CLIENT_API_SERVICE, serviceDefinition } from '../../shared/proto';
@@ -95,6 +96,7 @@ export class ApiService implements TaskDataSource, ElfSource {
       jobs: this.jobs,
       scheduler: this.scheduler,
       calls: new CallRecorder(deps.metrics, deps.logger),
+      limits: clientSizeLimits(workerSendLimit(deps.config.server.max_message_bytes)),
       closed: () => this.closed,
     };
     this.waits = new WaitHolds(this.ctx);

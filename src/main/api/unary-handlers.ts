@@ -8,11 +8,12 @@ import { JobRecord, type DataMode } from './job-mirror';
 import type { ApiContext } from './context';
 import type { JobIdMsg, JobRequestMsg, RegisterProgramMsg } from './messages';
 import type { SubmitOutcome } from './scheduler-requests';
-import { invalid, parseJobRequest, type ParsedData, type ParsedJob } from './validation';
+import { checkElfSize, invalid, parseJobRequest, type ParsedData, type ParsedJob } from './validation';
 
 export async function registerProgram(ctx: ApiContext, req: RegisterProgramMsg): Promise<{ hash_id: string }> {
   const elf = req.zisk_elf;
   if (!elf || elf.length === 0) throw invalid('zisk_elf must not be empty');
+  checkElfSize(elf.length, ctx.limits);
   const size = elf.length;
   const { hashId, created } = await ctx.programs.register(elf);
   ctx.deps.logger.info(
@@ -24,7 +25,7 @@ export async function registerProgram(ctx: ApiContext, req: RegisterProgramMsg):
 
 export async function jobRequest(ctx: ApiContext, req: JobRequestMsg): Promise<{ job_id: string }> {
   const { deps, programs, jobs } = ctx;
-  const parsed = parseJobRequest(req, deps.directories.inputs);
+  const parsed = parseJobRequest(req, deps.directories.inputs, ctx.limits);
   const { meta } = parsed;
   if (meta.kind !== 'wrap' && !programs.has(meta.hashId)) {
     throw new ApiFailure(apiErrors.programNotFound(meta.hashId));

@@ -3,7 +3,14 @@
  * Errors): pure checks and parsers.
  */
 import type { Deadline } from '@grpc/grpc-js';
-import { apiErrors } from '../../shared/errors';
+import { apiErrors, shown } from '../../shared/errors';
+import {
+  HASH_ID_BYTES,
+  MAX_PROGRAM_NAME_BYTES,
+  MAX_STREAM_URI_BYTES,
+  type ClientSizeLimits,
+} from '../../shared/wire-limits';
+import type { LimitName } from '../observability/metrics';
 import type { EpochMs, JobKind, ProofKind } from '../../shared/scheduler/types';
 import { ApiFailure } from './grpc-errors';
 import { type JobRecord } from './job-mirror';
@@ -45,6 +52,29 @@ export function invalid(message: string): ApiFailure {
   return new ApiFailure(apiErrors.invalidArgument(message));
 }
 
+/** A field or payload past one of the limits (docs/operations.md, Limits). */
+function limitFailure(data: ReturnType<typeof apiErrors.invalidArgument>, limit: LimitName): ApiFailure {
+  return new ApiFailure(data, limit);
+}
+
+/** Refuses a string field longer than `limit` UTF-8 bytes. */
+export function checkFieldLength(field: string, value: string, limit: number): void {
+  // Cheap first: a string of at most limit/3 UTF-16 units is at most `limit` UTF-8 bytes.
+  if (value.length * 3 <= limit) return;
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > limit) throw limitFailure(apiErrors.fieldTooLong(field, bytes, limit), 'request_field');
+}
+
+/** Refuses a program over what a setup message to workers can carry. */
+export function checkElfSize(bytes: number, limits: ClientSizeLimits): void {
+  if (bytes > limits.elfBytes) {
+    throw limitFailure(
+      apiErrors.tooLarge('zisk_elf', bytes, limits.elfBytes, `a setup message to workers must fit in ${limits.workerSendBytes} bytes`),
+      'elf_bytes',
+    );
+  }
+}
+
 export function invalidJobState(reason: string): ApiFailure {
   return new ApiFailure(apiErrors.invalidJobState(reason));
 }
@@ -53,7 +83,7 @@ export function invalidJobState(reason: string): ApiFailure {
 export function parseJobId(rawId: string | undefined): string {
   const text = rawId ?? '';
   const parsed = parseUuid(text);
-  if (!parsed.ok) throw invalid(`invalid UUID: ${text}`);
+  if (!parsed.ok) throw invalid(`invalid UUID: ${shown(text)}`);
   return parsed.uuid;
 }
 
@@ -74,6 +104,7 @@ function isProofKind(n: number | undefined): n is ProofKind {
 function parseData(msg: InputKindMsg, what: 'input' | 'hints', inputsDir: string | undefined): ParsedData {
   if (msg.kind === 'inline') return { kind: 'inline', data: msg.inline?.data ?? Buffer.alloc(0) };
   const uri = msg.stream_uri ?? '';
+  checkFieldLength(what === 'hints' ? 'hints.stream_uri' : 'input.stream_uri', uri, MAX_STREAM_URI_BYTES);
   if (/^grpc:\/\//i.test(uri)) return { kind: 'grpc', uri };
   if (/^quic:\/\//i.test(uri)) throw invalid(QUIC_UNSUPPORTED_MESSAGE);
   const r = resolveLocalUri(uri, inputsDir);
@@ -82,14 +113,15 @@ function parseData(msg: InputKindMsg, what: 'input' | 'hints', inputsDir: string
 }
 
 /** Shape and format checks, in order (docs/decisions.md, Errors); throws the first failure. */
-export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefined): ParsedJob {
+export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefined, limits: ClientSizeLimits): ParsedJob {
   const jk = req.job_kind;
   if (!jk) throw invalid('job_kind must be set');
   switch (jk.kind) {
     case 'setup': {
       const s = jk.setup ?? {};
       const hashId = s.hash_id ?? '';
-      if (!HASH_ID_PATTERN.test(hashId)) throw invalid(`invalid hash_id: ${hashId}`);
+      if (!HASH_ID_PATTERN.test(hashId)) throw invalid(`invalid hash_id: ${shown(hashId)}`);
+      checkFieldLength('program_name', s.program_name ?? '', MAX_PROGRAM_NAME_BYTES);
       return {
         kind: 'setup',
         meta: { kind: 'setup', hashId, withHints: s.with_hints === true, programName: s.program_name ?? '' },
@@ -105,9 +137,21 @@ export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefine
       if (!p.input.kind) throw invalid('input.kind must be set');
       if (p.hints && !p.hints.kind) throw invalid('input.kind must be set');
       const hashId = p.hash_id ?? '';
-      if (!HASH_ID_PATTERN.test(hashId)) throw invalid(`invalid hash_id: ${hashId}`);
+      if (!HASH_ID_PATTERN.test(hashId)) throw invalid(`invalid hash_id: ${shown(hashId)}`);
       const input = parseData(p.input, 'input', inputsDir);
       const hints = p.hints ? parseData(p.hints, 'hints', inputsDir) : ({ kind: 'none' } as const);
+      const inline = (input.kind === 'inline' ? input.data.length : 0) + (hints.kind === 'inline' ? hints.data.length : 0);
+      if (inline > limits.inlineBytes) {
+        throw limitFailure(
+          apiErrors.tooLarge(
+            'inline input and hints',
+            inline,
+            limits.inlineBytes,
+            `every worker's task message carries them and must fit in ${limits.workerSendBytes} bytes; send big inputs as a grpc:// stream`,
+          ),
+          'inline_bytes',
+        );
+      }
       const timeout = kind === 'prove' ? jk.prove?.proof_timeout : jk.execute?.execute_timeout;
       const dest = kind === 'prove' ? jk.prove?.proof_dest : 1;
       const proofKind: ProofKind = isProofKind(dest) ? dest : 1;
@@ -120,7 +164,16 @@ export function parseJobRequest(req: JobRequestMsg, inputsDir: string | undefine
       if (!proof) throw invalid('wrap.proof must be set');
       const proofId = proof.proof_id ?? '';
       const id = parseUuid(proofId);
-      if (!id.ok) throw invalid(`invalid wrap.proof: invalid proof_id: invalid UUID '${proofId}': ${id.detail}`);
+      if (!id.ok) throw invalid(`invalid wrap.proof: invalid proof_id: invalid UUID '${shown(proofId)}': ${id.detail}`);
+      // Exempt from the hash_id format (the SDK sends it empty), not from a bound.
+      checkFieldLength('wrap.proof.hash_id', proof.hash_id ?? '', HASH_ID_BYTES);
+      const proofBytes = proof.data?.length ?? 0;
+      if (proofBytes > limits.wrapProofBytes) {
+        throw limitFailure(
+          apiErrors.tooLarge('wrap.proof.data', proofBytes, limits.wrapProofBytes, `the wrap task message to a worker must fit in ${limits.workerSendBytes} bytes`),
+          'wrap_proof_bytes',
+        );
+      }
       const from = proof.proof_kind ?? 0;
       if (!isProofKind(from)) throw invalid(`invalid wrap.proof: invalid proof_kind ${from}`);
       const dest = w.proof_dest ?? 0;

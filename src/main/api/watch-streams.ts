@@ -18,6 +18,8 @@ type WatchCall = grpc.ServerWritableStream<JobIdMsg, JobEventWire | Buffer | Fra
 
 export class WatchStreams {
   private readonly watchers = new Map<JobWatcher, WatchCall>();
+  /** Open watchers per job id (docs/operations.md, Limits). */
+  private readonly perJob = new Map<string, number>();
 
   constructor(private readonly ctx: ApiContext) {}
 
@@ -41,6 +43,22 @@ export class WatchStreams {
       call.emit('error', se);
       return;
     }
+    const { max_watchers: maxTotal, max_watchers_per_job: maxPerJob } = this.ctx.deps.config.coordinator;
+    const onJob = this.perJob.get(rec.id) ?? 0;
+    const refusal =
+      this.watchers.size >= maxTotal
+        ? ({ limit: 'watchers_total', error: apiErrors.tooManyWatchers(maxTotal) } as const)
+        : onJob >= maxPerJob
+          ? ({ limit: 'watchers_per_job', error: apiErrors.tooManyWatchers(maxPerJob, rec.id) } as const)
+          : undefined;
+    if (refusal) {
+      this.ctx.deps.metrics.limitHit(refusal.limit);
+      const se = toServiceError(refusal.error);
+      done(se.code);
+      call.emit('error', se);
+      return;
+    }
+    this.perJob.set(rec.id, onJob + 1);
     done(grpc.status.OK);
     const watcher: JobWatcher = new JobWatcher(
       {
@@ -53,7 +71,11 @@ export class WatchStreams {
       },
       () => {
         rec.observers.delete(watcher);
-        this.watchers.delete(watcher);
+        if (this.watchers.delete(watcher)) {
+          const left = (this.perJob.get(rec.id) ?? 1) - 1;
+          if (left > 0) this.perJob.set(rec.id, left);
+          else this.perJob.delete(rec.id);
+        }
       },
     );
     this.watchers.set(watcher, call);

@@ -13,7 +13,7 @@ import type { BlobStore } from '../data/blob-store';
 import type { BytesKind, OutboundMessage } from '../data/outbound';
 import { EgressBudget, WorkerLink } from './worker-link';
 import { certificateIdentities, certificateMismatchMessage } from './cert-identity';
-import { classifyWorkerMessage, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
+import { classifyWorkerMessage, inspectHandshakeBytes, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
 import { decodeWorkerMessage } from './worker-decode';
 import {
   contributionTaskEncoder,
@@ -39,11 +39,17 @@ export interface ClusterMetrics {
   bytesSent(kind: BytesKind, n: number): void;
   workerRegistered(): void;
   workerDisconnected(): void;
+  messageRefused(kind: BytesKind, bytes: number, limit: number): void;
+  limitHit(limit: 'worker_id' | 'compute_units' | 'unregistered_streams' | 'handshake_timeout'): void;
 }
 
 export interface ClusterServiceOptions {
   maxWorkerQueueBytes: number;
   maxEgressBytes: number;
+  /** What the worker port sends at most (its grpc-js send limit; docs/operations.md, Limits). */
+  maxSendBytes: number;
+  /** Streams open and not registered yet, at most (docs/operations.md, Limits). */
+  maxUnregisteredStreams: number;
   heartbeatIntervalMs: number;
   post(event: SchedulerEvent): void;
   blobs: BlobStore;
@@ -72,10 +78,17 @@ function passThroughService(): { service: ServiceDefinition; encode: (m: Coordin
       // Heartbeat acks are most of the inbound traffic of a large fleet; they take the shortest path.
       // The strict decoder never throws: grpc-js would end the stream itself, without the reset an
       // upstream worker needs to notice (docs/protocol.md, Ending a worker stream).
-      requestDeserialize: (buf: Buffer) => decodeHeartbeatAck(buf) ?? decodeWorkerMessage(buf),
+      requestDeserialize: (buf: Buffer) => decodeHeartbeatAck(buf) ?? decodeInbound(buf),
     },
   };
   return { service, encode };
+
+  /** A handshake's worker id is judged on its raw bytes too (docs/protocol.md). */
+  function decodeInbound(buf: Buffer): WorkerMessageView {
+    const msg = decodeWorkerMessage(buf);
+    if (msg.payload === 'register' || msg.payload === 'reconnect') msg.worker_id_bytes = inspectHandshakeBytes(buf);
+    return msg;
+  }
 }
 
 /**
@@ -130,6 +143,8 @@ export class ClusterService {
   private readonly heartbeatSlices: Set<WorkerLink>[] = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
   private readonly egress: EgressBudget;
   private nextLinkId = 1;
+  /** Streams whose first message has not arrived yet. */
+  private unregistered = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly rejectTimers = new Set<NodeJS.Timeout>();
   private readonly aliveGapMs: number;
@@ -182,7 +197,17 @@ export class ClusterService {
   private accept(call: grpc.ServerDuplexStream<WorkerMessageView, Buffer>): void {
     // The Rust worker waits for response headers before it sends `register` (docs/protocol.md, Response headers).
     call.sendMetadata(new grpc.Metadata());
-    const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics);
+    if (this.unregistered >= this.opts.maxUnregisteredStreams) {
+      // Each one costs a stream and its buffers until its handshake timeout: a flood is turned away.
+      this.opts.metrics.limitHit('unregistered_streams');
+      call.emit('error', {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `Too many unregistered worker streams (${this.opts.maxUnregisteredStreams}); try again`,
+      });
+      return;
+    }
+    this.unregistered++;
+    const link = new WorkerLink(this.nextLinkId++, call, this.opts.maxWorkerQueueBytes, this.egress, this.opts.metrics, this.opts.maxSendBytes);
     this.links.set(link.id, link);
     this.heartbeatSlices[link.id % HEARTBEAT_SLICES].add(link);
     this.opts.post({ type: 'linkOpened', linkId: link.id });
@@ -190,9 +215,15 @@ export class ClusterService {
     let closed = false;
     // Read while the call is fresh: the verified certificate of the connection the stream came on.
     const certIds = this.opts.bindWorkerIdToCert ? certificateIdentities(call.getAuthContext()?.sslPeerCertificate) : undefined;
+    const handshakeOver = (): void => {
+      if (handshakeDone) return;
+      handshakeDone = true;
+      this.unregistered--;
+    };
     const onClosed = (): void => {
       if (closed) return;
       closed = true;
+      handshakeOver();
       link.markClosed();
       if (link.registered) this.opts.metrics.workerDisconnected();
       this.links.delete(link.id);
@@ -205,14 +236,14 @@ export class ClusterService {
       if (msg.malformed !== undefined) {
         this.opts.metrics.workerMessage('malformed');
         this.opts.logger.warn({ worker_id: link.workerId, link: link.id, peer: link.peer }, `malformed worker message: ${msg.malformed}`);
-        handshakeDone = true;
+        handshakeOver();
         link.end(grpc.status.INVALID_ARGUMENT, `Malformed WorkerMessage: ${msg.malformed}`);
         return;
       }
       const name = payloadName(msg);
       this.opts.metrics.workerMessage(name ?? 'none');
       if (!handshakeDone) {
-        handshakeDone = true;
+        handshakeOver();
         this.handshake(link, msg, certIds);
         return;
       }
@@ -261,6 +292,7 @@ export class ClusterService {
     }
     const hello = outcome.hello;
     if (!hello.ok) {
+      if (hello.limit) this.opts.metrics.limitHit(hello.limit);
       this.opts.logger.warn({ worker_id: hello.workerId, link: link.id }, hello.message);
       this.rejectLater(link, hello.workerId, hello.message, 1000);
       return;
@@ -332,6 +364,41 @@ export class ClusterService {
     return { bytes: encoded.length, kind: 'elf', encode: () => encoded };
   }
 
+  /**
+   * `m` for one link, failing the setup if it cannot be sent: the setup job fails with the sizes,
+   * and the worker is told nothing but is no longer waited on (as if its ack had failed), so it
+   * leaves SettingUp and stays ineligible for the program.
+   */
+  private setupFor(m: OutboundMessage, setup: SetupRef, linkId: LinkId): OutboundMessage {
+    return {
+      ...m,
+      refuse: (bytes, limit) => {
+        const elf = this.opts.elves.elfBytes(setup.hashId)?.length ?? 0;
+        const reason = `setup message of ${bytes} bytes (ELF of ${elf} bytes) is over the worker message limit of ${limit} bytes`;
+        this.opts.logger.error({ job_id: setup.setupJobId, hash_id: setup.hashId, link: linkId }, `setup not sent: ${reason}`);
+        this.opts.post({ type: 'failJob', jobId: setup.setupJobId, failure: { kind: 'input', reason } });
+        this.opts.post({
+          type: 'setupAck',
+          linkId,
+          setupJobId: setup.setupJobId,
+          hashId: setup.hashId,
+          success: false,
+          errorMessage: reason,
+          vkHex: '',
+        });
+      },
+    };
+  }
+
+  /** The job a task message belongs to fails when the message is too big to send. */
+  private failJobOnRefusal(jobId: string, what: string, kind: 'input' | 'execution'): OutboundMessage['refuse'] {
+    return (bytes, limit) => {
+      const reason = `${what} message of ${bytes} bytes is over the worker message limit of ${limit} bytes`;
+      this.opts.logger.error({ job_id: jobId }, `task not sent: ${reason}`);
+      this.opts.post({ type: 'failJob', jobId, failure: { kind, reason } });
+    };
+  }
+
   private aggregateMessage(task: AggregateTask): OutboundMessage {
     const proofList = task.proofsBlobId !== undefined ? this.opts.blobs.get(task.proofsBlobId) : undefined;
     const buf = encodeAggregateTask({
@@ -341,7 +408,7 @@ export class ClusterService {
       last: task.last,
       proofType: task.proofType,
     });
-    return { bytes: buf.length, kind: 'task', encode: () => buf };
+    return { bytes: buf.length, kind: 'task', encode: () => buf, refuse: this.failJobOnRefusal(task.jobId, 'aggregate task', 'execution') };
   }
 
   acceptWorker(effect: EffectOf<'acceptWorker'>): void {
@@ -349,9 +416,10 @@ export class ClusterService {
     if (!link || link.closed) return;
     link.registered = true;
     this.opts.metrics.workerRegistered();
-    const [first, ...rest] = effect.setups;
+    let first: SetupRef | undefined = effect.setups[0];
+    let rest = effect.setups.slice(1);
     const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
-    const response = this.encode({
+    let response = this.encode({
       register_response: {
         worker_id: effect.workerId,
         accepted: true,
@@ -371,11 +439,25 @@ export class ClusterService {
           : {}),
       },
     });
+    if (first && response.length > this.opts.maxSendBytes) {
+      // Never the registration itself: the setup goes on its own, where a refusal fails only it.
+      response = this.encode({
+        register_response: {
+          worker_id: effect.workerId,
+          accepted: true,
+          message: effect.message,
+          registered_at: timestampNow(),
+          ...(effect.directive ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } } : {}),
+        },
+      });
+      rest = effect.setups;
+      first = undefined;
+    }
     link.sendBuffer(response, first ? 'elf' : 'other');
     if (effect.replayAggregate) link.send(this.aggregateMessage(effect.replayAggregate));
     for (const setup of rest) {
       const m = this.setupMessage(setup);
-      if (m) link.send(m);
+      if (m) link.send(this.setupFor(m, setup, link.id));
     }
   }
 
@@ -387,12 +469,15 @@ export class ClusterService {
   closeWorker(effect: EffectOf<'closeWorker'>): void {
     const link = this.links.get(effect.linkId);
     // A rejection is already on its way (delayed); the handshake timer must not pre-empt it.
-    if (link && !link.rejecting) link.end(STATUS_BY_NAME[effect.status], effect.message);
+    if (link && !link.rejecting) {
+      if (effect.status === 'DEADLINE_EXCEEDED') this.opts.metrics.limitHit('handshake_timeout');
+      link.end(STATUS_BY_NAME[effect.status], effect.message);
+    }
   }
 
   sendSetup(effect: EffectOf<'sendSetup'>): void {
     const m = this.setupMessage(effect.setup);
-    if (m) for (const id of effect.linkIds) this.links.get(id)?.send(m);
+    if (m) for (const id of effect.linkIds) this.links.get(id)?.send(this.setupFor(m, effect.setup, id));
   }
 
   dispatchContributions(effect: EffectOf<'dispatchContributions'>): void {
@@ -413,6 +498,7 @@ export class ClusterService {
       dataId: effect.dataId,
     });
     const approx = (data.inputData?.length ?? 0) + (data.hintsData?.length ?? 0) + 256;
+    const refuse = this.failJobOnRefusal(effect.jobId, effect.executionOnly ? 'execution task' : 'contribution task', 'input');
     for (const t of effect.targets) {
       const per = {
         workerId: t.workerId,
@@ -425,7 +511,12 @@ export class ClusterService {
       if (!link) continue;
       // Encoded just in time: a queued 64 MiB input holds one shared source, not N copies.
       let encoded: Buffer | undefined;
-      link.send({ bytes: approx + t.allocation.length * 5, kind: data.inputData ? 'input' : 'task', encode: () => (encoded ??= encodeFor(per)) });
+      link.send({
+        bytes: approx + t.allocation.length * 5,
+        kind: data.inputData ? 'input' : 'task',
+        encode: () => (encoded ??= encodeFor(per)),
+        refuse,
+      });
     }
   }
 
@@ -436,7 +527,8 @@ export class ClusterService {
       if (blob) challenges.push(blob);
     }
     const encodeFor = proveTaskEncoder(effect.jobId, challenges);
-    for (const t of effect.targets) this.links.get(t.linkId)?.sendBuffer(encodeFor(t.workerId), 'task');
+    const refuse = this.failJobOnRefusal(effect.jobId, 'prove task', 'execution');
+    for (const t of effect.targets) this.links.get(t.linkId)?.sendBuffer(encodeFor(t.workerId), 'task', refuse);
   }
 
   dispatchAggregate(effect: EffectOf<'dispatchAggregate'>): void {
@@ -446,7 +538,7 @@ export class ClusterService {
   dispatchWrap(effect: EffectOf<'dispatchWrap'>): void {
     const proofData = this.opts.blobs.get(effect.proofBlobId) ?? Buffer.alloc(0);
     const buf = encodeWrapTask({ jobId: effect.jobId, workerId: effect.workerId, proofData, proofDest: effect.proofDest });
-    this.links.get(effect.linkId)?.sendBuffer(buf, 'task');
+    this.links.get(effect.linkId)?.sendBuffer(buf, 'task', this.failJobOnRefusal(effect.jobId, 'wrap task', 'input'));
   }
 
   sendJobCancelled(effect: EffectOf<'sendJobCancelled'>): void {

@@ -3,6 +3,10 @@
  * Buffers): every message becomes a typed scheduler event, a hello, or a precise reason to ignore
  * it or end the stream. Nothing here throws on malformed input.
  */
+import { isUtf8 } from 'node:buffer';
+import { shown } from '../../shared/errors';
+import { readVarint, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT } from '../../shared/protobuf-wire';
+import { MAX_WORKER_COMPUTE_UNITS, MAX_WORKER_ID_BYTES } from '../../shared/wire-limits';
 import type { BlobStore } from '../data/blob-store';
 import { WORKER_PAYLOADS, type WorkerPayloadName } from '../../shared/worker-payloads';
 import type { TaskResultSummary, TaskType } from '../../shared/scheduler/types';
@@ -54,13 +58,76 @@ export interface WorkerMessageView {
     vk?: Buffer;
   };
   recovery_complete?: { worker_id?: string };
+  /**
+   * Set on register/reconnect by the stream's deserializer from the raw bytes (`inspectHandshakeBytes`):
+   * the decoder turns invalid UTF-8 into U+FFFD, so two different ids could decode to one string.
+   */
+  worker_id_bytes?: WorkerIdBytes;
+}
+
+/** What the raw bytes of a handshake's worker_id(s) are. */
+export interface WorkerIdBytes {
+  /** The longest worker_id occurrence, in bytes. */
+  maxBytes: number;
+  /** Every occurrence is valid UTF-8. */
+  validUtf8: boolean;
+}
+
+/** Every field of a protobuf message as (number, wire type, LEN body); undefined on a malformed message. */
+function lenFields(buf: Buffer): { field: number; body: Buffer | undefined }[] | undefined {
+  const out: { field: number; body: Buffer | undefined }[] = [];
+  let pos = 0;
+  try {
+    while (pos < buf.length) {
+      const key = readVarint(buf, pos);
+      pos = key.next;
+      const field = Math.floor(key.value / 8);
+      const wire = key.value & 7;
+      if (wire === WIRE_VARINT) pos = readVarint(buf, pos).next;
+      else if (wire === WIRE_I64) pos += 8;
+      else if (wire === WIRE_I32) pos += 4;
+      else if (wire === WIRE_LEN) {
+        const len = readVarint(buf, pos);
+        pos = len.next + len.value;
+        if (pos > buf.length) return undefined;
+        out.push({ field, body: buf.subarray(len.next, pos) });
+        continue;
+      } else return undefined;
+      out.push({ field, body: undefined });
+    }
+  } catch {
+    return undefined;
+  }
+  return pos === buf.length ? out : undefined;
+}
+
+/** WorkerMessage.register / .reconnect, and their worker_id field. */
+const HANDSHAKE_FIELDS = new Set([3, 4]);
+const WORKER_ID_FIELD = 1;
+
+/**
+ * The raw worker_id bytes of a register/reconnect message: every occurrence counts (protobuf merges
+ * repeated fields, so any of them may be the one decoded).
+ */
+export function inspectHandshakeBytes(buf: Buffer): WorkerIdBytes {
+  const result: WorkerIdBytes = { maxBytes: 0, validUtf8: true };
+  for (const outer of lenFields(buf) ?? []) {
+    if (!HANDSHAKE_FIELDS.has(outer.field) || !outer.body) continue;
+    for (const inner of lenFields(outer.body) ?? []) {
+      if (inner.field !== WORKER_ID_FIELD || !inner.body) continue;
+      result.maxBytes = Math.max(result.maxBytes, inner.body.length);
+      if (!isUtf8(inner.body)) result.validUtf8 = false;
+    }
+  }
+  return result;
 }
 
 const PAYLOADS: ReadonlySet<string> = new Set<WorkerPayloadName>(WORKER_PAYLOADS);
 
 export type Hello =
   | { ok: true; workerId: string; computeUnits: number; reconnect: boolean; lastKnownJobId?: string }
-  | { ok: false; workerId: string; message: string };
+  /** `workerId` is cut for logs and the response when it is what was refused; `limit` names a limit hit. */
+  | { ok: false; workerId: string; message: string; limit?: 'worker_id' | 'compute_units' };
 
 export type HandshakeOutcome =
   | { kind: 'hello'; hello: Hello }
@@ -79,6 +146,25 @@ export function readHandshake(msg: WorkerMessageView): HandshakeOutcome {
   const body = name === 'register' ? msg.register : msg.reconnect;
   const workerId = body?.worker_id ?? '';
   if (workerId === '') return { kind: 'hello', hello: { ok: false, workerId, message: 'Registration rejected: worker_id must not be empty' } };
+  // An unbounded id would be logged whole and become a metric label (docs/operations.md, Limits).
+  const raw = msg.worker_id_bytes ?? { maxBytes: Buffer.byteLength(workerId, 'utf8'), validUtf8: true };
+  if (raw.maxBytes > MAX_WORKER_ID_BYTES) {
+    return {
+      kind: 'hello',
+      hello: {
+        ok: false,
+        workerId: shown(workerId),
+        limit: 'worker_id',
+        message: `Registration rejected: worker_id is ${raw.maxBytes} bytes, over the limit of ${MAX_WORKER_ID_BYTES} bytes`,
+      },
+    };
+  }
+  if (!raw.validUtf8) {
+    return {
+      kind: 'hello',
+      hello: { ok: false, workerId, limit: 'worker_id', message: 'Registration rejected: worker_id is not valid UTF-8' },
+    };
+  }
   const units = body?.compute_capacity?.compute_units;
   if (!body?.compute_capacity) {
     return { kind: 'hello', hello: { ok: false, workerId, message: 'Registration rejected: compute_capacity must be set' } };
@@ -87,6 +173,18 @@ export function readHandshake(msg: WorkerMessageView): HandshakeOutcome {
     return {
       kind: 'hello',
       hello: { ok: false, workerId, message: 'Registration rejected: compute_capacity.compute_units must be at least 1' },
+    };
+  }
+  // Each unit is an entry of the worker's task allocation and a step of the allocation loop.
+  if (units > MAX_WORKER_COMPUTE_UNITS) {
+    return {
+      kind: 'hello',
+      hello: {
+        ok: false,
+        workerId,
+        limit: 'compute_units',
+        message: `Registration rejected: compute_capacity.compute_units is ${units}, over the limit of ${MAX_WORKER_COMPUTE_UNITS}`,
+      },
     };
   }
   const lastKnownJobId = name === 'reconnect' && msg.reconnect?.last_known_job_id !== undefined ? msg.reconnect.last_known_job_id : undefined;
@@ -119,7 +217,7 @@ export function classifyWorkerMessage(
   const body = msg[name] as { worker_id?: string } | undefined;
   const claimed = body?.worker_id ?? '';
   if (claimed !== registeredId) {
-    return { kind: 'ignore', reason: 'worker_id_mismatch', detail: `${name} claims worker_id "${claimed}" on the stream of "${registeredId}"` };
+    return { kind: 'ignore', reason: 'worker_id_mismatch', detail: `${name} claims worker_id "${shown(claimed)}" on the stream of "${registeredId}"` };
   }
   switch (name) {
     case 'heartbeat_ack':

@@ -6,6 +6,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { LinkId } from '../../shared/scheduler/types';
 import type { BytesKind, OutboundMessage } from '../data/outbound';
+import { WORKER_MAX_MESSAGE_BYTES } from '../../shared/wire-limits';
 import { http2StreamOf, resetAfterStatus } from './stream-reset';
 
 
@@ -86,6 +87,8 @@ export class EgressBudget {
 
 export interface LinkCounters {
   bytesSent(kind: BytesKind, n: number): void;
+  /** A message over the send limit was not written (its producer was told through `refuse`). */
+  messageRefused?(kind: BytesKind, bytes: number, limit: number): void;
 }
 
 export class WorkerLink {
@@ -115,6 +118,8 @@ export class WorkerLink {
     private readonly maxQueueBytes: number,
     private readonly egress: EgressBudget,
     private readonly counters: LinkCounters,
+    /** The cluster server's grpc-js send limit: a bigger write would end this whole stream. */
+    private readonly maxSendBytes: number = WORKER_MAX_MESSAGE_BYTES,
   ) {
     this.peer = call.getPeer();
   }
@@ -135,7 +140,7 @@ export class WorkerLink {
     this.pump();
   }
 
-  sendBuffer(buf: Buffer, kind: BytesKind): void {
+  sendBuffer(buf: Buffer, kind: BytesKind, refuse?: OutboundMessage['refuse']): void {
     const n = buf.length;
     // Heartbeats and small tasks on an idle stream go straight to grpc-js: no queue entry, no
     // encode closure (10,000 workers get one every second).
@@ -145,7 +150,7 @@ export class WorkerLink {
       this.call.write(buf, () => this.wrote(n, kind));
       return;
     }
-    this.send({ bytes: n, kind, encode: () => buf });
+    this.send({ bytes: n, kind, encode: () => buf, ...(refuse ? { refuse } : {}) });
   }
 
   hasRoom(): boolean {
@@ -212,10 +217,27 @@ export class WorkerLink {
       }
       this.queue.shift();
       const buf = head.encode();
+      if (buf.length > this.maxSendBytes) {
+        this.refuse(head, buf.length, large);
+        continue;
+      }
       this.inFlightBytes += head.bytes;
       if (large) this.inFlightLarge.add(head);
       this.call.write(buf, () => this.written(head));
     }
+  }
+
+  /**
+   * grpc-js would end the stream with RESOURCE_EXHAUSTED (and the worker would get every later
+   * message of every job on a new stream, or never): the message is dropped and its producer fails
+   * the one job it belongs to instead (docs/operations.md, Limits).
+   */
+  private refuse(msg: OutboundMessage, bytes: number, budgetTaken: boolean): void {
+    if (budgetTaken) this.egress.release(msg.bytes);
+    this.queuedBytes -= msg.bytes;
+    this.counters.messageRefused?.(msg.kind, bytes, this.maxSendBytes);
+    msg.refuse?.(bytes, this.maxSendBytes);
+    if (this.hasRoom()) this.wakeRoomWaiters();
   }
 
   private written(msg: OutboundMessage): void {

@@ -16,7 +16,8 @@
  * - Hints: a push after `end()` is rejected without failing the job (it is a second stream, not bad
  *   data); data after `CTRL_END` before `end()` is a framing violation and fails the job.
  * - Hints DATA messages are never split: a worker may rely on batch boundaries (a large hint repeats
- *   its header at each transport chunk), and client batches are already bounded by the gRPC limit.
+ *   its header at each transport chunk). So a batch must fit in one `stream_data` message to a
+ *   worker: a bigger one fails the job (`maxHintsBatchBytes`, docs/operations.md, Limits).
  * - After `abort()` (job terminal) pending and later pushes reject with a `RelayError`; `onFailure` is
  *   not called because the job is already over.
  */
@@ -49,6 +50,10 @@ export interface JobRelayOptions {
   target(linkId: LinkId): RelayTarget | undefined;
   /** Invalid data or a source error: the job must fail with this reason. Called at most once. */
   onFailure(reason: string): void;
+  /** Largest hints batch whose `stream_data` message fits what the worker port may send. */
+  maxHintsBatchBytes?: number;
+  /** A batch was over `maxHintsBatchBytes` (for the limits metric). */
+  onBatchTooLarge?(): void;
 }
 
 /** Largest `input_stream_data` payload: one huge message would stall the event loop while encoding and writing. */
@@ -136,6 +141,13 @@ export class JobRelay {
   private async pushHints(chunk: Buffer): Promise<void> {
     this.throwIfStopped();
     if (chunk.length === 0) return;
+    const max = this.opts.maxHintsBatchBytes;
+    if (max !== undefined && chunk.length > max) {
+      this.opts.onBatchTooLarge?.();
+      throw this.failWith(
+        `invalid hints stream: a batch of ${chunk.length} bytes is over the limit of ${max} bytes (one batch is relayed to workers as one message; send smaller batches)`,
+      );
+    }
     const validator = this.validator as HintsFramingValidator;
     let info: HintsBatchInfo;
     try {
@@ -181,7 +193,12 @@ export class JobRelay {
       }
       if (targets.length === 0) return;
       const bytes = encode();
-      const msg: OutboundMessage = { bytes: bytes.length, kind: this.opts.kind, encode: () => bytes };
+      const msg: OutboundMessage = {
+        bytes: bytes.length,
+        kind: this.opts.kind,
+        encode: () => bytes,
+        refuse: (n, limit) => this.failWith(`${this.opts.kind} message of ${n} bytes is over the worker message limit of ${limit} bytes`),
+      };
       for (const t of targets) t.send(msg);
       return;
     }

@@ -99,6 +99,22 @@ export const JOB_OUTCOMES: readonly JobOutcomeLabel[] = ['success', 'failure', '
 export const WORKER_STATES: readonly WorkerStateLabel[] = ['idle', 'setting_up', 'ready', 'computing', 'disconnected'];
 export const PHASES: readonly PhaseLabel[] = ['contributions', 'prove', 'aggregate'];
 export const BYTES_KINDS: readonly BytesKindLabel[] = ['elf', 'input', 'hints', 'task', 'other'];
+/** The `limit` label of `coordinator_limit_rejections_total` (docs/operations.md, Limits). */
+export const LIMIT_NAMES = [
+  'elf_bytes',
+  'inline_bytes',
+  'wrap_proof_bytes',
+  'hints_batch_bytes',
+  'worker_message_bytes',
+  'request_field',
+  'worker_id',
+  'compute_units',
+  'watchers_per_job',
+  'watchers_total',
+  'unregistered_streams',
+  'handshake_timeout',
+] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
 const LOOP_THREADS: readonly LoopThreadLabel[] = ['main', 'scheduler'];
 const RETRY_REASONS: readonly RetryReasonName[] = ['worker_lost', 'phase_timeout', 'coordinator_restart'];
 
@@ -185,6 +201,7 @@ export class CoordinatorMetrics {
   private stateDiskFreeBytes: Gauge | undefined;
   private stateMinFreeBytes: Gauge | undefined;
   private readonly bytes: Counter<'kind'>;
+  private readonly limitHits: Counter<'limit'>;
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
   private readonly finishedHandles = new Handles((kind, outcome) => this.finished.labels(kind, outcome));
@@ -379,6 +396,12 @@ export class CoordinatorMetrics {
       registers,
       collect: () => this.bytesTally.flushInto(this.bytes, 'kind'),
     });
+    this.limitHits = new Counter({
+      name: 'coordinator_limit_rejections_total',
+      help: 'Requests, registrations and messages refused because they exceed one of the limits of docs/operations.md (Limits), by limit.',
+      labelNames: ['limit'],
+      registers,
+    });
     this.loopDelay = new Gauge({
       name: 'coordinator_event_loop_delay_seconds',
       help: 'Event-loop delay per thread (main, scheduler): p50, p99 and max over the latest finished 5 s window (scrapes do not reset it).',
@@ -532,6 +555,16 @@ export class CoordinatorMetrics {
     this.bytesTally.add(kind, count(n));
   }
 
+  /** Something was refused at one of the limits of docs/operations.md (Limits). */
+  limitHit(limit: LimitName): void {
+    this.limitHits.inc({ limit });
+  }
+
+  /** A message to a worker was over the send limit and was not written (its job failed instead). */
+  messageRefused(): void {
+    this.limitHits.inc({ limit: 'worker_message_bytes' });
+  }
+
   /** The scheduler thread's own `LoopStatsSampler` figures (seconds; utilization 0..1). */
   setSchedulerLoopStats(stats: LoopStats): void {
     this.setLoopStats('scheduler', stats);
@@ -591,6 +624,7 @@ export class CoordinatorMetrics {
     for (const phase of PHASES) this.phaseDuration.zero({ phase });
     for (const state of WORKER_STATES) this.workers.set({ state }, 0);
     for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);
+    for (const limit of LIMIT_NAMES) this.limitHits.inc({ limit }, 0);
     for (const thread of LOOP_THREADS) {
       for (const stat of ['p50', 'p99', 'max'] as const) this.loopDelay.set({ thread, stat }, 0);
       this.loopUtilization.set({ thread }, 0);

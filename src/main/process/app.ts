@@ -33,6 +33,7 @@ import { MockSchedulerHost } from '../scheduler/mock-backend';
 import { applyEffects } from './effects';
 import { reloadLogging } from './reload';
 import { SystemdNotifier } from './systemd-notify';
+import { WORKER_MAX_MESSAGE_BYTES, workerSendLimit } from '../../shared/wire-limits';
 
 export const EXIT_OK = 0;
 export const EXIT_LISTEN_FAILED = 1;
@@ -60,8 +61,7 @@ const SCHEDULER_STATS_INTERVAL_MS = 5_000;
  * with SIGTERM). Taking the copy as a second signal would abandon every job at once.
  */
 export const REPEATED_SIGNAL_MS = 1_000;
-/** The real worker's decoder limit is fixed at 128 MiB: a bigger message would kill its stream. */
-export const WORKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+export { WORKER_MAX_MESSAGE_BYTES };
 
 export function apiServerTuning(config: Config): GrpcServerTuning {
   return {
@@ -76,7 +76,7 @@ export function clusterServerTuning(config: Config): GrpcServerTuning {
   return {
     windowBytes: config.server.http2_window_bytes,
     maxMessageBytes: config.server.max_message_bytes,
-    maxSendMessageBytes: Math.min(config.server.max_message_bytes, WORKER_MAX_MESSAGE_BYTES),
+    maxSendMessageBytes: workerSendLimit(config.server.max_message_bytes),
     keepaliveTimeMs: config.coordinator.keepalive_time_seconds * 1000,
     keepaliveTimeoutMs: config.coordinator.keepalive_timeout_seconds * 1000,
   };
@@ -361,6 +361,8 @@ export async function startCoordinator(config: Config, logger: Logger, directori
     : new ClusterService({
         maxWorkerQueueBytes: config.coordinator.max_worker_queue_bytes,
         maxEgressBytes: config.coordinator.max_egress_bytes,
+        maxSendBytes: workerSendLimit(config.server.max_message_bytes),
+        maxUnregisteredStreams: config.coordinator.max_unregistered_streams,
         heartbeatIntervalMs: config.coordinator.heartbeat_interval_seconds * 1000,
         post,
         blobs,

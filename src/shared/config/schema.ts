@@ -261,7 +261,22 @@ const DEFINITION: SchemaDefinition = {
     queue_timeout_seconds: { type: TIMER_SECONDS, default: 0, description: 'Fail jobs queued longer than this; 0 = never.' },
     setup_timeout_seconds: { type: TIMER_SECONDS, default: 600, description: 'Timeout of setup jobs.' },
     max_retained_jobs: { type: U32, default: 10000, description: 'Max terminal jobs kept (oldest evicted first).' },
+    max_watchers_per_job: {
+      type: POSITIVE_U32,
+      default: 64,
+      description: 'Max open WatchJob streams on one job; beyond it WatchJob gets RESOURCE_EXHAUSTED.',
+    },
+    max_watchers: {
+      type: POSITIVE_U32,
+      default: 10000,
+      description: 'Max open WatchJob streams in all; beyond it WatchJob gets RESOURCE_EXHAUSTED.',
+    },
     handshake_timeout_seconds: { type: TIMER_SECONDS, default: 10, description: 'A worker stream must register within this time.' },
+    max_unregistered_streams: {
+      type: POSITIVE_U32,
+      default: 10000,
+      description: 'Max worker streams open but not yet registered; beyond it a new stream ends at once with RESOURCE_EXHAUSTED.',
+    },
     recovery_timeout_seconds: { type: TIMER_SECONDS, default: 360, description: 'Release a worker parked for recovery after this long.' },
     wrap_timeout_seconds: { type: TIMER_SECONDS, default: 600, description: 'Timeout of wrap jobs.' },
     max_worker_queue_bytes: { type: BYTE_BUDGET, default: 268435456, description: 'Max bytes queued on one worker stream.' },

@@ -78,7 +78,10 @@ export interface CoordinatorConfig {
   queue_timeout_seconds: number;
   setup_timeout_seconds: number;
   max_retained_jobs: number;
+  max_watchers_per_job: number;
+  max_watchers: number;
   handshake_timeout_seconds: number;
+  max_unregistered_streams: number;
   recovery_timeout_seconds: number;
   wrap_timeout_seconds: number;
   max_worker_queue_bytes: number;
