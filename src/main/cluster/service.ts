@@ -13,6 +13,7 @@ import type { BlobStore } from '../data/blob-store';
 import type { BytesKind, OutboundMessage } from '../data/outbound';
 import { EgressBudget, WorkerLink } from './worker-link';
 import { certificateIdentities, certificateMismatchMessage } from './cert-identity';
+import { http2StreamOf, resetAfterStatus } from './stream-reset';
 import { classifyWorkerMessage, inspectHandshakeBytes, payloadName, readHandshake, type WorkerMessageView } from './worker-inbound';
 import { decodeWorkerMessage } from './worker-decode';
 import {
@@ -200,6 +201,9 @@ export class ClusterService {
     if (this.unregistered >= this.opts.maxUnregisteredStreams) {
       // Each one costs a stream and its buffers until its handshake timeout: a flood is turned away.
       this.opts.metrics.limitHit('unregistered_streams');
+      // Reset after the status, as every ending of a worker stream (docs/protocol.md, Ending a worker stream).
+      const stream = http2StreamOf(call);
+      if (stream) resetAfterStatus(stream);
       call.emit('error', {
         code: grpc.status.RESOURCE_EXHAUSTED,
         details: `Too many unregistered worker streams (${this.opts.maxUnregisteredStreams}); try again`,
