@@ -18,7 +18,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cleanup, diskBytes, procCpuMs, removeDir, tempDir, threadCpuMs } from '../lib/proc';
 import { LOAD_GENERATOR_NICENESS, instantWorkers, startCoordinator, startRig } from '../lib/scenario-helpers';
 import { MiB, median, summarize } from '../lib/stats';
-import { EchoBaseline, type LoopReport, type SystemUnderTest } from '../lib/sut';
+import { EchoBaseline, type CoordinatorProcess, type LoopReport, type SystemUnderTest } from '../lib/sut';
+import { sampleValue } from '../lib/prom';
 import { closedLoop, leanRunner, openLoop } from '../lib/workload';
 import type { SimGroup } from '../lib/sims';
 import type { WireJobClient } from '../lib/wire-client';
@@ -269,6 +270,7 @@ export const throughput: Scenario = {
         // Its own fresh state dir (removed after the coordinator stops: cleanup runs in reverse).
         const stateDir = sys.backend === 'embedded' ? tempDir('zisk-bench-state-') : undefined;
         if (stateDir) cleanup.add(`${sys.name} state dir`, () => removeDir(stateDir));
+        let proc: CoordinatorProcess | undefined;
         const rig = await startRig(
           ctx,
           cleanup,
@@ -283,9 +285,12 @@ export const throughput: Scenario = {
                 ...(stateDir ? { ZISK_COORDINATOR_STATE_DIR: stateDir } : {}),
               },
             }),
-          (coord) => rigUp(sys.name, coord, s, cleanup, () => coord.errorLines(3)),
+          (coord) => {
+            proc = coord;
+            return rigUp(sys.name, coord, s, cleanup, () => coord.errorLines(3));
+          },
         );
-        systems.push({ sys, rig, stateDir, stateBytes: null });
+        systems.push({ sys, rig, proc, stateDir, stateBytes: null, crossings: null });
       }
       const rigs = [base, ...systems.map((x) => x.rig)].filter((r): r is Rig => r !== undefined);
 
@@ -299,7 +304,10 @@ export const throughput: Scenario = {
       for (let round = 0; round < s.rounds; round++) {
         await interleave(ctx, rigs, round, `open loop ${s.openRate} jobs/s for ${Math.round(openSliceMs)} ms`, (rig) => openSlice(rig, s, openSliceMs));
       }
-      for (const x of systems) if (x.stateDir) x.stateBytes = diskBytes(x.stateDir);
+      for (const x of systems) {
+        if (x.stateDir) x.stateBytes = diskBytes(x.stateDir);
+        x.crossings = x.proc ? await crossingsOf(x.proc).catch(() => null) : null;
+      }
       return report(s, base, systems, setupFailures);
     } finally {
       await cleanup.run(ctx.log);
@@ -310,9 +318,49 @@ export const throughput: Scenario = {
 interface SystemRun {
   sys: CoordinatorSystem;
   rig: Rig | undefined;
+  proc: CoordinatorProcess | undefined;
+  /** What crossed the scheduler channel over the whole run, per job accepted. */
+  crossings: Crossings | null;
   stateDir: string | undefined;
   /** Disk space of its state dir after the run (embedded only). */
   stateBytes: number | null;
+}
+
+/** Batches (wake-ups of the other thread when the scheduler has its own) and items per accepted job. */
+interface Crossings {
+  toBatchesPerJob: number;
+  fromBatchesPerJob: number;
+  toItemsPerJob: number;
+  fromItemsPerJob: number;
+  jobs: number;
+}
+
+async function crossingsOf(proc: CoordinatorProcess): Promise<Crossings | null> {
+  const samples = await proc.scrape();
+  const jobs = samples.filter((x) => x.name === 'coordinator_jobs_submitted_total').reduce((sum, x) => sum + x.value, 0);
+  const read = (name: string, direction: string): number => sampleValue(samples, name, { direction }) ?? Number.NaN;
+  if (jobs === 0) return null;
+  return {
+    toBatchesPerJob: read('coordinator_scheduler_batches_total', 'to_scheduler') / jobs,
+    fromBatchesPerJob: read('coordinator_scheduler_batches_total', 'from_scheduler') / jobs,
+    toItemsPerJob: read('coordinator_scheduler_batch_items_total', 'to_scheduler') / jobs,
+    fromItemsPerJob: read('coordinator_scheduler_batch_items_total', 'from_scheduler') / jobs,
+    jobs,
+  };
+}
+
+/** x ÷ y for each round, e.g. "0.92×, 0.87×, 0.91×". */
+function perRoundRatios(x: Rig | undefined, y: Rig | undefined, pick: (a: Accumulated) => ReadonlyArray<number | null>): string {
+  if (!x || !y) return '—';
+  const xs = pick(x.acc);
+  const ys = pick(y.acc);
+  const out: string[] = [];
+  for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
+    const a = xs[i];
+    const b = ys[i];
+    out.push(a !== null && b !== null && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
+  }
+  return out.join(', ');
 }
 
 const minus = (a: number | null | undefined, b: number | null | undefined): number | null => (a === null || a === undefined || b === null || b === undefined ? null : a - b);
@@ -329,7 +377,7 @@ function report(s: Sizes, base: Rig | undefined, systems: SystemRun[], setupFail
   const b = base && !base.broken ? figuresOf(base.acc) : undefined;
   const rates = (r: Rig | undefined): string => (r ? r.acc.sliceRates.map((x) => Math.round(x)).join(', ') : '—');
   const results: ScenarioResult[] = [];
-  for (const { sys, rig, stateBytes } of systems) {
+  for (const { sys, rig, stateBytes, crossings } of systems) {
     const c = rig && !rig.broken ? figuresOf(rig.acc) : undefined;
     const a = rig?.acc;
     const notes: string[] = [
@@ -338,6 +386,7 @@ function report(s: Sizes, base: Rig | undefined, systems: SystemRun[], setupFail
       `Closed loop: coordinator ${a?.closedFailed ?? '—'} failed jobs, p50 job latency ${f(c?.closedP50Ms)} ms (baseline ${f(b?.closedP50Ms)} ms); server CPU ${f(c?.serverCpuPerJobMs)} ms per job, of which its main thread ${f(c?.serverMainCpuPerJobMs)} ms (baseline ${f(b?.serverCpuPerJobMs)} / ${f(b?.serverMainCpuPerJobMs)} ms); main-thread loop p99 per slice ${list(a?.closedMainP99s ?? [])} ms (baseline ${list(base?.acc.closedMainP99s ?? [])} ms).`,
       `Load generators over the closed loop, in CPU ms per job (coordinator run / baseline): clients (the bench process) ${f(c?.clientCpuPerJobMs)} / ${f(b?.clientCpuPerJobMs)}, sims ${f(c?.simCpuPerJobMs)} / ${f(b?.simCpuPerJobMs)}. With two cores in all, jobs/s can reach at most 2000 / (server + clients + sims) ms.`,
       `Open loop: coordinator ${a?.openCompleted ?? '—'} completed, ${a?.openFailed ?? '—'} failed, ${a?.openUnfinished ?? '—'} unfinished; main-thread event-loop p99 per slice ${list(a?.openMainP99s ?? [])} ms, worst slice's max ${f(a?.openMainMaxMs)} ms (baseline ${list(base?.acc.openMainP99s ?? [])} / ${f(base?.acc.openMainMaxMs)} ms); scheduler thread max ${f(a?.openSchedulerMaxMs)} ms (its latest 5 s report); the clients' own loop p99 / max ${f(a?.openClientP99Ms)} / ${f(a?.openClientMaxMs)} ms (baseline ${f(base?.acc.openClientP99Ms)} / ${f(base?.acc.openClientMaxMs)} ms).`,
+      ...(crossings ? [`Scheduler channel over the run (${crossings.jobs} jobs accepted, warm-up and both loops): ${f(crossings.toBatchesPerJob)} batches in and ${f(crossings.fromBatchesPerJob)} out per job, carrying ${f(crossings.toItemsPerJob)} events and ${f(crossings.fromItemsPerJob)} effects per job.`] : []),
       ...(stateBytes !== null ? [`State dir after the run: ${(stateBytes / MiB).toFixed(1)} MiB on disk ([state] max_retained_jobs = 10,000 bounds it).`] : []),
       ...setupFailures,
     ];
@@ -346,17 +395,25 @@ function report(s: Sizes, base: Rig | undefined, systems: SystemRun[], setupFail
     if (a?.firstFailure) notes.push(`first failure: ${a.firstFailure}`);
     if (base?.acc.firstFailure) notes.push(`baseline first failure: ${base.acc.firstFailure}`);
     for (const l of rig?.errorLines() ?? []) notes.push(`coordinator error log: ${l}`);
+    // The default (thread) is held to the raw transport; the other two are there to be compared with it.
+    const vsRaw = sys.name === 'thread';
     results.push({
       scenario: 'throughput',
       variant: sys.name,
       metrics: [
         metric('closed_loop_throughput', 'jobs/s', c?.closedJobsPerS ?? null, {
           baseline: b?.closedJobsPerS ?? null,
-          target: { on: 'value', op: '>=', value: 1000 },
+          ...(vsRaw ? { target: { on: 'ratio', op: '>=', value: 0.9 } } : {}),
         }),
-        metric('server_cpu_per_job', 'ms', c?.serverCpuPerJobMs ?? null, { baseline: b?.serverCpuPerJobMs ?? null }),
+        metric('server_cpu_per_job', 'ms', c?.serverCpuPerJobMs ?? null, {
+          baseline: b?.serverCpuPerJobMs ?? null,
+          ...(vsRaw ? { target: { on: 'ratio', op: '<=', value: 1.2 } } : {}),
+        }),
         metric('open_loop_p50', 'ms', c?.openP50Ms ?? null, { baseline: b?.openP50Ms ?? null }),
-        metric('open_loop_p99', 'ms', c?.openP99Ms ?? null, { baseline: b?.openP99Ms ?? null, target: { on: 'value', op: '<=', value: 20 } }),
+        metric('open_loop_p99', 'ms', c?.openP99Ms ?? null, {
+          baseline: b?.openP99Ms ?? null,
+          ...(vsRaw ? { target: { on: 'ratio', op: '<=', value: 1.5 } } : {}),
+        }),
         metric('open_loop_completed', 'jobs', a?.openCompleted ?? null, { baseline: base?.acc.openCompleted ?? null }),
       ],
       notes,
@@ -365,7 +422,54 @@ function report(s: Sizes, base: Rig | undefined, systems: SystemRun[], setupFail
   const embedded = systems.find((x) => x.sys.name === 'thread');
   const memory = systems.find((x) => x.sys.name === 'thread-memory');
   results.push(durability(s, embedded, memory));
+  results.push(hop(s, embedded, systems.find((x) => x.sys.name === 'main')));
   return results;
+}
+
+/**
+ * `hop`: what the scheduler thread costs on this workload, the default coordinator (scheduler thread)
+ * against the same coordinator with the core on its main thread, both with the embedded store, in
+ * the same rounds. Coordinator = thread, baseline = main, ratio = thread ÷ main.
+ */
+function hop(s: Sizes, thread: SystemRun | undefined, main: SystemRun | undefined): ScenarioResult {
+  const t = thread?.rig && !thread.rig.broken ? thread.rig : undefined;
+  const m = main?.rig && !main.rig.broken ? main.rig : undefined;
+  const tf = t ? figuresOf(t.acc) : undefined;
+  const mf = m ? figuresOf(m.acc) : undefined;
+  const tc = thread?.crossings ?? null;
+  const mc = main?.crossings ?? null;
+  const perRound = (pick: (a: Accumulated) => ReadonlyArray<number | null>): string => perRoundRatios(t, m, pick);
+  const notes: string[] = [
+    `The default coordinator (scheduler core on its own thread) against the same coordinator with [coordinator] scheduler_thread = false (the core on the main thread), both with the embedded store, in the same ${s.rounds} interleaved rounds. Coordinator = thread, baseline = main, ratio = thread ÷ main.`,
+    `Closed-loop jobs/s per slice: thread ${list(t?.acc.sliceRates ?? [], 0)}, main ${list(m?.acc.sliceRates ?? [], 0)}; per-round ratio ${perRound((a) => a.sliceRates)}.`,
+    `Server CPU ms per job per slice: thread ${list(t?.acc.sliceCpuPerJob ?? [], 2)}, main ${list(m?.acc.sliceCpuPerJob ?? [], 2)}; per-round ratio ${perRound((a) => a.sliceCpuPerJob)}. Main thread alone: thread ${f2(tf?.serverMainCpuPerJobMs)}, main ${f2(mf?.serverMainCpuPerJobMs)} ms per job.`,
+    `Crossings of the scheduler channel per job (in / out): thread ${f2(tc?.toBatchesPerJob)} / ${f2(tc?.fromBatchesPerJob)}, main ${f2(mc?.toBatchesPerJob)} / ${f2(mc?.fromBatchesPerJob)}. With the thread each crossing wakes the other thread; on the main thread it is a function call.`,
+  ];
+  if (!t) notes.push(`thread coordinator failed: ${thread?.rig?.broken?.split('\n')[0].slice(0, 300) ?? 'not started'}`);
+  if (!m) notes.push(`main-thread coordinator failed: ${main?.rig?.broken?.split('\n')[0].slice(0, 300) ?? 'not started'}`);
+  return {
+    scenario: 'throughput',
+    variant: 'hop',
+    metrics: [
+      metric('closed_loop_throughput', 'jobs/s', tf?.closedJobsPerS ?? null, {
+        baseline: mf?.closedJobsPerS ?? null,
+        target: { on: 'ratio', op: '>=', value: 0.95, text: '≥ 0.95× main' },
+      }),
+      metric('server_cpu_per_job', 'ms', tf?.serverCpuPerJobMs ?? null, {
+        baseline: mf?.serverCpuPerJobMs ?? null,
+        target: { on: 'ratio', op: '<=', value: 1.05, text: '≤ 1.05× main' },
+      }),
+      metric('open_loop_p99', 'ms', tf?.openP99Ms ?? null, {
+        baseline: mf?.openP99Ms ?? null,
+        target: { on: 'ratio', op: '<=', value: 1.1, text: '≤ 1.1× main' },
+      }),
+      metric('open_loop_p50', 'ms', tf?.openP50Ms ?? null, { baseline: mf?.openP50Ms ?? null }),
+      metric('scheduler_batches_per_job', 'batches', tc ? tc.toBatchesPerJob + tc.fromBatchesPerJob : null, {
+        baseline: mc ? mc.toBatchesPerJob + mc.fromBatchesPerJob : null,
+      }),
+    ],
+    notes,
+  };
 }
 
 /**
@@ -386,18 +490,7 @@ function durability(s: Sizes, embedded: SystemRun | undefined, memory: SystemRun
   const loopMetric: Metric = metric('main_loop_p99', 'ms', eClosedP99, { baseline: mClosedP99 });
   loopMetric.target = '≤ memory’s worst slice';
   loopMetric.met = eClosedP99 !== null && mClosedP99s.length > 0 && eClosedP99 <= Math.max(...mClosedP99s);
-  const perRound = (pick: (a: Accumulated) => ReadonlyArray<number | null>): string => {
-    if (!e || !m) return '—';
-    const xs = pick(e.acc);
-    const ys = pick(m.acc);
-    const out: string[] = [];
-    for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
-      const x = xs[i];
-      const y = ys[i];
-      out.push(x !== null && y !== null && y > 0 ? `${(x / y).toFixed(2)}×` : '—');
-    }
-    return out.join(', ');
-  };
+  const perRound = (pick: (a: Accumulated) => ReadonlyArray<number | null>): string => perRoundRatios(e, m, pick);
   const notes: string[] = [
     `The default coordinator ([state] backend = "embedded", LMDB in a fresh temp dir on this machine's ext4 disk) against the same coordinator with backend = "memory" (upstream's behaviour), both with the scheduler on its own thread, side by side in the same ${s.rounds} interleaved rounds as every other system of this scenario. Coordinator = embedded, baseline = memory, ratio = embedded ÷ memory.`,
     `Closed-loop jobs/s per slice: embedded ${list(e?.acc.sliceRates ?? [], 0)}, memory ${list(m?.acc.sliceRates ?? [], 0)}; per-round ratio ${perRound((a) => a.sliceRates)}.`,

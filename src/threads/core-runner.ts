@@ -66,7 +66,7 @@ function appendAll<T>(target: T[], items: readonly T[]): void {
 }
 
 /** Only the last worker-count snapshot of a batch matters to the metrics registry. */
-function coalesceCounts(effects: SchedulerEffect[]): SchedulerEffect[] {
+export function coalesceCounts(effects: SchedulerEffect[]): SchedulerEffect[] {
   let last = -1;
   for (let i = 0; i < effects.length; i++) if (effects[i].type === 'workerCounts') last = i;
   if (last < 0) return effects;

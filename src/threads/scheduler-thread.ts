@@ -1,7 +1,8 @@
 /**
  * Entry point of the scheduler worker thread. comlink carries the request/response calls (start,
  * loop stats); the hot path is a dedicated MessagePort handed over at start: one message per batch
- * of events in, one per batch of effects out, in order, with no reply traffic.
+ * of events in, one per batch of effects out (paced like the main thread's, src/shared/batch-pacer.ts),
+ * in order, with no reply traffic.
  */
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
@@ -10,12 +11,14 @@ import nodeEndpoint from 'comlink/dist/umd/node-adapter';
 import type { SchedulerEvent } from '../shared/scheduler/events';
 import type { SchedulerEffect } from '../shared/scheduler/effects';
 import { SchedulerCore, type CoreConfig, type CoreInternals } from './scheduler-core';
-import { CoreRunner } from './core-runner';
+import { CoreRunner, coalesceCounts } from './core-runner';
 import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
+import { BatchPacer } from '../shared/batch-pacer';
 
 export interface SchedulerThreadApi {
   /** `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back. */
-  start(config: CoreConfig, batches: MessagePort): void;
+  /** `batchGapMs`: the least time between two effect batches (src/shared/batch-pacer.ts). */
+  start(config: CoreConfig, batchGapMs: number, batches: MessagePort): void;
   loopStats(): LoopStats;
   internals(): CoreInternals;
 }
@@ -25,10 +28,24 @@ const sampler = new LoopStatsSampler();
 sampler.start();
 
 const api: SchedulerThreadApi = {
-  start(config, batches) {
+  start(config, batchGapMs, batches) {
     if (core) throw new Error('scheduler thread already started');
     core = new SchedulerCore(config, { newId: randomUUID });
-    const runner = new CoreRunner(core, (effects: SchedulerEffect[]) => batches.postMessage(effects));
+    let pending: SchedulerEffect[] = [];
+    const pacer = new BatchPacer(
+      batchGapMs,
+      () => {
+        const out = pending;
+        pending = [];
+        batches.postMessage(coalesceCounts(out));
+      },
+      true,
+    );
+    const runner = new CoreRunner(core, (effects: SchedulerEffect[]) => {
+      if (pending.length === 0) pending = effects;
+      else for (const effect of effects) pending.push(effect);
+      pacer.request();
+    });
     // A throw here (a bug in the core) is an uncaught exception: the thread dies and the main
     // thread's supervisor stops the process, since the core's state can no longer be trusted.
     batches.on('message', (events: SchedulerEvent[]) => runner.push(events));

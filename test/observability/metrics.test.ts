@@ -44,6 +44,8 @@ const DOCUMENTED: ReadonlyArray<[name: string, type: string]> = [
   ['coordinator_worker_registrations_total', 'counter'],
   ['coordinator_worker_disconnects_total', 'counter'],
   ['coordinator_state_store_errors_total', 'counter'],
+  ['coordinator_scheduler_batches_total', 'counter'],
+  ['coordinator_scheduler_batch_items_total', 'counter'],
 ];
 
 /** Value of the sample whose name+labels text is exactly `series`, or undefined if absent. */
@@ -289,6 +291,23 @@ test('worker, message, byte and program counters', () =>
     assert.equal(sample((await m.render()).body, 'coordinator_worker_messages_total{type="heartbeat_ack"}'), 3);
     m.setRegisteredPrograms(5);
     assert.equal(sample((await m.render()).body, 'coordinator_registered_programs_total'), 5);
+  }));
+
+test('scheduler channel crossings: batches and the items they carried, by direction', () =>
+  withMetrics(async (m) => {
+    const first = (await m.render()).body;
+    for (const direction of ['to_scheduler', 'from_scheduler']) {
+      assert.equal(sample(first, `coordinator_scheduler_batches_total{direction="${direction}"}`), 0, direction);
+      assert.equal(sample(first, `coordinator_scheduler_batch_items_total{direction="${direction}"}`), 0, direction);
+    }
+    m.schedulerBatch('to_scheduler', 3);
+    m.schedulerBatch('to_scheduler', 2);
+    m.schedulerBatch('from_scheduler', 7);
+    const body = (await m.render()).body;
+    assert.equal(sample(body, 'coordinator_scheduler_batches_total{direction="to_scheduler"}'), 2);
+    assert.equal(sample(body, 'coordinator_scheduler_batch_items_total{direction="to_scheduler"}'), 5);
+    assert.equal(sample(body, 'coordinator_scheduler_batches_total{direction="from_scheduler"}'), 1);
+    assert.equal(sample(body, 'coordinator_scheduler_batch_items_total{direction="from_scheduler"}'), 7);
   }));
 
 test('bad numbers are clamped instead of throwing into the caller', () =>

@@ -33,6 +33,35 @@ test('events go through the thread in order and effects come back in batches', a
   }
 });
 
+test('under load, events of turns within the gap cross as one batch each way, in order', async () => {
+  const crossings: { direction: string; items: number }[] = [];
+  const effects: SchedulerEffect[] = [];
+  // A gap far longer than three turns of an idle loop, so the test does not depend on the machine's speed.
+  const host = ThreadSchedulerHost.spawn(defaultConfig().coordinator, (batch) => effects.push(...batch), () => undefined, {
+    batchGapMs: 500,
+    countBatch: (direction, items) => crossings.push({ direction, items }),
+  });
+  try {
+    await host.ready;
+    host.post({ type: 'linkOpened', linkId: 1 });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(crossings, [{ direction: 'to_scheduler', items: 1 }], 'after a quiet spell the first batch leaves at the end of its turn');
+    host.post({ type: 'workerHello', linkId: 1, workerId: 'w1', computeUnits: 2, reconnect: false });
+    await new Promise((r) => setImmediate(r));
+    host.post({ type: 'submitJob', requestId: 7, jobId: '00000000-0000-4000-8000-000000000001', spec: { kind: 'wrap', proofBlobId: 1, proofDest: 3 } });
+    const end = Date.now() + 5_000;
+    while (!effects.some((e) => e.type === 'submitResult') && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    const sent = crossings.filter((c) => c.direction === 'to_scheduler');
+    assert.deepEqual(sent, [{ direction: 'to_scheduler', items: 1 }, { direction: 'to_scheduler', items: 2 }], 'the hello and the submit of two later turns went together');
+    assert.ok(effects.findIndex((e) => e.type === 'acceptWorker') < effects.findIndex((e) => e.type === 'submitResult'), 'in order');
+    // The thread paces too: the linkOpened produced no effect (no crossing back); the hello's and
+    // the submit's effects, made within one gap, come back as one batch.
+    assert.equal(crossings.filter((c) => c.direction === 'from_scheduler').length, 1);
+  } finally {
+    await host.close();
+  }
+});
+
 test('a dead scheduler thread rejects pending calls and reports its death', async () => {
   let death: Error | undefined;
   const host = ThreadSchedulerHost.spawn(defaultConfig().coordinator, () => undefined, (err) => (death = err));

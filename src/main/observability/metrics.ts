@@ -202,6 +202,10 @@ export class CoordinatorMetrics {
   private stateMinFreeBytes: Gauge | undefined;
   private readonly bytes: Counter<'kind'>;
   private readonly limitHits: Counter<'limit'>;
+  private readonly schedulerBatches: Counter<'direction'>;
+  private readonly schedulerItems: Counter<'direction'>;
+  private readonly schedulerBatchTally = new Tally();
+  private readonly schedulerItemTally = new Tally();
   private readonly loopDelay: Gauge<'thread' | 'stat'>;
   private readonly requestHandles = new Handles((method, status) => this.requests.labels(method, status));
   private readonly finishedHandles = new Handles((kind, outcome) => this.finished.labels(kind, outcome));
@@ -402,6 +406,20 @@ export class CoordinatorMetrics {
       labelNames: ['limit'],
       registers,
     });
+    this.schedulerBatches = new Counter({
+      name: 'coordinator_scheduler_batches_total',
+      help: 'Batches that crossed the channel to and from the scheduler (one wake-up of the receiving thread each when it runs on its own thread), by direction.',
+      labelNames: ['direction'],
+      registers,
+      collect: () => this.schedulerBatchTally.flushInto(this.schedulerBatches, 'direction'),
+    });
+    this.schedulerItems = new Counter({
+      name: 'coordinator_scheduler_batch_items_total',
+      help: 'Events sent to the scheduler (to_scheduler) and effects it returned (from_scheduler), by direction.',
+      labelNames: ['direction'],
+      registers,
+      collect: () => this.schedulerItemTally.flushInto(this.schedulerItems, 'direction'),
+    });
     this.loopDelay = new Gauge({
       name: 'coordinator_event_loop_delay_seconds',
       help: 'Event-loop delay per thread (main, scheduler): p50, p99 and max over the latest finished 5 s window (scrapes do not reset it).',
@@ -555,6 +573,12 @@ export class CoordinatorMetrics {
     this.bytesTally.add(kind, count(n));
   }
 
+  /** A batch crossed the scheduler channel (src/main/scheduler/host.ts). */
+  schedulerBatch(direction: 'to_scheduler' | 'from_scheduler', items: number): void {
+    this.schedulerBatchTally.add(direction, 1);
+    this.schedulerItemTally.add(direction, items);
+  }
+
   /** Something was refused at one of the limits of docs/operations.md (Limits). */
   limitHit(limit: LimitName): void {
     this.limitHits.inc({ limit });
@@ -625,6 +649,10 @@ export class CoordinatorMetrics {
     for (const state of WORKER_STATES) this.workers.set({ state }, 0);
     for (const kind of BYTES_KINDS) this.bytes.inc({ kind }, 0);
     for (const limit of LIMIT_NAMES) this.limitHits.inc({ limit }, 0);
+    for (const direction of ['to_scheduler', 'from_scheduler']) {
+      this.schedulerBatches.inc({ direction }, 0);
+      this.schedulerItems.inc({ direction }, 0);
+    }
     for (const thread of LOOP_THREADS) {
       for (const stat of ['p50', 'p99', 'max'] as const) this.loopDelay.set({ thread, stat }, 0);
       this.loopUtilization.set({ thread }, 0);

@@ -318,12 +318,13 @@ export async function startCoordinator(config: Config, logger: Logger, directori
   // The scheduler thread boots while the rest starts up; events posted meanwhile wait in its port.
   let host: SchedulerHost;
   let schedulerReady: Promise<void> = Promise.resolve();
+  const countBatch = (direction: 'to_scheduler' | 'from_scheduler', items: number): void => metrics.schedulerBatch(direction, items);
   if (mock) host = new MockSchedulerHost(blobs, onEffects);
   else if (config.coordinator.scheduler_thread) {
-    const threadHost = ThreadSchedulerHost.spawn(coreConfigOf(config), onEffects, onSchedulerDeath);
+    const threadHost = ThreadSchedulerHost.spawn(coreConfigOf(config), onEffects, onSchedulerDeath, { countBatch });
     host = threadHost;
     schedulerReady = threadHost.ready;
-  } else host = new InlineSchedulerHost(coreConfigOf(config), onEffects);
+  } else host = new InlineSchedulerHost(coreConfigOf(config), onEffects, countBatch);
   lifecycle.onClose('scheduler', () => host.close());
   const post = (event: SchedulerEvent): void => host.post(event);
   lifecycle.onReload('logging', () =>

@@ -9,6 +9,7 @@ import type { SchedulerEffect } from '../../shared/scheduler/effects';
 import type { SchedulerThreadApi } from '../../threads/scheduler-thread';
 import { SchedulerCore, type CoreConfig, type CoreInternals } from '../../threads/scheduler-core';
 import { CoreRunner } from '../../threads/core-runner';
+import { BatchPacer } from '../../shared/batch-pacer';
 import type { LoopStats } from '../observability/metrics';
 
 export type EffectHandler = (effects: SchedulerEffect[]) => void;
@@ -26,6 +27,17 @@ export interface SchedulerHost {
   close(): Promise<void>;
 }
 
+/**
+ * Least time between two batches crossing to the scheduler thread, and back (docs/architecture.md,
+ * Threads and the channel between them). 1 ms: under load a turn of the main loop lasts about that
+ * long, so the pacer merges two or three turns' events into one wake-up while adding at most a
+ * millisecond per crossing; when the channel has been quiet for longer, a batch leaves at once.
+ */
+export const SCHEDULER_BATCH_GAP_MS = 1;
+
+/** Counts what crosses the channel (the `coordinator_scheduler_batches_total` metric). */
+export type BatchCounter = (direction: 'to_scheduler' | 'from_scheduler', items: number) => void;
+
 abstract class BatchingHost implements SchedulerHost {
   private pending: SchedulerEvent[] = [];
   /**
@@ -35,26 +47,32 @@ abstract class BatchingHost implements SchedulerHost {
    * does not matter (an alive for a link closed earlier in the batch is ignored either way).
    */
   private aliveLinks: LinkId[] = [];
-  private flushScheduled = false;
+  private readonly pacer: BatchPacer;
+
+  constructor(batchGapMs: number, protected readonly countBatch: BatchCounter | undefined) {
+    this.pacer = new BatchPacer(batchGapMs, this.flush, false);
+  }
 
   post(event: SchedulerEvent): void {
     if (event.type === 'workerAlive') this.aliveLinks.push(event.linkId);
     else this.pending.push(event);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flush);
-    }
+    this.pacer.request();
+  }
+
+  protected stopPacing(): void {
+    this.pacer.cancel();
   }
 
   private flush = (): void => {
-    this.flushScheduled = false;
     const batch = this.pending;
     this.pending = [];
     if (this.aliveLinks.length > 0) {
       batch.push({ type: 'workersAlive', linkIds: this.aliveLinks });
       this.aliveLinks = [];
     }
-    if (batch.length > 0) this.deliver(batch);
+    if (batch.length === 0) return;
+    this.countBatch?.('to_scheduler', batch.length);
+    this.deliver(batch);
   };
 
   protected abstract deliver(batch: SchedulerEvent[]): void;
@@ -68,10 +86,14 @@ export class InlineSchedulerHost extends BatchingHost {
   private readonly runner: CoreRunner;
   private readonly core: SchedulerCore;
 
-  constructor(config: CoreConfig, onEffects: EffectHandler) {
-    super();
+  constructor(config: CoreConfig, onEffects: EffectHandler, countBatch?: BatchCounter) {
+    // No thread to wake: a batch per turn, as soon as the turn ends.
+    super(0, countBatch);
     this.core = new SchedulerCore(config, { newId: randomUUID });
-    this.runner = new CoreRunner(this.core, onEffects);
+    this.runner = new CoreRunner(this.core, (effects) => {
+      countBatch?.('from_scheduler', effects.length);
+      onEffects(effects);
+    });
   }
 
   async internals(): Promise<CoreInternals> {
@@ -87,6 +109,7 @@ export class InlineSchedulerHost extends BatchingHost {
   }
 
   async close(): Promise<void> {
+    this.stopPacing();
     this.runner.stop();
   }
 }
@@ -107,8 +130,14 @@ export class ThreadSchedulerHost extends BatchingHost {
   /** Resolves once the thread runs the core; batches posted before then wait in the port, in order. */
   readonly ready: Promise<void>;
 
-  private constructor(config: CoreConfig, onEffects: EffectHandler, private readonly onDeath: (err: Error) => void) {
-    super();
+  private constructor(
+    config: CoreConfig,
+    onEffects: EffectHandler,
+    private readonly onDeath: (err: Error) => void,
+    countBatch: BatchCounter | undefined,
+    batchGapMs: number,
+  ) {
+    super(batchGapMs, countBatch);
     this.worker = new Worker(path.join(__dirname, '../../threads/scheduler-thread.js'));
     this.remote = Comlink.wrap<SchedulerThreadApi>(nodeEndpoint(this.worker));
     this.worker.on('error', (err) => this.died(err));
@@ -117,14 +146,22 @@ export class ThreadSchedulerHost extends BatchingHost {
     });
     const { port1, port2 } = new MessageChannel();
     this.batches = port1;
-    port1.on('message', (effects: SchedulerEffect[]) => onEffects(effects));
-    this.ready = this.track(this.remote.start(config, Comlink.transfer(port2, [port2])));
+    port1.on('message', (effects: SchedulerEffect[]) => {
+      countBatch?.('from_scheduler', effects.length);
+      onEffects(effects);
+    });
+    this.ready = this.track(this.remote.start(config, batchGapMs, Comlink.transfer(port2, [port2])));
     // A failed start is reported through `ready`; this keeps it from also surfacing as unhandled.
     this.ready.catch(() => undefined);
   }
 
-  static spawn(config: CoreConfig, onEffects: EffectHandler, onDeath: (err: Error) => void): ThreadSchedulerHost {
-    return new ThreadSchedulerHost(config, onEffects, onDeath);
+  static spawn(
+    config: CoreConfig,
+    onEffects: EffectHandler,
+    onDeath: (err: Error) => void,
+    opts: { countBatch?: BatchCounter; batchGapMs?: number } = {},
+  ): ThreadSchedulerHost {
+    return new ThreadSchedulerHost(config, onEffects, onDeath, opts.countBatch, opts.batchGapMs ?? SCHEDULER_BATCH_GAP_MS);
   }
 
   protected deliver(batch: SchedulerEvent[]): void {
@@ -145,6 +182,7 @@ export class ThreadSchedulerHost extends BatchingHost {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.stopPacing();
     this.batches.close();
     this.remote[Comlink.releaseProxy]();
     await this.worker.terminate();
