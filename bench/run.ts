@@ -23,8 +23,9 @@ import { wan } from './scenarios/wan';
 import { recovery } from './scenarios/recovery';
 import { readers } from './scenarios/readers';
 import { soak, SOAK_DEFAULT_MINUTES } from './scenarios/soak';
+import { channel } from './scenarios/channel';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, readers, wan, elf, scale, soak];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, channel, barrier, fanout, upload, readers, wan, elf, scale, soak];
 
 /** Scenarios `npm run bench` runs when none is named: `soak` is long and runs only when named (or in smoke mode). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s.name !== 'soak');

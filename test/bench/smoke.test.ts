@@ -20,6 +20,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   startup: { variants: [undefined], metrics: ['startup_p50', 'sigterm_exit_p50'] },
   recovery: { variants: [undefined], metrics: ['serving_time_p50', 'rss_peak', 'rss_serving'] },
   throughput: { variants: ['thread', 'thread-memory', 'main', 'durability', 'hop'], metrics: ['closed_loop_throughput', 'open_loop_p50', 'open_loop_p99'] },
+  channel: { variants: ['port-json', 'sab-nudge', 'sab-waitasync'], metrics: ['cpu_per_round_trip', 'wall_per_round_trip'] },
   barrier: { variants: ['thread', 'main'], metrics: ['barrier_p50', 'barrier_p99'] },
   fanout: { variants: ['pushed', 'inline'], metrics: ['egress', 'rss_growth'] },
   upload: { variants: ['proof-relay', 'final-proof', 'window-probe'], metrics: [] },
