@@ -46,6 +46,9 @@ export interface EchoConfig {
    * stream in one burst (an experiment: what a spread broadcast would buy the coordinator).
    */
   heartbeatSlices?: number;
+  /** Ports of the two gRPC servers (default 0: the OS picks; a restart passes the first run's). */
+  apiPort?: number;
+  clusterPort?: number;
 }
 
 export type EchoApi = {
@@ -571,9 +574,8 @@ async function startServers(cfg: EchoConfig): Promise<Running> {
   cluster.server.addService(clusterService(), { WorkerStream: acceptWorker });
   const api = new TunedGrpcServer(tuning);
   api.server.addService(serviceDefinition(CLIENT_API_PROTO, CLIENT_API_SERVICE), apiImplementation());
-  const address = '127.0.0.1:0';
-  const clusterPort = await cluster.bind(address, grpc.ServerCredentials.createInsecure());
-  const apiPort = await api.bind(address, grpc.ServerCredentials.createInsecure());
+  const clusterPort = await cluster.bind(`127.0.0.1:${cfg.clusterPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+  const apiPort = await api.bind(`127.0.0.1:${cfg.apiPort ?? 0}`, grpc.ServerCredentials.createInsecure());
   const httpServer = http.createServer((req, res) => {
     res.statusCode = req.url === '/health' ? 200 : 404;
     res.end(req.url === '/health' ? 'OK' : '');

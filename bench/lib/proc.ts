@@ -86,6 +86,30 @@ export class RssSampler {
   }
 }
 
+export interface ListenCounters {
+  /** TcpExt ListenOverflows: a handshake completed while the listener's accept queue was full. */
+  overflows: number;
+  /** TcpExt ListenDrops: every SYN or handshake a listener dropped (overflows included). */
+  drops: number;
+}
+
+/**
+ * The kernel's listen-queue counters (/proc/net/netstat, TcpExt), for this network namespace as a
+ * whole: a delta across a window counts every listener's drops, not only the one measured.
+ */
+export function listenCounters(): ListenCounters {
+  const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  if (lines.length < 2) throw new Error('/proc/net/netstat has no TcpExt lines');
+  const names = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/);
+  const value = (name: string): number => {
+    const i = names.indexOf(name);
+    if (i < 0) throw new Error(`/proc/net/netstat: no TcpExt ${name}`);
+    return Number(values[i]);
+  };
+  return { overflows: value('ListenOverflows'), drops: value('ListenDrops') };
+}
+
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

@@ -5,7 +5,7 @@
  */
 import { SimFleet, type LogFilter } from '../../src/sim/fleet';
 import type { SimWorkerOptions } from '../../src/sim/options';
-import type { AggTaskRecord, SimWorker } from '../../src/sim/worker';
+import { hostNow, type AggTaskRecord, type SimWorker } from '../../src/sim/worker';
 import { serveIpc, type Handlers } from './ipc';
 
 /** JSON-safe worker options (no logger). */
@@ -70,12 +70,29 @@ export type SimApi = {
    * `${prefix}-<n>`, the options of `start`) join.
    */
   churn: { params: { disconnect: number; replace: number; reconnectAfterMs: number; prefix: string }; result: { live: number; registered: number } };
+  /**
+   * Reconnect figures since `since` (host clock, `reconnect storm`): each worker's first accepted
+   * registration at or after it (workers with none are left out), and the first `register` written.
+   */
+  registrationsSince: { params: { since: number }; result: { times: number[]; firstRegisterSentAt: number | null } };
   stop: { params: Record<string, never>; result: null };
 };
 
 const fleets: SimFleet[] = [];
 let startConfig: SimHostConfig | undefined;
 let joined = 0;
+/** Host-clock times of every accepted registration, per worker (a few per worker: one per connection). */
+const registeredAt = new WeakMap<SimWorker, number[]>();
+
+function track(f: SimFleet): SimFleet {
+  f.on('registered', (w) => {
+    const at = hostNow();
+    const list = registeredAt.get(w);
+    if (list) list.push(at);
+    else registeredAt.set(w, [at]);
+  });
+  return f;
+}
 
 function liveWorkers(): SimWorker[] {
   const out: SimWorker[] = [];
@@ -114,7 +131,7 @@ const handlers: Handlers<SimApi> = {
       const n = Math.min(per, cfg.workers - first);
       const overrides = cfg.perWorker;
       fleets.push(
-        new SimFleet({
+        track(new SimFleet({
           ...cfg.options,
           coordinator: cfg.coordinator,
           workers: n,
@@ -122,7 +139,7 @@ const handlers: Handlers<SimApi> = {
           firstIndex: cfg.firstIndex + first,
           sharedChannel: shared,
           ...(overrides ? { perWorker: (i: number) => overrides[i] } : {}),
-        }),
+        })),
       );
     }
     const stagger = cfg.startStaggerMs ?? 0;
@@ -261,11 +278,28 @@ const handlers: Handlers<SimApi> = {
     if (leaving.length > 0) {
       const f = new SimFleet({ ...cfg.options, coordinator: cfg.coordinator, workers: leaving.length, prefix, firstIndex: joined });
       joined += leaving.length;
-      fleets.push(f.start());
+      fleets.push(track(f).start());
     }
     // Fleets whose workers have all left are dropped, so a long churn does not grow this process.
     for (let i = fleets.length - 1; i >= 0; i--) if (fleets[i].workers.every((w) => w.state === 'stopped')) fleets.splice(i, 1);
     return { live: liveWorkers().length, registered: registeredCount() };
+  },
+
+  registrationsSince({ since }) {
+    const times: number[] = [];
+    let firstRegisterSentAt: number | null = null;
+    for (const f of fleets) {
+      for (const w of f.workers) {
+        const at = registeredAt.get(w)?.find((t) => t >= since);
+        if (at !== undefined) times.push(at);
+        for (const e of w.log) {
+          if (e.dir !== 'out' || e.kind !== 'register' || e.at < since) continue;
+          if (firstRegisterSentAt === null || e.at < firstRegisterSentAt) firstRegisterSentAt = e.at;
+          break;
+        }
+      }
+    }
+    return { times, firstRegisterSentAt };
   },
 
   async stop() {

@@ -58,6 +58,10 @@ export class SimProcess {
     return this.ipc.call('aggTasks', { jobId });
   }
 
+  registrationsSince(since: number): Promise<SimApi['registrationsSince']['result']> {
+    return this.ipc.call('registrationsSince', { since });
+  }
+
   async stop(): Promise<void> {
     try {
       await this.ipc.call('stop', {}, 30_000);
@@ -168,6 +172,14 @@ export class SimGroup {
   async aggTasks(jobId: string): Promise<SimApi['aggTasks']['result']> {
     const all = await Promise.all(this.processes.map((p) => p.aggTasks(jobId)));
     return all.flat().sort((a, b) => a.at - b.at);
+  }
+
+  /** Each worker's first registration at or after `since` (host clock), sorted, and the first `register` sent. */
+  async registrationsSince(since: number): Promise<SimApi['registrationsSince']['result']> {
+    const all = await Promise.all(this.processes.map((p) => p.registrationsSince(since)));
+    let first: number | null = null;
+    for (const r of all) if (r.firstRegisterSentAt !== null && (first === null || r.firstRegisterSentAt < first)) first = r.firstRegisterSentAt;
+    return { times: all.flatMap((r) => r.times).sort((a, b) => a - b), firstRegisterSentAt: first };
   }
 
   async stop(): Promise<void> {

@@ -61,16 +61,26 @@ export interface CoordinatorOptions {
   logMode?: 'file' | 'pipe';
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   startTimeoutMs?: number;
+  /**
+   * The process's home (its cache dir, and with it the job store, live under it): given, it is reused
+   * and left in place on stop (a restart on the same state); default a new temp dir removed on stop.
+   */
+  home?: string;
+  /** Listener ports (default 0 each: the OS picks; a restart passes the first run's ports). */
+  ports?: { api?: number; cluster?: number; metrics?: number };
 }
 
 export class CoordinatorProcess implements SystemUnderTest {
   readonly kind = 'coordinator' as const;
   /** `startup_ms` as the coordinator logs it (its own measure, from entry to serving). */
   reportedStartupMs = 0;
+  /** Host clock (`performance.timeOrigin + performance.now()`) when the serving line was seen. */
+  servingAtHost = 0;
 
   private constructor(
     readonly child: ChildProcess,
     readonly home: string,
+    private readonly ownsHome: boolean,
     readonly logPath: string | undefined,
     readonly ports: { api: number; cluster: number; metrics: number },
     public startupMs: number,
@@ -78,7 +88,7 @@ export class CoordinatorProcess implements SystemUnderTest {
   ) {}
 
   static async start(opts: CoordinatorOptions = {}): Promise<CoordinatorProcess> {
-    const home = tempDir('zisk-bench-coord-');
+    const home = opts.home ?? tempDir('zisk-bench-coord-');
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       HOME: home,
@@ -95,14 +105,14 @@ export class CoordinatorProcess implements SystemUnderTest {
       ...launcherNodeFlags(),
       ...(opts.nodeArgs ?? []),
       path.join(repoRoot(), 'bin', 'zisk-coordinator'),
-      // Port 0 on all three: the OS picks free ports (no race with other sockets), and the
-      // listener log lines say which.
+      // Port 0 by default: the OS picks free ports (no race with other sockets), and the listener
+      // log lines say which.
       '--api-port',
-      '0',
+      String(opts.ports?.api ?? 0),
       '--cluster-port',
-      '0',
+      String(opts.ports?.cluster ?? 0),
       '--metrics-port',
-      '0',
+      String(opts.ports?.metrics ?? 0),
     ];
     const mode = opts.logMode ?? 'file';
     const logPath = mode === 'file' ? path.join(home, 'coordinator.log') : undefined;
@@ -176,7 +186,8 @@ export class CoordinatorProcess implements SystemUnderTest {
       child.kill('SIGKILL');
       throw new Error(`coordinator serving but listener ports not logged: ${JSON.stringify(ports)}`);
     }
-    const c = new CoordinatorProcess(child, home, logPath, ports, servingAt - t0, lines);
+    const c = new CoordinatorProcess(child, home, opts.home === undefined, logPath, ports, servingAt - t0, lines);
+    c.servingAtHost = performance.timeOrigin + servingAt;
     try {
       c.reportedStartupMs = Number((JSON.parse(servingLine) as { startup_ms?: number }).startup_ms ?? 0);
     } catch {
@@ -260,7 +271,7 @@ export class CoordinatorProcess implements SystemUnderTest {
     const t0 = performance.now();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     const { code, signal } = await gone;
-    removeDir(this.home);
+    if (this.ownsHome) removeDir(this.home);
     return { exitMs: performance.now() - t0, code, signal };
   }
 
@@ -272,7 +283,7 @@ export class CoordinatorProcess implements SystemUnderTest {
     const { code, signal } = await gone;
     clearTimeout(timer);
     const exitMs = performance.now() - t0;
-    removeDir(this.home);
+    if (this.ownsHome) removeDir(this.home);
     return { exitMs, code, signal };
   }
 }
@@ -281,6 +292,8 @@ export class CoordinatorProcess implements SystemUnderTest {
 
 export class EchoBaseline implements SystemUnderTest {
   readonly kind = 'baseline' as const;
+  /** Host clock when `start` had both servers listening. */
+  readonly servingAtHost = performance.timeOrigin + performance.now();
 
   private constructor(
     readonly ipc: IpcChild<EchoApi>,
@@ -303,6 +316,8 @@ export class EchoBaseline implements SystemUnderTest {
           cacheDir: home,
           ...(config.recvWindowBytes !== undefined ? { recvWindowBytes: config.recvWindowBytes } : {}),
           ...(config.heartbeatSlices !== undefined ? { heartbeatSlices: config.heartbeatSlices } : {}),
+          ...(config.apiPort !== undefined ? { apiPort: config.apiPort } : {}),
+          ...(config.clusterPort !== undefined ? { clusterPort: config.clusterPort } : {}),
         },
         30_000,
       );
@@ -336,6 +351,16 @@ export class EchoBaseline implements SystemUnderTest {
 
   memory(): ProcMemory | null {
     return procMemory(this.pid);
+  }
+
+  /** SIGKILL, as a crash. */
+  async kill(): Promise<StopReport> {
+    const gone = exited(this.ipc.child);
+    const t0 = performance.now();
+    if (this.ipc.child.exitCode === null && this.ipc.child.signalCode === null) this.ipc.child.kill('SIGKILL');
+    const { code, signal } = await gone;
+    removeDir(this.home);
+    return { exitMs: performance.now() - t0, code, signal };
   }
 
   async stop(): Promise<StopReport> {

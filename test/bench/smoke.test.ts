@@ -15,8 +15,11 @@ import { validateResult } from '../../bench/lib/report';
 const RUNNER = path.resolve(__dirname, '../../bench/run.js');
 const resultsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zisk-bench-smoke-'));
 
-/** Metrics every scenario must report (per variant), so a renamed or dropped figure is noticed. */
-const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: string[] }> = {
+/**
+ * Metrics every scenario must report (in every variant, or per variant by name), so a renamed or
+ * dropped figure is noticed.
+ */
+const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: string[] | Record<string, string[]> }> = {
   startup: { variants: [undefined], metrics: ['startup_p50', 'sigterm_exit_p50'] },
   recovery: { variants: [undefined], metrics: ['serving_time_p50', 'rss_peak', 'rss_serving'] },
   throughput: { variants: ['thread', 'thread-memory', 'main', 'durability', 'hop'], metrics: ['closed_loop_throughput', 'open_loop_p50', 'open_loop_p99'] },
@@ -28,6 +31,14 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   wan: { variants: ['relay', 'elf'], metrics: ['throughput', 'gain_over_64KiB_window'] },
   elf: { variants: [undefined], metrics: ['register_throughput', 'main_loop_max'] },
   scale: { variants: ['thread', 'main'], metrics: ['main_loop_p99', 'rss_peak'] },
+  storm: {
+    variants: ['sigterm', 'sigkill', 'burst'],
+    metrics: {
+      sigterm: ['all_registered_after_serving', 'rejected', 'stuck_after_10s', 'listen_overflows', 'main_loop_p99'],
+      sigkill: ['all_registered_after_serving', 'rejected', 'stuck_after_10s', 'listen_overflows', 'main_loop_p99'],
+      burst: ['all_accepted', 'failed', 'listen_overflows'],
+    },
+  },
   soak: { variants: [undefined], metrics: ['rss_slope', 'heap_slope', 'rss_end', 'jobs_unaccounted'] },
 };
 
@@ -70,7 +81,8 @@ describe('bench smoke: every scenario produces well-formed results', { concurren
         'variants',
       );
       for (const r of file.results) {
-        for (const m of expected.metrics) {
+        const wanted = Array.isArray(expected.metrics) ? expected.metrics : (expected.metrics[r.variant ?? ''] ?? []);
+        for (const m of wanted) {
           const found = r.metrics.find((x) => x.name === m);
           assert.ok(found, `${name}/${r.variant ?? ''}: metric ${m}`);
           assert.equal(typeof found.coordinator, 'number', `${name}/${r.variant ?? ''}/${m}: a measured coordinator figure`);

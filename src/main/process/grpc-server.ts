@@ -13,6 +13,12 @@
  *   protocol. TCP-level TLS tunnels (stunnel and the like) negotiate none, and they are how upstream's
  *   plaintext-only worker and SDK reach a TLS port (docs/security.md, Sidecars), so such a connection
  *   is taken as HTTP/2 with prior knowledge, as the same peer is on a plaintext port.
+ * - **A listen backlog for a reconnect storm**: grpc-js calls `listen(address, cb)` with no backlog,
+ *   so Node's 511 applies. When a restart drops every worker at once, upstream's workers all retry
+ *   after the same fixed sleep: thousands of handshakes land together, a full accept queue drops
+ *   them (ListenOverflows), and each dropped worker loses a second or more to SYN retransmission.
+ *   `LISTEN_BACKLOG` asks for more; the kernel caps it at `net.core.somaxconn` (docs/operations.md,
+ *   Sizing).
  * - **Refused TLS handshakes, reported**: grpc-js swallows them; `onTlsClientError` gets each with
  *   the socket, whose `authorizationError` says why a client certificate was refused (Node drops
  *   such a peer without an error of its own).
@@ -21,8 +27,15 @@
  * instead of silently serving with 64 KiB windows and an exit that hangs.
  */
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+
+/**
+ * Listen backlog asked for on both gRPC ports; the kernel uses min(this, net.core.somaxconn), so the
+ * operator's knob is that sysctl (4096 by default since Linux 5.4).
+ */
+export const LISTEN_BACKLOG = 65535;
 
 /** HTTP/2's initial window (RFC 9113 §6.9.2), which Node and grpc-js keep unless told otherwise. */
 export const HTTP2_DEFAULT_WINDOW_BYTES = 65535;
@@ -70,6 +83,23 @@ export function grpcServerOptions(t: GrpcServerTuning, interceptors?: grpc.Serve
   };
 }
 
+/**
+ * `server.listen(options, cb)` with `backlog` added, on this one server: grpc-js passes its address
+ * as an options object ({ host, port } or { path }) and has no backlog option of its own. Any other
+ * call shape is passed through untouched.
+ */
+function withBacklog(server: http2.Http2Server, backlog: number): void {
+  const listen = server.listen;
+  const patched = function (this: http2.Http2Server, ...args: unknown[]): http2.Http2Server {
+    const [first, ...rest] = args;
+    if (typeof first === 'object' && first !== null && !('backlog' in first)) {
+      return (listen as (...a: unknown[]) => http2.Http2Server).call(this, { ...(first as net.ListenOptions), backlog }, ...rest);
+    }
+    return (listen as (...a: unknown[]) => http2.Http2Server).apply(this, args);
+  };
+  server.listen = patched as typeof server.listen;
+}
+
 export class TunedGrpcServer {
   readonly server: grpc.Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
@@ -85,6 +115,7 @@ export class TunedGrpcServer {
     common.settings = { ...common.settings, initialWindowSize: tuning.windowBytes };
     internals.createHttp2Server = (credentials) => {
       const h2 = create.call(this.server, credentials);
+      withBacklog(h2, LISTEN_BACKLOG);
       h2.on('session', (session: http2.ServerHttp2Session) => this.adopt(session, tuning.windowBytes));
       if (credentials._isSecure()) {
         // Runs before Node's own 'secureConnection' listener, which decides on the protocol.
