@@ -1,6 +1,6 @@
 /**
- * A disk that fills up under the durable store (docs/operations.md, What survives what), with the
- * real binary. Two layers: below `[state] min_free_bytes` new jobs are refused with a coded error
+ * A disk that fills up under the durable store (docs/operations.md, Jobs and restarts: what survives
+ * what), with the real binary. Two layers: below `[state] min_free_bytes` new jobs are refused with a coded error
  * naming the cause and taken again once there is room (a filler file made with `fallocate`); and if
  * a store write fails anyway (here a file size limit, `prlimit --fsize`: the same failed write LMDB
  * gets on a full disk), the process exits 74 at once and a restart loses nothing acknowledged.

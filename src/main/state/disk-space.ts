@@ -1,9 +1,9 @@
 /**
  * Keeps an eye on the free space of the filesystem under the state directory (docs/operations.md,
- * What survives what). LMDB cannot be trusted after a write fails for lack of room (its environment
- * turns unusable and the process has to stop), so the coordinator stops taking new work while the
- * disk still has `[state] min_free_bytes` left: jobs already accepted finish, their few small
- * records fit in the margin.
+ * Jobs and restarts: what survives what). LMDB cannot be trusted after a write fails for lack of
+ * room (its environment turns unusable and the process has to stop), so the coordinator stops taking
+ * new work while the disk still has `[state] min_free_bytes` left: jobs already accepted finish,
+ * their few small records fit in the margin.
  */
 import * as fs from 'node:fs';
 import type { Logger } from '../../shared/logging';
