@@ -337,7 +337,8 @@ export async function startCoordinator(config: Config, logger: Logger, directori
         post({ type: 'setLogLevel', level });
       },
     }),
-  );  lifecycle.onReload('security', () => reloadSecurityFiles());
+  );
+  lifecycle.onReload('security', () => reloadSecurityFiles());
 
 
   const apiService = new ApiService({

@@ -62,11 +62,13 @@ Environment:
   ZISK_COORDINATOR_SERVER_SHUTDOWN_TIMEOUT_SECONDS or ZISK_COORDINATOR_COORDINATOR_MAX_TOTAL_WORKERS.
   The upstream names ZISK_COORDINATOR_API_PORT, ZISK_COORDINATOR_CLUSTER_PORT,
   ZISK_COORDINATOR_METRICS_PORT and RUST_LOG win over the generic ones.
-  RUST_LOG contributes only its global level (info,zisk=debug -> info).
+  RUST_LOG sets the level of its directive for zisk targets (info,zisk=debug -> debug), else its
+  global level.
   Use --print-config to see every key, its value and where the value came from.
 
 Exit codes:
-  0 success, 1 runtime error (e.g. a port in use), 2 usage error, 70 internal error, 78 configuration error
+  0 success, 1 runtime error (e.g. a port in use), 2 usage error, 70 internal error,
+  74 a write to the job store failed (e.g. disk full), 78 configuration error
 `;
 
 function buildProgram(out: { stdout: string; stderr: string }): Command {
