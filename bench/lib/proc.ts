@@ -10,6 +10,10 @@ export interface ProcMemory {
   rssBytes: number;
   /** Peak resident set size since the process started (VmHWM). */
   hwmBytes: number;
+  /** VmRSS's anonymous part (RssAnon: heaps, buffers, malloc arenas). */
+  rssAnonBytes: number;
+  /** VmRSS's file-backed part (RssFile: mapped files such as LMDB's data file, and code). */
+  rssFileBytes: number;
 }
 
 /** VmRSS and VmHWM of a live process from /proc; null once it is gone. */
@@ -24,7 +28,7 @@ export function procMemory(pid: number): ProcMemory | null {
     const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
     return m ? Number(m[1]) * 1024 : 0;
   };
-  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM'), rssAnonBytes: kb('RssAnon'), rssFileBytes: kb('RssFile') };
 }
 
 /** CPU time (user + system) of a process so far, in ms, from /proc/<pid>/stat; null once it is gone. */

@@ -63,7 +63,12 @@ interface Sample {
   /** Minutes since the stream started. */
   min: number;
   rss: number;
+  /** The parts of VmRSS: anonymous memory (heaps, buffers, malloc) and file-backed pages (LMDB's map, code). */
+  rssAnon: number;
+  rssFile: number;
   heap: number | undefined;
+  /** Memory of buffers outside V8's heap (`nodejs_external_memory_bytes`). */
+  external: number | undefined;
 }
 
 interface Tally {
@@ -78,7 +83,8 @@ interface Tally {
 }
 
 interface Rig {
-  label: 'churn' | 'steady';
+  /** `steady-memory`: steady with `[state] backend = "memory"`, to tell the job store's pages apart. */
+  label: 'churn' | 'steady' | 'steady-memory';
   coord: CoordinatorProcess;
   sims: SimGroup;
   api: ApiClient;
@@ -117,6 +123,7 @@ export function slope(points: ReadonlyArray<[number, number]>): number | null {
 async function startRig(ctx: ScenarioContext, cleanup: Cleanup, label: Rig['label'], s: Sizes): Promise<Rig> {
   const coord = await startCoordinator(ctx, `soak-${label}`, {
     env: {
+      ZISK_COORDINATOR_STATE_BACKEND: label === 'steady-memory' ? 'memory' : 'embedded',
       ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: '2',
       ZISK_COORDINATOR_COORDINATOR_MAX_RETAINED_JOBS: '2000',
       ZISK_COORDINATOR_COORDINATOR_STALE_DISCONNECTED_THRESHOLD_SECONDS: '30',
@@ -198,11 +205,10 @@ async function oneJob(rig: Rig, cancel: boolean): Promise<void> {
 async function sample(rig: Rig, t0: number): Promise<void> {
   const mem = procMemory(rig.coord.pid);
   if (!mem) return;
-  const heap = await rig.coord
-    .scrape()
-    .then((x) => sampleValue(x, 'nodejs_heap_size_used_bytes'))
-    .catch(() => undefined);
-  rig.samples.push({ min: (performance.now() - t0) / 60_000, rss: mem.rssBytes, heap });
+  const scraped = await rig.coord.scrape().catch(() => undefined);
+  const heap = scraped ? sampleValue(scraped, 'nodejs_heap_size_used_bytes') : undefined;
+  const external = scraped ? sampleValue(scraped, 'nodejs_external_memory_bytes') : undefined;
+  rig.samples.push({ min: (performance.now() - t0) / 60_000, rss: mem.rssBytes, rssAnon: mem.rssAnonBytes, rssFile: mem.rssFileBytes, heap, external });
 }
 
 async function runSoak(ctx: ScenarioContext, rigs: Rig[], s: Sizes): Promise<void> {
@@ -283,12 +289,16 @@ export const soak: Scenario = {
     try {
       const churn = await startRig(ctx, cleanup, 'churn', s);
       const steady = await startRig(ctx, cleanup, 'steady', s);
-      const rigs = [churn, steady];
+      const steadyMemory = await startRig(ctx, cleanup, 'steady-memory', s);
+      const rigs = [churn, steady, steadyMemory];
       ctx.log(`  soak: ${(s.durationMs / 60_000).toFixed(1)} min, ${s.jobsPerSecond} jobs/s each, warm-up ${(s.warmupMs / 60_000).toFixed(1)} min`);
       await runSoak(ctx, rigs, s);
       const warmupMin = s.warmupMs / 60_000;
       const rssSlope = rigs.map((r) => slopeOf(r, warmupMin, (x) => x.rss));
       const heapSlope = rigs.map((r) => slopeOf(r, warmupMin, (x) => x.heap));
+      const anonSlope = rigs.map((r) => slopeOf(r, warmupMin, (x) => x.rssAnon));
+      const fileSlope = rigs.map((r) => slopeOf(r, warmupMin, (x) => x.rssFile));
+      const externalSlope = rigs.map((r) => slopeOf(r, warmupMin, (x) => x.external));
       const unaccounted = (r: Rig): number => r.tally.submitted - (r.tally.completed + r.tally.failed + r.tally.cancelled);
       const firstAfterWarmup = (r: Rig): Sample | undefined => r.samples.find((x) => x.min >= warmupMin);
       const last = (r: Rig): Sample | undefined => r.samples[r.samples.length - 1];
@@ -308,7 +318,7 @@ export const soak: Scenario = {
         return (
           `${r.label}: submitted ${t.submitted} = completed ${t.completed} + failed ${t.failed} + cancelled ${t.cancelled}` +
           `${unaccounted(r) !== 0 ? ` (unaccounted ${unaccounted(r)}, watches lost ${t.lost})` : ''}; refused ${t.refused}` +
-          `${t.firstFailure ? ` (first: ${t.firstFailure.slice(0, 160)})` : ''}; RSS slope ${round(rssSlope[i], 3) ?? '—'} MiB/min, heap slope ${round(heapSlope[i], 3) ?? '—'} MiB/min (signed)` +
+          `${t.firstFailure ? ` (first: ${t.firstFailure.slice(0, 160)})` : ''}; RSS slope ${round(rssSlope[i], 3) ?? '—'} MiB/min (anonymous ${round(anonSlope[i], 3) ?? '—'}, file-backed ${round(fileSlope[i], 3) ?? '—'}), heap slope ${round(heapSlope[i], 3) ?? '—'}, external ${round(externalSlope[i], 3) ?? '—'} MiB/min (signed)` +
           `${r.stuck.length > 0 ? `; unfinished: ${r.stuck.slice(0, 3).join('; ')}` : ''}` +
           `; RSS ${mib(r.samples[0]?.rss)?.toFixed(0) ?? '—'} at start → ${mib(firstAfterWarmup(r)?.rss)?.toFixed(0) ?? '—'} after warm-up → ${mib(last(r)?.rss)?.toFixed(0) ?? '—'} MiB at the end; ${r.samples.length} samples`
         );
