@@ -25,9 +25,8 @@ import { readers } from './scenarios/readers';
 import { storm } from './scenarios/storm';
 import { soak, SOAK_DEFAULT_MINUTES } from './scenarios/soak';
 import { channel } from './scenarios/channel';
-import { planning } from './scenarios/planning';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, channel, barrier, fanout, upload, readers, wan, elf, scale, planning, storm, soak];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, channel, barrier, fanout, upload, readers, wan, elf, scale, storm, soak];
 
 /** Scenarios `npm run bench` runs when none is named: `soak` is long and runs only when named (or in smoke mode). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s.name !== 'soak');

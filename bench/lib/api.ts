@@ -25,14 +25,6 @@ export interface JobEventMsg {
   failed?: { failure?: Record<string, unknown> };
 }
 
-/** When the coordinator says an event happened: its `timestamp` (every event kind has one), in epoch ms. */
-export function eventTimeMs(e: JobEventMsg): number | undefined {
-  const body = e.event ? (e as unknown as Record<string, { timestamp?: { seconds?: string | number; nanos?: number } } | undefined>)[e.event] : undefined;
-  const ts = body?.timestamp;
-  if (!ts || ts.seconds === undefined) return undefined;
-  return Number(ts.seconds) * 1000 + (ts.nanos ?? 0) / 1e6;
-}
-
 export type Terminal = 'completed' | 'failed' | 'cancelled';
 
 export interface WatchOutcome {
@@ -113,14 +105,13 @@ export class ApiClient {
   }
 
   /** Follows a job until its terminal event (or the deadline). */
-  watch(jobId: string, deadlineMs = 60_000, onEvent?: (e: JobEventMsg, receivedAt: number) => void): Promise<WatchOutcome> {
+  watch(jobId: string, deadlineMs = 60_000): Promise<WatchOutcome> {
     return new Promise((resolve) => {
       const call = this.pick().WatchJob({ job_id: jobId }, { deadline: Date.now() + deadlineMs });
       let events = 0;
       const finish = settleOnce(resolve);
       call.on('data', (e: JobEventMsg) => {
         events++;
-        onEvent?.(e, hostNow());
         const kind = e.event;
         if (kind === 'completed' || kind === 'failed' || kind === 'cancelled') {
           const proofBytes = e.completed?.result?.prove?.proof?.data?.length ?? 0;

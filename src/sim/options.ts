@@ -132,11 +132,6 @@ export interface SimWorkerOptions {
   requireSetup: boolean;
   /** Programs considered set up from the start. */
   preSetup: SetupKey[];
-  /**
-   * Hash ids of the only programs this worker can set up: a setup of any other is acked as failed
-   * (so the coordinator keeps it ineligible for that program). Default: every setup succeeds.
-   */
-  setupOnly?: string[];
   /** Start holding a job context, so the first connection is a `reconnect` carrying this id. */
   lastKnownJobId?: string;
   /** Check every challenge of a Prove task against the sim derivation; mismatch → task error (default true). */

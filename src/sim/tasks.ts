@@ -78,10 +78,6 @@ export class TaskRunner {
         return;
       } else if (f?.action === 'wrongVk') {
         ack.vk = simWrongVk(sp.hash_id, sp.with_hints, rt.options.workerId);
-      } else if (rt.options.setupOnly && !rt.options.setupOnly.includes(sp.hash_id)) {
-        ack.success = false;
-        ack.error_message = `program ${sp.hash_id} cannot be set up on this worker`;
-        ack.vk = Buffer.alloc(0);
       }
       if (ack.success) this.setups.add(setupKey(sp.hash_id, sp.with_hints));
       rt.stats.setupAcks++;

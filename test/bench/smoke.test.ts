@@ -24,7 +24,6 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   recovery: { variants: [undefined], metrics: ['serving_time_p50', 'rss_peak', 'rss_serving'] },
   throughput: { variants: ['thread', 'thread-memory', 'main', 'durability', 'hop'], metrics: ['closed_loop_throughput', 'open_loop_p50', 'open_loop_p99'] },
   channel: { variants: ['port-json', 'sab-nudge', 'sab-waitasync'], metrics: ['cpu_per_round_trip', 'wall_per_round_trip'] },
-  planning: { variants: [undefined], metrics: ['main_loop_p99', 'watch_event_latency_p99', 'metrics_scrape_p99'] },
   barrier: { variants: ['thread', 'main'], metrics: ['barrier_p50', 'barrier_p99'] },
   fanout: { variants: ['pushed', 'inline'], metrics: ['egress', 'rss_growth'] },
   upload: { variants: ['proof-relay', 'final-proof', 'window-probe'], metrics: [] },

@@ -205,21 +205,6 @@ for (const wire of SIM_WIRES) {
       assert.equal(w.setups.has(`${'ee'.repeat(32)}:0`), false);
     });
 
-    test('setupOnly: a setup of another program is acked as failed, its own succeeds', async () => {
-      const s = await server();
-      const other = 'ee'.repeat(32);
-      const w = await worker(s, wire, { setupOnly: [HASH] });
-      s.send('w1', { setup_program: setupProgram('s1', other) });
-      const refused = (await s.waitFor((x) => x.msg.setup_program_ack?.job_id === 's1')).msg.setup_program_ack;
-      assert.equal(refused?.success, false);
-      assert.equal(refused?.error_message, `program ${other} cannot be set up on this worker`);
-      assert.equal(w.setups.has(`${other}:0`), false);
-      s.send('w1', { setup_program: setupProgram('s2') });
-      const own = (await s.waitFor((x) => x.msg.setup_program_ack?.job_id === 's2')).msg.setup_program_ack;
-      assert.equal(own?.success, true);
-      assert.deepEqual(own?.vk, simVk(HASH, false));
-    });
-
     test('delay override and jobId filter', async () => {
       const s = await server();
       await worker(s, wire, { faults: { contribution: { delayMs: 600, jobId: 'job-slow' } } });
