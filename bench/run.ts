@@ -17,6 +17,7 @@ import { barrier } from './scenarios/barrier';
 import { fanout } from './scenarios/fanout';
 import { upload } from './scenarios/upload';
 import { scale } from './scenarios/scale';
+import { planning } from './scenarios/planning';
 import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
 import { wan } from './scenarios/wan';
@@ -24,7 +25,7 @@ import { recovery } from './scenarios/recovery';
 import { readers } from './scenarios/readers';
 import { soak, SOAK_DEFAULT_MINUTES } from './scenarios/soak';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, readers, wan, elf, scale, soak];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, barrier, fanout, upload, readers, wan, elf, scale, planning, soak];
 
 /** Scenarios `npm run bench` runs when none is named: `soak` is long and runs only when named (or in smoke mode). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s.name !== 'soak');

@@ -27,6 +27,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   wan: { variants: ['relay', 'elf'], metrics: ['throughput', 'gain_over_64KiB_window'] },
   elf: { variants: [undefined], metrics: ['register_throughput', 'main_loop_max'] },
   scale: { variants: ['thread', 'main'], metrics: ['main_loop_p99', 'rss_peak'] },
+  planning: { variants: [undefined], metrics: ['main_loop_p99', 'main_loop_max', 'watch_latency_p50', 'watch_latency_p99', 'scrape_latency_p99'] },
   soak: { variants: [undefined], metrics: ['rss_slope', 'heap_slope', 'rss_end', 'jobs_unaccounted'] },
 };
 
