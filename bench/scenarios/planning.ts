@@ -145,8 +145,9 @@ function windowOf(i: number, s: Sizes, hashes: string[]): string[] {
 }
 
 async function rigUp(ctx: ScenarioContext, variant: SchedulerVariant, coord: CoordinatorProcess, s: Sizes, cleanup: Cleanup): Promise<Rig> {
-  // Killed, not stopped: SIGTERM would wait the drain deadline out for jobs that never end.
-  cleanup.add(`${variant.name} coordinator kill`, () => coord.kill().then(() => undefined));
+  // Killed, not stopped: SIGTERM would wait the drain deadline out for jobs that never end. A CPU
+  // profile is written only on a clean exit, so with --cpu-prof it is stopped.
+  cleanup.add(`${variant.name} coordinator end`, () => (ctx.profileDir ? coord.stop(60_000) : coord.kill()).then(() => undefined));
   const hashes = await Promise.all(Array.from({ length: s.programs }, (_, i) => blake3(programElf(i))));
   const probeHash = await blake3(PROBE_ELF);
   const t0 = performance.now();
@@ -367,6 +368,7 @@ async function measureRound(rig: Rig, s: Sizes): Promise<void> {
   await sleep(s.rampMs);
   const start = hostNow();
   const end = start + s.roundMs;
+  const topUps: Promise<void>[] = [];
   // A window is kept when it lies wholly inside the measured time: first seen at t, it ended in
   // (t − scrape period, t], so it began after t − 5 s − scrape period.
   let prevMain: LoopWindow | undefined;
@@ -383,7 +385,12 @@ async function measureRound(rig: Rig, s: Sizes): Promise<void> {
     }
     const t = hostNow();
     a.scrapeMs.push(r.ms);
-    if (r.depth !== undefined) a.queueDepths.push(r.depth);
+    if (r.depth !== undefined) {
+      a.queueDepths.push(r.depth);
+      // A cancelled job's workers may start several queued ones (a job starts with one free unit):
+      // top the queue up to its depth.
+      for (let i = 0; i < Math.min(10, s.queueDepth - r.depth); i++) topUps.push(submitHeavy(rig));
+    }
     const inside = t - 5_000 - s.scrapeEveryMs >= start && t <= end + s.scrapeEveryMs;
     if (prevMain !== undefined && !sameWindow(prevMain, r.main) && inside) a.mainWindows.push(r.main);
     if (r.scheduler && prevSched !== undefined && !sameWindow(prevSched, r.scheduler) && inside) a.schedulerWindows.push(r.scheduler);
@@ -392,6 +399,7 @@ async function measureRound(rig: Rig, s: Sizes): Promise<void> {
     a.lastMain = r.main;
     if (r.scheduler) a.lastScheduler = r.scheduler;
   }
+  await Promise.all(topUps);
 }
 
 interface Figures {
@@ -502,7 +510,7 @@ function report(s: Sizes, rigs: Rig[], failures: string[]): ScenarioResult {
   };
   const notes: string[] = [
     `Coordinator column: scheduler on its own thread (the default); baseline column: scheduler_thread = false (the core on the main thread); ratio = thread ÷ main. Both are the real binary side by side, each with its own sims; the load (probes, churn, scrapes) runs on one at a time, in ${s.rounds} alternating rounds of ${s.roundMs / 1000} s after a ${s.rampMs / 1000} s ramp, rotating the order.`,
-    `Sizes: ${s.workers} heavy workers × 1 unit in ${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS} (${s.workersPerChannel} per shared HTTP/2 connection), each set up for ${s.programsPerWorker} of ${s.programs} programs (a sliding window; the other setups are refused by the sim), heartbeats every 1 s both ways; default_compute_units = ${s.unitsPerJob}; ${Math.ceil(s.workers / s.unitsPerJob)} heavy jobs running and ${s.queueDepth} queued, tasks of an hour (phase timeouts off). Per second of load: ${s.cancelsPerS} random heavy jobs cancelled and as many submitted, ${s.dropsPerS} heavy workers drop and come back ${s.reconnectAfterMs} ms later. A probe job every ${s.probeEveryMs} ms on ${s.probeWorkers} probe workers (instant tasks, their own sim process at nice 0, set up for the probe program only).`,
+    `Sizes: ${s.workers} heavy workers × 1 unit in ${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS} (${s.workersPerChannel} per shared HTTP/2 connection), each set up for ${s.programsPerWorker} of ${s.programs} programs (a sliding window; the other setups are refused by the sim), heartbeats every 1 s both ways; default_compute_units = ${s.unitsPerJob}; ${Math.ceil(s.workers / s.unitsPerJob)} heavy jobs running and ${s.queueDepth} queued, tasks of an hour (phase timeouts off). Per second of load: ${s.cancelsPerS} random heavy jobs cancelled and as many submitted (plus up to 10 per scrape while the queue is short of its depth), ${s.dropsPerS} heavy workers drop and come back ${s.reconnectAfterMs} ms later. A probe job every ${s.probeEveryMs} ms on ${s.probeWorkers} probe workers (instant tasks, their own sim process at nice 0, set up for the probe program only).`,
     `Why every pump is a full walk: the probe workers are free between probes and no queued job can use them, so the queue walk never runs out of free workers and plans every queued job against every worker (docs/decisions.md, Queue). Each probe costs two such walks (its submission and its end), and its completed event is handed over after the walk its own end triggers.`,
     `Loop figures are the coordinator's own 5 s windows (coordinator_event_loop_delay_seconds, scraped every ${s.scrapeEveryMs / 1000} s), kept when they lie wholly inside a measured round: p99 is the median window's, max the worst window's. WatchJob latency: the probe sim's send of the job's last result (host clock) → completed at the watcher (grpc-js client in the bench process). Scrape latency: GET /metrics → body read, in the bench process.`,
     rigNote(t, 'thread'),
