@@ -17,6 +17,7 @@ import { barrier } from './scenarios/barrier';
 import { fanout } from './scenarios/fanout';
 import { upload } from './scenarios/upload';
 import { scale } from './scenarios/scale';
+import { planning } from './scenarios/planning';
 import { elf } from './scenarios/elf';
 import { startup } from './scenarios/startup';
 import { wan } from './scenarios/wan';
@@ -26,7 +27,7 @@ import { storm } from './scenarios/storm';
 import { soak, SOAK_DEFAULT_MINUTES } from './scenarios/soak';
 import { channel } from './scenarios/channel';
 
-export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, channel, barrier, fanout, upload, readers, wan, elf, scale, storm, soak];
+export const SCENARIOS: readonly Scenario[] = [startup, recovery, throughput, channel, barrier, fanout, upload, readers, wan, elf, scale, planning, storm, soak];
 
 /** Scenarios `npm run bench` runs when none is named: `soak` is long and runs only when named (or in smoke mode). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s.name !== 'soak');

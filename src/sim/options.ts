@@ -132,6 +132,11 @@ export interface SimWorkerOptions {
   requireSetup: boolean;
   /** Programs considered set up from the start. */
   preSetup: SetupKey[];
+  /**
+   * Hash ids this worker can set up; a `setup_program` for any other is answered with a failed ack,
+   * as a worker that cannot hold that program would (default: any program).
+   */
+  setupPrograms?: string[];
   /** Start holding a job context, so the first connection is a `reconnect` carrying this id. */
   lastKnownJobId?: string;
   /** Check every challenge of a Prove task against the sim derivation; mismatch → task error (default true). */
@@ -213,6 +218,7 @@ export function resolveWorkerOptions(init: SimWorkerInit): SimWorkerOptions {
   if (o.tls && (o.tls.cert === undefined) !== (o.tls.key === undefined)) throw new RangeError('sim option tls: cert and key go together');
   o.faults = { ...o.faults };
   o.preSetup = [...o.preSetup];
+  if (o.setupPrograms) o.setupPrograms = [...o.setupPrograms];
   return o;
 }
 

@@ -73,6 +73,10 @@ export class TaskRunner {
         ack.success = false;
         ack.error_message = faultMessage(f, 'setup', 'failure');
         ack.vk = Buffer.alloc(0);
+      } else if (rt.options.setupPrograms && !rt.options.setupPrograms.includes(sp.hash_id)) {
+        ack.success = false;
+        ack.error_message = `program ${sp.hash_id} is not supported by this worker`;
+        ack.vk = Buffer.alloc(0);
       } else if (f?.action === 'workerError') {
         this.replies.workerError(sp.job_id, faultMessage(f, 'setup', 'worker error'));
         return;

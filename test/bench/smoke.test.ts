@@ -39,6 +39,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
       burst: ['all_accepted', 'failed', 'listen_overflows'],
     },
   },
+  planning: { variants: [undefined], metrics: ['main_loop_p99', 'main_loop_max', 'watch_latency_p50', 'watch_latency_p99', 'scrape_latency_p99'] },
   soak: { variants: [undefined], metrics: ['rss_slope', 'heap_slope', 'rss_end', 'jobs_unaccounted'] },
 };
 

@@ -144,6 +144,21 @@ describe('sim worker: setup', () => {
     assert.ok(w.setups.has(`${'ef'.repeat(32)}:0`));
   });
 
+  test('setupPrograms: a setup of another program gets a failed ack and leaves it not set up', async () => {
+    const s = await server();
+    const w = await worker(s, { setupPrograms: ['ab'.repeat(32)] });
+    s.send('w1', { setup_program: setupProgram('setup-x', 'ef'.repeat(32), false) });
+    const refused = (await s.waitFor((r) => r.msg.setup_program_ack?.job_id === 'setup-x')).msg.setup_program_ack;
+    assert.equal(refused?.success, false);
+    assert.match(refused?.error_message ?? '', /not supported/);
+    assert.equal(refused?.vk.length, 0);
+    s.send('w1', { setup_program: setupProgram('setup-y', 'ab'.repeat(32), false) });
+    const ok = (await s.waitFor((r) => r.msg.setup_program_ack?.job_id === 'setup-y')).msg.setup_program_ack;
+    assert.equal(ok?.success, true);
+    assert.ok(w.setups.has(`${'ab'.repeat(32)}:0`));
+    assert.ok(!w.setups.has(`${'ef'.repeat(32)}:0`));
+  });
+
   test('contribution for a program not set up → dispatch failure', async () => {
     const s = await server();
     await worker(s, { preSetup: [] });
