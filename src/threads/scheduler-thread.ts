@@ -16,8 +16,10 @@ import { LoopStatsSampler, type LoopStats } from '../shared/loop-stats';
 import { BatchPacer } from '../shared/batch-pacer';
 
 export interface SchedulerThreadApi {
-  /** `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back. */
-  /** `batchGapMs`: the least time between two effect batches (src/shared/batch-pacer.ts). */
+  /**
+   * `batches` receives `SchedulerEvent[]` messages and carries `SchedulerEffect[]` messages back, at
+   * least `batchGapMs` apart under load (src/shared/batch-pacer.ts).
+   */
   start(config: CoreConfig, batchGapMs: number, batches: MessagePort): void;
   loopStats(): LoopStats;
   internals(): CoreInternals;
