@@ -27,7 +27,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
   wan: { variants: ['relay', 'elf'], metrics: ['throughput', 'gain_over_64KiB_window'] },
   elf: { variants: [undefined], metrics: ['register_throughput', 'main_loop_max'] },
   scale: { variants: ['thread', 'main'], metrics: ['main_loop_p99', 'rss_peak'] },
-  soak: { variants: [undefined], metrics: ['rss_slope', 'heap_slope', 'rss_end', 'jobs_unaccounted'] },
+  soak: { variants: [undefined], metrics: ['native_slope', 'heap_slope', 'rss_slope', 'rss_anon_slope', 'rss_file_slope', 'warmup_end', 'rss_end', 'jobs_unaccounted'] },
 };
 
 function runScenario(name: string, timeoutMs: number): Promise<{ code: number | null; stderr: string; stdout: string }> {
