@@ -10,13 +10,17 @@ export interface ProcMemory {
   rssBytes: number;
   /** Peak resident set size since the process started (VmHWM). */
   hwmBytes: number;
-  /** VmRSS's anonymous part (RssAnon: heaps, buffers, malloc arenas). */
+  /**
+   * VmRSS split by what backs the pages: anonymous (heaps, malloc, stacks: the process's own memory),
+   * file-backed (the binary, libraries and memory-mapped files such as an LMDB store: page cache the
+   * kernel can drop and re-read) and shared memory.
+   */
   rssAnonBytes: number;
-  /** VmRSS's file-backed part (RssFile: mapped files such as LMDB's data file, and code). */
   rssFileBytes: number;
+  rssShmemBytes: number;
 }
 
-/** VmRSS and VmHWM of a live process from /proc; null once it is gone. */
+/** VmRSS (and its split) and VmHWM of a live process from /proc; null once it is gone. */
 export function procMemory(pid: number): ProcMemory | null {
   let text: string;
   try {
@@ -28,7 +32,7 @@ export function procMemory(pid: number): ProcMemory | null {
     const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
     return m ? Number(m[1]) * 1024 : 0;
   };
-  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM'), rssAnonBytes: kb('RssAnon'), rssFileBytes: kb('RssFile') };
+  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM'), rssAnonBytes: kb('RssAnon'), rssFileBytes: kb('RssFile'), rssShmemBytes: kb('RssShmem') };
 }
 
 /** CPU time (user + system) of a process so far, in ms, from /proc/<pid>/stat; null once it is gone. */

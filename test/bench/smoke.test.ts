@@ -40,7 +40,7 @@ const EXPECTED: Record<string, { variants: Array<string | undefined>; metrics: s
     },
   },
   planning: { variants: [undefined], metrics: ['main_loop_p99', 'main_loop_max', 'watch_latency_p50', 'watch_latency_p99', 'scrape_latency_p99'] },
-  soak: { variants: [undefined], metrics: ['rss_slope', 'heap_slope', 'rss_end', 'jobs_unaccounted'] },
+  soak: { variants: [undefined], metrics: ['native_slope', 'heap_slope', 'rss_slope', 'rss_anon_slope', 'rss_file_slope', 'warmup_end', 'rss_end', 'jobs_unaccounted'] },
 };
 
 function runScenario(name: string, timeoutMs: number): Promise<{ code: number | null; stderr: string; stdout: string }> {
