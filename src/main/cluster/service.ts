@@ -423,37 +423,31 @@ export class ClusterService {
     let first: SetupRef | undefined = effect.setups[0];
     let rest = effect.setups.slice(1);
     const firstElf = first ? this.opts.elves.elfBytes(first.hashId) : undefined;
-    let response = this.encode({
-      register_response: {
-        worker_id: effect.workerId,
-        accepted: true,
-        message: effect.message,
-        registered_at: timestampNow(),
-        ...(effect.directive ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } } : {}),
-        ...(first && firstElf
-          ? {
-              setup_program: {
-                job_id: first.setupJobId,
-                elf_bytes: firstElf,
-                hash_id: first.hashId,
-                with_hints: first.withHints,
-                program_name: first.programName,
-              },
-            }
-          : {}),
-      },
-    });
-    if (first && response.length > this.opts.maxSendBytes) {
-      // Never the registration itself: the setup goes on its own, where a refusal fails only it.
-      response = this.encode({
+    const registration = (setup: SetupRef | undefined, elf: Buffer | undefined): Buffer =>
+      this.encode({
         register_response: {
           worker_id: effect.workerId,
           accepted: true,
           message: effect.message,
           registered_at: timestampNow(),
           ...(effect.directive ? { directive: { action: effect.directive === 'KEEP_COMPUTING' ? 1 : 2 } } : {}),
+          ...(setup && elf
+            ? {
+                setup_program: {
+                  job_id: setup.setupJobId,
+                  elf_bytes: elf,
+                  hash_id: setup.hashId,
+                  with_hints: setup.withHints,
+                  program_name: setup.programName,
+                },
+              }
+            : {}),
         },
       });
+    let response = registration(first, firstElf);
+    if (first && response.length > this.opts.maxSendBytes) {
+      // Never the registration itself: the setup goes on its own, where a refusal fails only it.
+      response = registration(undefined, undefined);
       rest = effect.setups;
       first = undefined;
     }
