@@ -3,12 +3,13 @@
  * queue on every event while the main thread serves I/O (heartbeats, WatchJob, /metrics); the two
  * placements (`[coordinator] scheduler_thread = true` / `false`) are compared side by side.
  *
- * The core's queue walk (docs/decisions.md, Queue) stops once every free worker is claimed or used. A
- * free worker that no queued job can use never is, so while one exists every pump plans every queued
- * job against the whole pool. Here that worker is the probe group: 2 workers set up only for the
- * probe program, free between probes. Every event that dirties the queue (a probe submitted or
- * finished, a cancel, a submission, a worker dropping or coming back) then costs one full walk, on the
- * scheduler thread or on the main thread.
+ * The core walks the queue after every event that may let a job start (docs/decisions.md, Queue).
+ * The probe group (2 workers set up only for the probe program, free between probes) is a free
+ * worker no queued job can use, so no walk ends early: every event that dirties the queue (a probe
+ * submitted or finished, a cancel, a submission, a worker dropping or coming back) walks all 2,000
+ * queued jobs, on the scheduler thread or on the main thread. Such a walk used to plan every queued
+ * job against the whole pool (seconds at this size); it now costs about queued jobs + programs ×
+ * free workers.
  *
  * Heavy workers are set up for a window of the 50 programs each and compute for an hour (phase
  * timeouts off), so the jobs they hold never end by themselves; the bench's churn (cancels of random
@@ -52,17 +53,16 @@ interface Sizes {
   reconnectAfterMs: number;
 }
 
-// See bench/README.md (`planning`) for why these are not 10,000 workers and 2,000 queued jobs: one
-// full walk costs ~0.3 µs per queued job × worker here (300 ms at 100 × 10,000).
+// The sizes the scheduler is meant to carry (bench/README.md, `planning`).
 const FULL: Sizes = {
-  workers: 2_000,
-  simProcesses: 2,
+  workers: 10_000,
+  simProcesses: 4,
   workersPerChannel: 100,
   programs: 50,
   programsPerWorker: 10,
   probeWorkers: 2,
   unitsPerJob: 4,
-  queueDepth: 50,
+  queueDepth: 2_000,
   rounds: 3,
   roundMs: 16_000,
   rampMs: 1_000,
@@ -189,8 +189,8 @@ async function rigUp(ctx: ScenarioContext, variant: SchedulerVariant, coord: Coo
   registered.forEach((h, i) => {
     if (h !== expected[i]) throw new Error(`program ${i}: hash id ${h} != ${expected[i]}`);
   });
-  // The probe program is set up once the heavy workers are busy (below): while it is set up and
-  // its workers are free, every pump is a full walk, and the fill would pay one per submission.
+  // The probe program is set up once the heavy workers are busy (below), so the fill measures
+  // nothing of it.
   const setups = await Promise.all(hashes.map((h) => api.submitSetup(h)));
   const outcomes = await Promise.all(setups.map((id) => api.watch(id, 300_000)));
   outcomes.forEach((o, i) => {
@@ -457,8 +457,8 @@ export const planning: Scenario = {
               schedulerThread: v.schedulerThread,
               env: {
                 ZISK_COORDINATOR_COORDINATOR_HEARTBEAT_INTERVAL_SECONDS: '1',
-                // The sims run at nice 10 beside two busy coordinators: starved for 3 s, every worker
-                // was dropped and came back with 51 setups to ack, each a full walk (bench/README.md).
+                // The sims run at nice 10 beside two busy coordinators: a starved load generator must
+                // not be taken for dead workers (each would come back with 51 setups to ack).
                 ZISK_COORDINATOR_COORDINATOR_HEARTBEAT_MAX_MISSED: '30',
                 ZISK_COORDINATOR_COORDINATOR_MAX_TOTAL_WORKERS: String((s.workers + s.probeWorkers) * 2),
                 ZISK_COORDINATOR_COORDINATOR_DEFAULT_COMPUTE_UNITS: String(s.unitsPerJob),
@@ -511,7 +511,7 @@ function report(s: Sizes, rigs: Rig[], failures: string[]): ScenarioResult {
   const notes: string[] = [
     `Coordinator column: scheduler on its own thread (the default); baseline column: scheduler_thread = false (the core on the main thread); ratio = thread ÷ main. Both are the real binary side by side, each with its own sims; the load (probes, churn, scrapes) runs on one at a time, in ${s.rounds} alternating rounds of ${s.roundMs / 1000} s after a ${s.rampMs / 1000} s ramp, rotating the order.`,
     `Sizes: ${s.workers} heavy workers × 1 unit in ${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS} (${s.workersPerChannel} per shared HTTP/2 connection), each set up for ${s.programsPerWorker} of ${s.programs} programs (a sliding window; the other setups are refused by the sim), heartbeats every 1 s both ways; default_compute_units = ${s.unitsPerJob}; ${Math.ceil(s.workers / s.unitsPerJob)} heavy jobs running and ${s.queueDepth} queued, tasks of an hour (phase timeouts off). Per second of load: ${s.cancelsPerS} random heavy jobs cancelled and as many submitted (plus up to 10 per scrape while the queue is short of its depth), ${s.dropsPerS} heavy workers drop and come back ${s.reconnectAfterMs} ms later. A probe job every ${s.probeEveryMs} ms on ${s.probeWorkers} probe workers (instant tasks, their own sim process at nice 0, set up for the probe program only).`,
-    `Why every pump is a full walk: the probe workers are free between probes and no queued job can use them, so the queue walk never runs out of free workers and plans every queued job against every worker (docs/decisions.md, Queue). Each probe costs two such walks (its submission and its end), and its completed event is handed over after the walk its own end triggers.`,
+    `Why no walk ends early: the probe workers are free between probes and no queued job can use them, so every walk goes over the whole queue (docs/decisions.md, Queue: about queued jobs + programs × free workers per walk). Each probe costs two walks (its submission and its end), and its completed event is handed over after the walk its own end triggers.`,
     `Loop figures are the coordinator's own 5 s windows (coordinator_event_loop_delay_seconds, scraped every ${s.scrapeEveryMs / 1000} s), kept when they lie wholly inside a measured round: p99 is the median window's, max the worst window's. WatchJob latency: the probe sim's send of the job's last result (host clock) → completed at the watcher (grpc-js client in the bench process). Scrape latency: GET /metrics → body read, in the bench process.`,
     rigNote(t, 'thread'),
     rigNote(m, 'main'),

@@ -8,58 +8,121 @@
  * program with free workers still goes.
  */
 import type { Ctx } from './context';
-import { programKey, type JobRec, type WorkerRec } from './model';
+import { programKey, type JobRec, type ProgramKey, type WorkerRec } from './model';
 import { anyLiveWorkerCanRun } from './setup';
 import { dispatchJob } from './tasks';
 import { failJob } from './transitions';
 
-export type Plan = { start: WorkerRec[] } | { waitFor: WorkerRec[] };
+/**
+ * A job either starts on `start`, or waits and claims `waitFor`: the Idle and Ready workers it could
+ * use, so no later job in the walk takes them (claiming a busy worker would change nothing, so only
+ * those are listed). `noneEligible`: no live worker at all, free or busy, could ever run it.
+ */
+type Plan = { start: WorkerRec[] } | { waitFor: WorkerRec[]; noneEligible: boolean };
 
-function isFree(w: WorkerRec, forWrap: boolean): boolean {
-  if (!w.link) return false;
-  return w.state === 'ready' || (forWrap && w.state === 'idle');
+/** Jobs with the same key plan alike: same eligible workers, same selection rule. */
+type PlanKey = ProgramKey | 'wrap';
+
+function planKeyOf(job: JobRec): PlanKey | undefined {
+  const spec = job.spec;
+  if (spec.kind === 'setup') return undefined;
+  return spec.kind === 'wrap' ? 'wrap' : programKey(spec.hashId, spec.hints.kind !== 'none');
 }
 
-export function planJob(ctx: Ctx, job: JobRec, claimed: ReadonlySet<WorkerRec>): Plan {
-  const spec = job.spec;
-  if (spec.kind === 'setup') return { waitFor: [] };
-  const forWrap = spec.kind === 'wrap';
-  const key = spec.kind === 'wrap' ? undefined : programKey(spec.hashId, spec.hints.kind !== 'none');
-  // eligible: live, not parked for recovery, and (prove/execute) set up for this exact program
-  const eligible: WorkerRec[] = [];
-  const free: WorkerRec[] = [];
-  for (const w of ctx.pool.byId.values()) {
-    if (w.state === 'disconnected' || w.parked) continue;
-    if (key !== undefined && !w.programs.has(key)) continue;
-    eligible.push(w);
-    // Eligible but not free until it acknowledged the cancel of this job's previous attempt.
-    if (isFree(w, forWrap) && !claimed.has(w) && !w.cancelPending.has(job.id)) free.push(w);
-  }
-  if (forWrap) return free.length > 0 ? { start: [free[0]] } : { waitFor: eligible };
+/** Eligible: live, not parked for recovery, and (prove/execute) set up for this exact program. */
+function isEligible(w: WorkerRec, key: PlanKey): boolean {
+  if (w.state === 'disconnected' || w.parked) return false;
+  return key === 'wrap' || w.programs.has(key);
+}
 
-  const cfg = ctx.cfg;
-  const cap = cfg.max_workers_per_job;
-  const wanted = cfg.default_compute_units;
-  let selected: WorkerRec[];
-  if (wanted === 0) {
-    // every eligible worker (up to the cap), and never short: wait while any of them is busy
-    const count = cap > 0 ? Math.min(cap, eligible.length) : eligible.length;
-    if (count === 0 || free.length < count) return { waitFor: eligible };
-    selected = free.slice(0, count);
-  } else {
-    selected = [];
-    let units = 0;
-    for (const w of free) {
-      selected.push(w);
-      units += w.capacity;
-      if (units >= wanted || (cap > 0 && selected.length >= cap)) break;
+function isFree(w: WorkerRec, key: PlanKey): boolean {
+  if (!w.link) return false;
+  return w.state === 'ready' || (key === 'wrap' && w.state === 'idle');
+}
+
+function anyEligible(ctx: Ctx, key: PlanKey): boolean {
+  for (const w of ctx.pool.byId.values()) if (isEligible(w, key)) return true;
+  return false;
+}
+
+const byRegistration = (a: WorkerRec, b: WorkerRec): number => a.order - b.order;
+
+/**
+ * One walk of the queue in order (docs/decisions.md, Scheduling and Queue). Planning a job looks at
+ * the pool's free workers only, and once a job of some program waits, every later job of that program
+ * waits too (the first one claimed every free worker they could use), so each walk costs about
+ * queued jobs + programs in the queue × free workers, not queued jobs × workers.
+ */
+class QueueWalk {
+  private readonly claimed = new Set<WorkerRec>();
+  /** Keys whose job waited in this walk → whether no live worker could ever run them. */
+  private readonly waiting = new Map<PlanKey, boolean>();
+  /** Idle or Ready workers claimed so far, by a start or a wait. */
+  claimedFree = 0;
+
+  constructor(private readonly ctx: Ctx) {}
+
+  /** Plans `job` against what is still unclaimed, and claims what it starts on or waits for. */
+  plan(job: JobRec): Plan {
+    const key = planKeyOf(job);
+    if (key === undefined) return { waitFor: [], noneEligible: true };
+    const known = this.waiting.get(key);
+    if (known !== undefined) return { waitFor: [], noneEligible: known };
+    const plan = this.planFresh(job, key);
+    if ('start' in plan) this.claim(plan.start);
+    else {
+      this.claim(plan.waitFor);
+      this.waiting.set(key, plan.noneEligible);
+    }
+    return plan;
+  }
+
+  private claim(workers: readonly WorkerRec[]): void {
+    for (const w of workers) {
+      if (this.claimed.has(w)) continue;
+      this.claimed.add(w);
+      this.claimedFree++;
     }
   }
-  let units = 0;
-  for (const w of selected) units += w.capacity;
-  const floor = wanted === 0 ? cfg.min_compute_units : Math.min(cfg.min_compute_units, wanted);
-  if (selected.length === 0 || units < floor) return { waitFor: eligible };
-  return { start: selected };
+
+  private planFresh(job: JobRec, key: PlanKey): Plan {
+    const ctx = this.ctx;
+    // Idle and Ready workers that could run it, in registration order; `usable` leaves out those
+    // without a stream, those an earlier job claimed and those that have not acknowledged the cancel
+    // of this job's previous attempt.
+    const candidates: WorkerRec[] = [];
+    for (const w of ctx.pool.free) if (isEligible(w, key)) candidates.push(w);
+    candidates.sort(byRegistration);
+    const usable = candidates.filter((w) => isFree(w, key) && !this.claimed.has(w) && !w.cancelPending.has(job.id));
+    const wait = (): Plan => ({ waitFor: candidates, noneEligible: candidates.length === 0 && !anyEligible(ctx, key) });
+    if (key === 'wrap') return usable.length > 0 ? { start: [usable[0]] } : wait();
+
+    const cfg = ctx.cfg;
+    const cap = cfg.max_workers_per_job;
+    const wanted = cfg.default_compute_units;
+    let selected: WorkerRec[];
+    if (wanted === 0) {
+      // every eligible worker (up to the cap), and never short: wait while any of them is busy
+      let eligible = 0;
+      for (const w of ctx.pool.byId.values()) if (isEligible(w, key)) eligible++;
+      const count = cap > 0 ? Math.min(cap, eligible) : eligible;
+      if (count === 0 || usable.length < count) return wait();
+      selected = usable.slice(0, count);
+    } else {
+      selected = [];
+      let units = 0;
+      for (const w of usable) {
+        selected.push(w);
+        units += w.capacity;
+        if (units >= wanted || (cap > 0 && selected.length >= cap)) break;
+      }
+    }
+    let units = 0;
+    for (const w of selected) units += w.capacity;
+    const floor = wanted === 0 ? cfg.min_compute_units : Math.min(cfg.min_compute_units, wanted);
+    if (selected.length === 0 || units < floor) return wait();
+    return { start: selected };
+  }
 }
 
 /**
@@ -85,27 +148,31 @@ export function pump(ctx: Ctx): void {
     ctx.newlyQueued.clear();
     return;
   }
-  const counts = ctx.pool.counts;
-  // Every job needs at least one free worker; once none is left unclaimed the rest of the queue waits.
-  let freeLeft = counts.idle + counts.ready;
-  const claimed = new Set<WorkerRec>();
-  for (const job of [...ctx.queue]) {
-    if (freeLeft <= 0) break;
-    const plan = planJob(ctx, job, claimed);
-    if ('start' in plan) {
-      dispatchJob(ctx, job, plan.start);
-      freeLeft -= plan.start.length;
-      continue;
-    }
-    if (plan.waitFor.length === 0 && failIfUnrunnable(ctx, job)) continue;
-    for (const w of plan.waitFor) {
-      if (claimed.has(w)) continue;
-      claimed.add(w);
-      if (w.state === 'idle' || w.state === 'ready') freeLeft--;
-    }
-  }
+  walkQueue(
+    ctx,
+    (job, workers) => dispatchJob(ctx, job, workers),
+    (job) => failIfUnrunnable(ctx, job),
+  );
   ctx.queueDirty = false;
   logWaiting(ctx);
+}
+
+/**
+ * The decisions of one pump, in queue order: which jobs start on which workers, and which jobs no
+ * live worker could run. `start` is called before the next job is planned (it makes the workers
+ * Computing; the walk has claimed them either way).
+ */
+export function walkQueue(ctx: Ctx, start: (job: JobRec, workers: WorkerRec[]) => void, noneEligible: (job: JobRec) => void): void {
+  const counts = ctx.pool.counts;
+  // Every job needs at least one free worker; once none is left unclaimed the rest of the queue waits.
+  const freeAtStart = counts.idle + counts.ready;
+  const walk = new QueueWalk(ctx);
+  for (const job of [...ctx.queue]) {
+    if (freeAtStart - walk.claimedFree <= 0) break;
+    const plan = walk.plan(job);
+    if ('start' in plan) start(job, plan.start);
+    else if (plan.noneEligible) noneEligible(job);
+  }
 }
 
 /** A job that could not start when it joined the queue says where it stands, once per attempt. */
@@ -130,13 +197,10 @@ function logWaiting(ctx: Ctx): void {
 /** Whether a new job would start at once, given the queue (which is settled: nothing in it can start). */
 export function wouldStartNow(ctx: Ctx, job: JobRec): boolean {
   // This runs for each submit while the queue is full, i.e. under overload, when usually no worker
-  // is free at all: answer that in O(1) rather than plan every queued job against every worker.
+  // is free at all: answer that in O(1) rather than plan the queue.
   const counts = ctx.pool.counts;
   if (counts.idle + counts.ready === 0) return false;
-  const claimed = new Set<WorkerRec>();
-  for (const queued of ctx.queue) {
-    const plan = planJob(ctx, queued, claimed);
-    if ('waitFor' in plan) for (const w of plan.waitFor) claimed.add(w);
-  }
-  return 'start' in planJob(ctx, job, claimed);
+  const walk = new QueueWalk(ctx);
+  for (const queued of ctx.queue) walk.plan(queued);
+  return 'start' in walk.plan(job);
 }

@@ -1,6 +1,7 @@
 /**
- * The worker pool: records in registration order, links, and per-state counts kept incrementally so
- * the hot path (heartbeat acks) never walks the pool.
+ * The worker pool: records in registration order, links, per-state counts and the set of free
+ * workers, all kept incrementally so neither the hot path (heartbeat acks) nor the queue walk has to
+ * go over the whole pool.
  */
 import type { LinkId, WorkerStateName } from '../../shared/scheduler/types';
 import type { LinkRec, WorkerRec } from './model';
@@ -24,6 +25,11 @@ export class WorkerPool {
   readonly byId = new Map<string, WorkerRec>();
   readonly links = new Map<LinkId, LinkRec>();
   readonly counts: StateCounts = emptyCounts();
+  /**
+   * Current records in state Idle or Ready, in no particular order (the queue walk sorts what it
+   * picks by `order`): with thousands of workers mostly Computing, planning a job looks at these only.
+   */
+  readonly free = new Set<WorkerRec>();
   private nextOrder = 0;
 
   get liveCount(): number {
@@ -55,6 +61,7 @@ export class WorkerPool {
     };
     this.byId.set(id, w);
     this.counts.idle++;
+    this.free.add(w);
     return w;
   }
 
@@ -62,6 +69,7 @@ export class WorkerPool {
     if (this.byId.get(w.id) !== w) return;
     this.byId.delete(w.id);
     this.counts[w.state]--;
+    this.free.delete(w);
   }
 
   /** Recomputes the cached state; returns true when it changed. */
@@ -71,6 +79,8 @@ export class WorkerPool {
     if (this.byId.get(w.id) === w) {
       this.counts[w.state]--;
       this.counts[next]++;
+      if (next === 'idle' || next === 'ready') this.free.add(w);
+      else this.free.delete(w);
     }
     w.state = next;
     return true;
