@@ -8,8 +8,8 @@
  * worker no queued job can use, so no walk ends early: every event that dirties the queue (a probe
  * submitted or finished, a cancel, a submission, a worker dropping or coming back) walks all 2,000
  * queued jobs, on the scheduler thread or on the main thread. Such a walk used to plan every queued
- * job against the whole pool (seconds at this size); it now costs about queued jobs + programs ×
- * free workers.
+ * job against the whole pool (seconds at this size); it now costs about queued jobs + the free
+ * workers of the programs queued.
  *
  * Heavy workers are set up for a window of the 50 programs each and compute for an hour (phase
  * timeouts off), so the jobs they hold never end by themselves; the bench's churn (cancels of random
@@ -511,7 +511,7 @@ function report(s: Sizes, rigs: Rig[], failures: string[]): ScenarioResult {
   const notes: string[] = [
     `Coordinator column: scheduler on its own thread (the default); baseline column: scheduler_thread = false (the core on the main thread); ratio = thread ÷ main. Both are the real binary side by side, each with its own sims; the load (probes, churn, scrapes) runs on one at a time, in ${s.rounds} alternating rounds of ${s.roundMs / 1000} s after a ${s.rampMs / 1000} s ramp, rotating the order.`,
     `Sizes: ${s.workers} heavy workers × 1 unit in ${s.simProcesses} sim processes at nice ${LOAD_GENERATOR_NICENESS} (${s.workersPerChannel} per shared HTTP/2 connection), each set up for ${s.programsPerWorker} of ${s.programs} programs (a sliding window; the other setups are refused by the sim), heartbeats every 1 s both ways; default_compute_units = ${s.unitsPerJob}; ${Math.ceil(s.workers / s.unitsPerJob)} heavy jobs running and ${s.queueDepth} queued, tasks of an hour (phase timeouts off). Per second of load: ${s.cancelsPerS} random heavy jobs cancelled and as many submitted (plus up to 10 per scrape while the queue is short of its depth), ${s.dropsPerS} heavy workers drop and come back ${s.reconnectAfterMs} ms later. A probe job every ${s.probeEveryMs} ms on ${s.probeWorkers} probe workers (instant tasks, their own sim process at nice 0, set up for the probe program only).`,
-    `Why no walk ends early: the probe workers are free between probes and no queued job can use them, so every walk goes over the whole queue (docs/decisions.md, Queue: about queued jobs + programs × free workers per walk). Each probe costs two walks (its submission and its end), and its completed event is handed over after the walk its own end triggers.`,
+    `Why no walk ends early: the probe workers are free between probes and no queued job can use them, so every walk goes over the whole queue (docs/decisions.md, Queue: about queued jobs + the free workers of the programs queued, per walk). Each probe costs two walks (its submission and its end), and its completed event is handed over after the walk its own end triggers.`,
     `Loop figures are the coordinator's own 5 s windows (coordinator_event_loop_delay_seconds, scraped every ${s.scrapeEveryMs / 1000} s), kept when they lie wholly inside a measured round: p99 is the median window's, max the worst window's. WatchJob latency: the probe sim's send of the job's last result (host clock) → completed at the watcher (grpc-js client in the bench process). Scrape latency: GET /metrics → body read, in the bench process.`,
     rigNote(t, 'thread'),
     rigNote(m, 'main'),

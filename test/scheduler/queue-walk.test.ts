@@ -138,8 +138,14 @@ function randomState(seed: number): Ctx {
   // an order other than their registration.
   for (let round = 0; round < 3; round++) {
     for (const w of [...workers].sort(() => r() - 0.5)) {
-      w.programs.clear();
-      for (const h of HASHES) if (r() < 0.5) w.programs.set(programKey(h, r() < 0.2), 'vk');
+      // Programs change both while the worker is free and while it is not.
+      if (r() < 0.5) ctx.pool.refresh(w);
+      if (r() < 0.3) ctx.pool.clearPrograms(w);
+      for (const h of HASHES) {
+        const key = programKey(h, r() < 0.2);
+        if (r() < 0.5) ctx.pool.setProgram(w, key, 'vk');
+        else if (r() < 0.3) ctx.pool.deleteProgram(w, key);
+      }
       const link: LinkRec = { id: w.order * 10 + round, worker: w, handshake: undefined };
       w.link = r() < 0.9 ? link : undefined;
       w.job = r() < 0.3 ? running : undefined;

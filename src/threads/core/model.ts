@@ -48,8 +48,11 @@ export interface WorkerRec {
   state: WorkerStateName;
   /** The job it is Computing, if any. */
   job: JobRec | undefined;
-  /** Programs it acked a successful setup of on this connection → the VK it reported. */
-  programs: Map<ProgramKey, string>;
+  /**
+   * Programs it acked a successful setup of on this connection → the VK it reported. Changed only
+   * through the pool (`setProgram`, `deleteProgram`, `clearPrograms`), which indexes free workers by it.
+   */
+  readonly programs: ReadonlyMap<ProgramKey, string>;
   /** Setups sent on this connection and not acked yet, by the setup job id the ack will echo. */
   pendingSetups: Map<string, SetupRef>;
   /**

@@ -48,10 +48,31 @@ function anyEligible(ctx: Ctx, key: PlanKey): boolean {
 const byRegistration = (a: WorkerRec, b: WorkerRec): number => a.order - b.order;
 
 /**
+ * Takes workers in registration order until `enough` says so (or none is left). A job takes a few
+ * of possibly thousands of free workers: picking the next lowest each time beats sorting them all.
+ */
+function takeInOrder(workers: WorkerRec[], enough: (taken: WorkerRec) => boolean): WorkerRec[] {
+  const taken: WorkerRec[] = [];
+  let remaining = workers.length;
+  while (remaining > 0) {
+    let lowest = 0;
+    for (let i = 1; i < remaining; i++) if (workers[i].order < workers[lowest].order) lowest = i;
+    const w = workers[lowest];
+    // swap-remove: order among the rest does not matter, the next pass looks for the lowest again
+    workers[lowest] = workers[remaining - 1];
+    remaining--;
+    taken.push(w);
+    if (enough(w)) break;
+  }
+  return taken;
+}
+
+/**
  * One walk of the queue in order (docs/decisions.md, Scheduling and Queue). Planning a job looks at
- * the pool's free workers only, and once a job of some program waits, every later job of that program
- * waits too (the first one claimed every free worker they could use), so each walk costs about
- * queued jobs + programs in the queue × free workers, not queued jobs × workers.
+ * the free workers holding its program only (the pool's index), and once a job of some program waits,
+ * every later job of that program waits too (the first one claimed every free worker they could use),
+ * so each walk costs about queued jobs + the free workers of the programs queued, not queued jobs ×
+ * workers.
  */
 class QueueWalk {
   private readonly claimed = new Set<WorkerRec>();
@@ -87,15 +108,14 @@ class QueueWalk {
 
   private planFresh(job: JobRec, key: PlanKey): Plan {
     const ctx = this.ctx;
-    // Idle and Ready workers that could run it, in registration order; `usable` leaves out those
-    // without a stream, those an earlier job claimed and those that have not acknowledged the cancel
-    // of this job's previous attempt.
+    // Idle and Ready workers that could run it; `usable` leaves out those without a stream, those an
+    // earlier job claimed and those that have not acknowledged the cancel of this job's previous attempt.
     const candidates: WorkerRec[] = [];
-    for (const w of ctx.pool.free) if (isEligible(w, key)) candidates.push(w);
-    candidates.sort(byRegistration);
+    for (const w of key === 'wrap' ? ctx.pool.free : ctx.pool.freeHolding(key)) if (isEligible(w, key)) candidates.push(w);
     const usable = candidates.filter((w) => isFree(w, key) && !this.claimed.has(w) && !w.cancelPending.has(job.id));
     const wait = (): Plan => ({ waitFor: candidates, noneEligible: candidates.length === 0 && !anyEligible(ctx, key) });
-    if (key === 'wrap') return usable.length > 0 ? { start: [usable[0]] } : wait();
+    // Selection follows registration order (docs/decisions.md, Scheduling).
+    if (key === 'wrap') return usable.length > 0 ? { start: takeInOrder(usable, () => true) } : wait();
 
     const cfg = ctx.cfg;
     const cap = cfg.max_workers_per_job;
@@ -107,15 +127,15 @@ class QueueWalk {
       for (const w of ctx.pool.byId.values()) if (isEligible(w, key)) eligible++;
       const count = cap > 0 ? Math.min(cap, eligible) : eligible;
       if (count === 0 || usable.length < count) return wait();
-      selected = usable.slice(0, count);
+      selected = usable.sort(byRegistration).slice(0, count);
     } else {
-      selected = [];
       let units = 0;
-      for (const w of usable) {
-        selected.push(w);
+      let count = 0;
+      selected = takeInOrder(usable, (w) => {
         units += w.capacity;
-        if (units >= wanted || (cap > 0 && selected.length >= cap)) break;
-      }
+        count++;
+        return units >= wanted || (cap > 0 && count >= cap);
+      });
     }
     let units = 0;
     for (const w of selected) units += w.capacity;

@@ -113,7 +113,7 @@ export function replaySetupsFor(ctx: Ctx, w: WorkerRec): SetupRef[] {
   for (const ref of w.owedSetups.values()) ctx.activeSetups.get(ref.setupJobId)?.setup?.owed.delete(w.id);
   w.owedSetups.clear();
   w.pendingSetups.clear();
-  w.programs.clear();
+  ctx.pool.clearPrograms(w);
 
   const running = new Map<ProgramKey, JobRec[]>();
   for (const job of ctx.activeSetups.values()) {
@@ -189,8 +189,8 @@ export function onSetupAck(ctx: Ctx, w: WorkerRec, ev: EventOf<'setupAck'>): voi
     }
     key = keyOf(job);
   }
-  if (ev.success) w.programs.set(key, ev.vkHex);
-  else w.programs.delete(key);
+  if (ev.success) ctx.pool.setProgram(w, key, ev.vkHex);
+  else ctx.pool.deleteProgram(w, key);
   ctx.queueDirty = true;
   ctx.sync(w);
   if (!ev.success) {
@@ -241,7 +241,7 @@ export function checkSetup(ctx: Ctx, job: JobRec): void {
       if (t === 'pending' || !t.ok || t.vkHex === settled) continue;
       const w = ctx.pool.byId.get(id);
       if (w && w.programs.get(key) === t.vkHex) {
-        w.programs.delete(key);
+        ctx.pool.deleteProgram(w, key);
         ctx.sync(w);
       }
     }

@@ -4,7 +4,7 @@
  * go over the whole pool.
  */
 import type { LinkId, WorkerStateName } from '../../shared/scheduler/types';
-import type { LinkRec, WorkerRec } from './model';
+import type { LinkRec, ProgramKey, WorkerRec } from './model';
 
 export type StateCounts = Record<WorkerStateName, number>;
 
@@ -20,6 +20,8 @@ export function deriveState(w: WorkerRec): WorkerStateName {
   return w.programs.size > 0 ? 'ready' : 'idle';
 }
 
+const NONE: ReadonlySet<WorkerRec> = new Set();
+
 export class WorkerPool {
   /** Map insertion order is registration order; a takeover keeps the entry, so it keeps its place. */
   readonly byId = new Map<string, WorkerRec>();
@@ -30,6 +32,8 @@ export class WorkerPool {
    * picks by `order`): with thousands of workers mostly Computing, planning a job looks at these only.
    */
   readonly free = new Set<WorkerRec>();
+  /** The same workers under each program they hold: what a prove or execute job can start on. */
+  private readonly freeByProgram = new Map<ProgramKey, Set<WorkerRec>>();
   private nextOrder = 0;
 
   get liveCount(): number {
@@ -65,11 +69,32 @@ export class WorkerPool {
     return w;
   }
 
+  /** Free workers holding `key`, in no particular order. */
+  freeHolding(key: ProgramKey): ReadonlySet<WorkerRec> {
+    return this.freeByProgram.get(key) ?? NONE;
+  }
+
+  /** The only ways a worker's programs change, so the index above follows them. */
+  setProgram(w: WorkerRec, key: ProgramKey, vkHex: string): void {
+    (w.programs as Map<ProgramKey, string>).set(key, vkHex);
+    if (this.free.has(w)) this.index(w, key);
+  }
+
+  deleteProgram(w: WorkerRec, key: ProgramKey): void {
+    if (this.free.has(w)) this.unindex(w, key);
+    (w.programs as Map<ProgramKey, string>).delete(key);
+  }
+
+  clearPrograms(w: WorkerRec): void {
+    if (this.free.has(w)) for (const key of w.programs.keys()) this.unindex(w, key);
+    (w.programs as Map<ProgramKey, string>).clear();
+  }
+
   remove(w: WorkerRec): void {
     if (this.byId.get(w.id) !== w) return;
     this.byId.delete(w.id);
     this.counts[w.state]--;
-    this.free.delete(w);
+    this.setFree(w, false);
   }
 
   /** Recomputes the cached state; returns true when it changed. */
@@ -79,11 +104,34 @@ export class WorkerPool {
     if (this.byId.get(w.id) === w) {
       this.counts[w.state]--;
       this.counts[next]++;
-      if (next === 'idle' || next === 'ready') this.free.add(w);
-      else this.free.delete(w);
+      this.setFree(w, next === 'idle' || next === 'ready');
     }
     w.state = next;
     return true;
+  }
+
+  private setFree(w: WorkerRec, free: boolean): void {
+    if (free === this.free.has(w)) return;
+    if (free) {
+      this.free.add(w);
+      for (const key of w.programs.keys()) this.index(w, key);
+    } else {
+      this.free.delete(w);
+      for (const key of w.programs.keys()) this.unindex(w, key);
+    }
+  }
+
+  private index(w: WorkerRec, key: ProgramKey): void {
+    let set = this.freeByProgram.get(key);
+    if (!set) this.freeByProgram.set(key, (set = new Set()));
+    set.add(w);
+  }
+
+  private unindex(w: WorkerRec, key: ProgramKey): void {
+    const set = this.freeByProgram.get(key);
+    if (!set) return;
+    set.delete(w);
+    if (set.size === 0) this.freeByProgram.delete(key);
   }
 
   workerOfLink(linkId: LinkId): WorkerRec | undefined {
