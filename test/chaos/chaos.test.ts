@@ -31,6 +31,7 @@ import { SimFleet } from '../../src/sim/fleet';
 import type { SimPhase } from '../../src/sim/options';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient, fakeElf, inline, register, sample, submit, waitTerminal, watch, type WatchedEvent } from '../api/helpers';
+import { seededRandom } from '../helpers/seeded-random';
 
 function envInt(name: string, dflt: number): number {
   const v = process.env[name];
@@ -58,18 +59,6 @@ const RSS_BOUND = 100 * 1024 * 1024;
 
 const TASK_ERROR = 'chaos task error';
 const WORKER_ERROR = 'chaos worker error';
-
-/** mulberry32: a small seeded PRNG, so a run's fault schedule is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type FaultKind =
   | 'taskError'
@@ -344,7 +333,7 @@ test(`chaos: ${JOBS} prove jobs on ${WORKERS} workers through kills, disconnects
   }
   const pid = c.child.pid as number;
 
-  const rand = prng(SEED);
+  const rand = seededRandom(SEED);
   const delay = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const fleet = new SimFleet({
     coordinator: `127.0.0.1:${ports.cluster}`,

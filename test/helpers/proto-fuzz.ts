@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { PROTO_DIR } from '../../src/shared/proto';
+import { seededRandom } from './seeded-random';
 
 export const TO_OBJECT: protobuf.IConversionOptions = {
   longs: String,
@@ -29,18 +30,11 @@ export function loadRoot(...files: string[]): protobuf.Root {
   return root;
 }
 
-/** mulberry32: small, fast, seeded. */
+/** Seeded random choices for the fuzzers (test/helpers/seeded-random.ts). */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = seededRandom(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);

@@ -14,28 +14,17 @@ import type * as grpc from '@grpc/grpc-js';
 import { SimFleet } from '../../src/sim/fleet';
 import { freePort, spawnCoordinator, stopCoordinator, tempDir, type SpawnedCoordinator } from '../helpers/spawn-coordinator';
 import { apiClient, fakeElf, inline, register, submit, wait, waitTerminal, watch, type WaitResult } from '../api/helpers';
+import { seededRandom } from '../helpers/seeded-random';
 
 const SEEDS = (process.env.CRASH_SEEDS ?? '1,2,3').split(',').map(Number);
 const KILLS_PER_SEED = 3;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
-/** mulberry32: the same kill points for the same seed on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 for (const seed of SEEDS) {
   test(`seed ${seed}: ${KILLS_PER_SEED} SIGKILLs during a stream of jobs lose nothing that was acknowledged`, { timeout: 120_000 }, async (t) => {
-    const random = rng(seed);
+    const random = seededRandom(seed);
     const dir = tempDir('zisk-crash-');
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const p = { api: await freePort(), cluster: await freePort(), metrics: await freePort() };

@@ -13,17 +13,7 @@ import { newJobRec } from '../../src/threads/core/job-table';
 import { programKey, type JobRec, type LinkRec, type WorkerRec } from '../../src/threads/core/model';
 import { walkQueue } from '../../src/threads/core/queue';
 import { DEFAULTS } from './harness';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../helpers/seeded-random';
 
 const HASHES = ['h0', 'h1', 'h2'];
 
@@ -108,7 +98,7 @@ function coreWalk(ctx: Ctx): Decisions {
 
 /** A random pool (with removals and state changes that exercise the free set) and a random queue. */
 function randomState(seed: number): Ctx {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const cfg: CoreConfig = {
     ...DEFAULTS,

@@ -11,18 +11,7 @@ import type { SchedulerEffect } from '../../src/shared/scheduler/effects';
 import type { WorkerStateName } from '../../src/shared/scheduler/types';
 import type { CoreConfig } from '../../src/threads/scheduler-core';
 import { AGGREGATE, CONTRIBUTION, EXECUTION, HASH, HASH2, Harness, PROVE, WRAP } from './harness';
-
-/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../helpers/seeded-random';
 
 const CONFIG: Partial<CoreConfig> = {
   phase1_timeout_seconds: 60,
@@ -68,7 +57,7 @@ class RandomRun {
   readonly trace: string[] = [];
 
   constructor(readonly seed: number) {
-    this.r = rng(seed);
+    this.r = seededRandom(seed);
     const units = [0, 10, 20][Math.floor(this.r() * 3)];
     this.h = new Harness({ ...CONFIG, default_compute_units: units });
   }
